@@ -1,0 +1,320 @@
+import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
+import { DeliveryBatcher, sleep, type Outcome } from "./delivery-batcher";
+import { decodeTaskMessage, encodeTaskMessage, type QueuedTask } from "./task";
+import {
+	deadLetterQueueOf,
+	QueueUnavailableError,
+	type QueueDepth,
+	type TaskBatchHandler,
+	type TaskConsumer,
+	type TaskQueue,
+} from "./task-queue";
+
+export interface QueueLogger {
+	info(...args: unknown[]): void;
+	warn(...args: unknown[]): void;
+	error(...args: unknown[]): void;
+}
+
+export interface AmqpQueueOptions {
+	url: string;
+	queue: string;
+	/** Unacknowledged deliveries per consumer; also the largest store batch. */
+	prefetch: number;
+	publishTimeoutMs: number;
+	maxAttempts: number;
+	/** Shown in the RabbitMQ management UI's connection list. */
+	connectionName: string;
+	logger: QueueLogger;
+	reconnectDelayMs?: (attempt: number) => number;
+	retryDelayMs?: (attempt: number) => number;
+}
+
+const defaultReconnectDelay = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 5000);
+
+/**
+ * The task queue on RabbitMQ (amqplib 0.10, which does not reconnect by itself).
+ *
+ * One connection per process: a confirm channel for publishing and one channel per consumer.
+ * When the connection or a channel fails, everything is rebuilt with backoff and consumers
+ * resume; deliveries of the lost channel are left to RabbitMQ to redeliver.
+ */
+export class AmqpTaskQueue implements TaskQueue {
+	private connection: ChannelModel | null = null;
+	private publisher: ConfirmChannel | null = null;
+	private readonly consumers = new Set<AmqpConsumer>();
+	/** Ids of mandatory publishes that RabbitMQ returned as unroutable. */
+	private readonly returned = new Set<string>();
+	private writable = true;
+	private drainWaiters: (() => void)[] = [];
+	private connectedWaiters: (() => void)[] = [];
+	private reconnecting: Promise<void> | null = null;
+	private closed = false;
+	readonly deadLetterQueue: string;
+
+	constructor(readonly options: AmqpQueueOptions) {
+		this.deadLetterQueue = deadLetterQueueOf(options.queue);
+	}
+
+	/** Starts connecting in the background; the queue is usable once `isConnected()`. */
+	start(): void {
+		this.reconnect();
+	}
+
+	whenConnected(timeoutMs: number): Promise<void> {
+		if (this.isConnected()) return Promise.resolve();
+		return new Promise((resolve, reject) => {
+			const timer = setTimeout(() => reject(new QueueUnavailableError(`RabbitMQ not reached within ${timeoutMs} ms`)), timeoutMs);
+			this.connectedWaiters.push(() => {
+				clearTimeout(timer);
+				resolve();
+			});
+		});
+	}
+
+	isConnected(): boolean {
+		return this.publisher !== null;
+	}
+
+	async publish(task: QueuedTask): Promise<void> {
+		const deadline = Date.now() + this.options.publishTimeoutMs;
+		while (this.publisher && !this.writable) await this.waitForDrain(deadline);
+		const publisher = this.publisher;
+		if (!publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
+
+		return new Promise<void>((resolve, reject) => {
+			const timer = setTimeout(
+				() => reject(new QueueUnavailableError(`RabbitMQ did not confirm the task within ${this.options.publishTimeoutMs} ms`)),
+				Math.max(deadline - Date.now(), 1),
+			);
+			const confirmed = (err: unknown) => {
+				clearTimeout(timer);
+				if (err) reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
+				else if (this.returned.delete(task.id)) reject(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
+				else resolve();
+			};
+			try {
+				// false means the socket buffer is full: later publishes wait for "drain".
+				this.writable = publisher.publish("", this.options.queue, encodeTaskMessage(task), {
+					persistent: true,
+					mandatory: true,
+					contentType: "application/json",
+					messageId: task.id,
+					timestamp: Math.floor(Date.now() / 1000),
+				}, confirmed);
+			} catch (err) {
+				confirmed(err);
+			}
+		});
+	}
+
+	async consume(handler: TaskBatchHandler): Promise<TaskConsumer> {
+		const consumer = new AmqpConsumer(this, handler, () => this.consumers.delete(consumer));
+		this.consumers.add(consumer);
+		if (this.connection) await consumer.attach(this.connection);
+		return consumer;
+	}
+
+	async depth(): Promise<QueueDepth> {
+		if (!this.publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
+		const [queue, dead] = await Promise.all([
+			this.publisher.checkQueue(this.options.queue),
+			this.publisher.checkQueue(this.deadLetterQueue),
+		]);
+		return {
+			queue: this.options.queue,
+			messages: queue.messageCount,
+			consumers: queue.consumerCount,
+			deadLettered: dead.messageCount,
+		};
+	}
+
+	async close(): Promise<void> {
+		this.closed = true;
+		await Promise.all([...this.consumers].map(consumer => consumer.stop()));
+		const connection = this.connection;
+		this.forget(connection);
+		await connection?.close().catch(() => undefined);
+	}
+
+	private reconnect(): void {
+		if (this.reconnecting || this.closed) return;
+		this.reconnecting = (async () => {
+			const delay = this.options.reconnectDelayMs ?? defaultReconnectDelay;
+			for (let attempt = 1; !this.closed; attempt++) {
+				try {
+					await this.connect();
+					if (attempt > 1) this.options.logger.info(`RabbitMQ connection restored after ${attempt} attempts`);
+					return;
+				} catch (err) {
+					this.options.logger.warn(`RabbitMQ connection attempt ${attempt} failed: ${(err as Error).message}`);
+					await sleep(delay(attempt));
+				}
+			}
+		})().finally(() => (this.reconnecting = null));
+	}
+
+	private async connect(): Promise<void> {
+		const connection = await amqp.connect(this.options.url, {
+			clientProperties: { connection_name: this.options.connectionName },
+		});
+		connection.on("error", err => this.options.logger.warn(`RabbitMQ connection error: ${err.message}`));
+		connection.on("close", () => this.onConnectionLost(connection));
+		try {
+			const publisher = await connection.createConfirmChannel();
+			publisher.on("error", err => this.options.logger.warn(`RabbitMQ publish channel error: ${err.message}`));
+			// A channel closed by an error takes the whole connection down with it: rebuild both.
+			publisher.on("close", () => connection.close().catch(() => undefined));
+			publisher.on("return", (message: ConsumeMessage) => {
+				if (message.properties.messageId) this.returned.add(message.properties.messageId);
+			});
+			publisher.on("drain", () => this.onDrain());
+			await publisher.assertQueue(this.options.queue, { durable: true });
+			await publisher.assertQueue(this.deadLetterQueue, { durable: true });
+			for (const consumer of this.consumers) await consumer.attach(connection);
+			this.connection = connection;
+			this.publisher = publisher;
+			this.writable = true;
+		} catch (err) {
+			await connection.close().catch(() => undefined);
+			throw err;
+		}
+		for (const waiter of this.connectedWaiters.splice(0)) waiter();
+	}
+
+	private onConnectionLost(connection: ChannelModel): void {
+		if (this.connection !== connection) return;
+		this.options.logger.warn("RabbitMQ connection lost; reconnecting");
+		this.forget(connection);
+		this.reconnect();
+	}
+
+	private forget(connection: ChannelModel | null): void {
+		if (!connection || this.connection !== connection) return;
+		this.connection = null;
+		this.publisher = null;
+		for (const consumer of this.consumers) consumer.detach();
+		this.onDrain();
+	}
+
+	private onDrain(): void {
+		this.writable = true;
+		for (const waiter of this.drainWaiters.splice(0)) waiter();
+	}
+
+	private waitForDrain(deadline: number): Promise<void> {
+		return new Promise((resolve, reject) => {
+			const timer = setTimeout(
+				() => reject(new QueueUnavailableError("RabbitMQ is not taking messages fast enough")),
+				Math.max(deadline - Date.now(), 1),
+			);
+			this.drainWaiters.push(() => {
+				clearTimeout(timer);
+				resolve();
+			});
+		});
+	}
+}
+
+interface Delivery {
+	channel: ConfirmChannel;
+	message: ConsumeMessage;
+}
+
+/** One competing consumer of the task queue, on a channel of its own. */
+class AmqpConsumer implements TaskConsumer {
+	private channel: ConfirmChannel | null = null;
+	private consumerTag: string | null = null;
+	private stopped = false;
+	private readonly batcher: DeliveryBatcher<Delivery>;
+
+	constructor(
+		private readonly queue: AmqpTaskQueue,
+		handler: TaskBatchHandler,
+		private readonly onStopped: () => void,
+	) {
+		const { options } = queue;
+		this.batcher = new DeliveryBatcher<Delivery>({
+			handler,
+			maxBatch: options.prefetch,
+			maxAttempts: options.maxAttempts,
+			retryDelayMs: options.retryDelayMs,
+			settle: (delivery, outcome, reason) => this.settle(delivery, outcome, reason),
+			onError: (err, attempt) =>
+				options.logger.warn(`Storing a batch failed (attempt ${attempt}/${options.maxAttempts}): ${err.message}`),
+		});
+	}
+
+	async attach(connection: ChannelModel): Promise<void> {
+		if (this.stopped) return;
+		const { options } = this.queue;
+		const channel = await connection.createConfirmChannel();
+		channel.on("error", err => options.logger.warn(`RabbitMQ consumer channel error: ${err.message}`));
+		channel.on("close", () => connection.close().catch(() => undefined));
+		await channel.prefetch(options.prefetch);
+		this.channel = channel;
+		const { consumerTag } = await channel.consume(options.queue, message => {
+			if (message) this.onMessage({ channel, message });
+		});
+		this.consumerTag = consumerTag;
+	}
+
+	detach(): void {
+		this.channel = null;
+		this.consumerTag = null;
+	}
+
+	async stop(): Promise<void> {
+		this.stopped = true;
+		const channel = this.channel;
+		if (channel && this.consumerTag) await channel.cancel(this.consumerTag).catch(() => undefined);
+		await this.batcher.drain();
+		if (channel && channel === this.channel) {
+			await channel.waitForConfirms().catch(() => undefined);
+			this.detach();
+			await channel.close().catch(() => undefined);
+		}
+		this.onStopped();
+	}
+
+	private onMessage(delivery: Delivery): void {
+		const decoded = decodeTaskMessage(delivery.message.content, delivery.message.properties.messageId);
+		if (decoded.ok) this.batcher.push(decoded.task, delivery);
+		else this.deadLetter(delivery, `unreadable message: ${decoded.reason}`);
+	}
+
+	private settle(delivery: Delivery, outcome: Outcome, reason?: string): void {
+		// Delivery tags belong to their channel; if it is gone, RabbitMQ redelivers the message.
+		if (delivery.channel !== this.channel) return;
+		try {
+			if (outcome === "stored") delivery.channel.ack(delivery.message);
+			else if (outcome === "released") delivery.channel.nack(delivery.message, false, true);
+			else this.deadLetter(delivery, reason ?? "store failed");
+		} catch {
+			// The channel closed under us: the message stays unacked and is redelivered.
+		}
+	}
+
+	/** Moves a message to the dead-letter queue with the reason, acking it once that is confirmed. */
+	private deadLetter({ channel, message }: Delivery, reason: string): void {
+		const { options, deadLetterQueue } = this.queue;
+		options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}`);
+		try {
+			channel.publish("", deadLetterQueue, message.content, {
+				persistent: true,
+				contentType: message.properties.contentType,
+				messageId: message.properties.messageId,
+				headers: {
+					...message.properties.headers,
+					"x-dead-reason": reason.slice(0, 1000),
+					"x-original-queue": options.queue,
+					"x-dead-at": new Date().toISOString(),
+				},
+			}, err => {
+				if (!err && channel === this.channel) channel.ack(message);
+			});
+		} catch {
+			// The channel closed under us: the message is redelivered and judged again.
+		}
+	}
+}

@@ -1,0 +1,57 @@
+import type { ServiceBroker } from "moleculer";
+import { acquireTaskQueue, releaseTaskQueue } from "./task-queue-registry";
+
+interface CommandArgs {
+	options: Record<string, string | boolean | undefined>;
+	[operand: string]: unknown;
+}
+
+interface StoredRow {
+	id: string;
+	title: string;
+	source: string;
+	processed_by: string;
+	node_id: string;
+	created_at: string;
+}
+
+const QUEUE_CONNECT_TIMEOUT_MS = 5000;
+
+/** The operator's own REPL commands (moleculer-repl `customCommands`). */
+export const replCommands = [
+	{
+		command: "queue",
+		description: "Depth and consumers of the task queue and its dead-letter queue",
+		async action(broker: ServiceBroker) {
+			const queue = acquireTaskQueue(broker);
+			try {
+				await queue.whenConnected(QUEUE_CONNECT_TIMEOUT_MS);
+				console.table([await queue.depth()]);
+			} finally {
+				await releaseTaskQueue(broker);
+			}
+		},
+	},
+	{
+		command: "post <title>",
+		description: "Post a task through a gateway, as POST /tasks does",
+		options: [{ option: "--via <gateway>", description: "api-flask (default) or api-go" }],
+		async action(broker: ServiceBroker, args: CommandArgs) {
+			const gateway = typeof args.options.via === "string" ? args.options.via : "api-flask";
+			const accepted = await broker.call(`${gateway}.enqueue`, { title: args.title });
+			console.log(accepted);
+		},
+	},
+	{
+		command: "latest [count]",
+		description: "The newest processed tasks (default 10)",
+		async action(broker: ServiceBroker, args: CommandArgs) {
+			const pageSize = Math.min(Number(args.count ?? 10) || 10, 100);
+			const page = await broker.call<{ rows: StoredRow[]; total: number }, object>("tasks.list", { pageSize, sort: "-created_at" });
+			console.table(page.rows.map(({ id, title, source, processed_by, node_id, created_at }) => ({
+				id, title, source, processed_by, node_id, created_at,
+			})));
+			console.log(`${page.total} tasks stored`);
+		},
+	},
+];

@@ -1,0 +1,46 @@
+import type { QueuedTask } from "./task";
+
+/**
+ * The durable work queue between the gateways and the workers.
+ *
+ * `publish` resolves only once the queue owns the task (RabbitMQ has confirmed it as
+ * persisted); a consumer's handler sees batches of valid tasks, and a task is acknowledged
+ * only after the handler resolved for its batch.
+ */
+export interface TaskQueue {
+	publish(task: QueuedTask): Promise<void>;
+	consume(handler: TaskBatchHandler): Promise<TaskConsumer>;
+	/** True while tasks can be published; drives the gateways' readiness. */
+	isConnected(): boolean;
+	/** Resolves once connected, or rejects with QueueUnavailableError after the timeout. */
+	whenConnected(timeoutMs: number): Promise<void>;
+	depth(): Promise<QueueDepth>;
+	close(): Promise<void>;
+}
+
+export type TaskBatchHandler = (tasks: QueuedTask[]) => Promise<void>;
+
+export interface TaskConsumer {
+	/** Stops taking new tasks, finishes (and acknowledges) the ones in hand, then resolves. */
+	stop(): Promise<void>;
+}
+
+export interface QueueDepth {
+	queue: string;
+	/** Tasks waiting, not yet delivered to a consumer. */
+	messages: number;
+	consumers: number;
+	deadLettered: number;
+}
+
+/** The queue cannot take the task now; the gateway answers 503 with Retry-After. */
+export class QueueUnavailableError extends Error {
+	constructor(message: string) {
+		super(message);
+		this.name = "QueueUnavailableError";
+	}
+}
+
+export function deadLetterQueueOf(queue: string): string {
+	return `${queue}.dead`;
+}

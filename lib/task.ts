@@ -1,0 +1,120 @@
+import { createHash, randomUUID } from "node:crypto";
+import Validator from "fastest-validator";
+
+/** A task as it travels on the queue (SPEC "Messages on the queue"). */
+export interface QueuedTask {
+	id: string;
+	title: string;
+	source: string;
+	created_at: string;
+}
+
+/** A task as the `tasks` collection keeps it; `id` becomes the document's `_id`. */
+export interface StoredTask {
+	id: string;
+	title: string;
+	source: string;
+	created_at: Date;
+	status: "processed";
+	processed_by: string;
+	processed_at: Date;
+	node_id: string;
+}
+
+/** Who stamps a processed task: the worker role and the node it runs on. */
+export interface WorkerStamp {
+	processedBy: string;
+	nodeID: string;
+}
+
+/** The one rule for a title, shared by the HTTP API and the queue consumer. */
+export const titleRule = {
+	type: "string",
+	trim: true,
+	min: 1,
+	max: 200,
+	// Control characters (newlines, NUL, escapes) have no place in a one-line title.
+	pattern: /^\P{Cc}*$/u,
+	messages: { stringPattern: "The 'title' field must not contain control characters." },
+} as const;
+
+/** Source stamp for messages from producers other than the two gateways. */
+export const EXTERNAL_SOURCE = "external";
+
+const queuedTaskCheck = new Validator({ useNewCustomCheckerFunction: true }).compile({
+	$$strict: "remove",
+	id: { type: "string", min: 1, max: 100, optional: true },
+	title: titleRule,
+	source: { type: "string", min: 1, max: 50, optional: true },
+	created_at: { type: "date", convert: true, optional: true },
+});
+
+export type DecodeResult = { ok: true; task: QueuedTask } | { ok: false; reason: string };
+
+/**
+ * Turns a queue message body into a task, or says why it cannot be one.
+ *
+ * A message without an id (a foreign or older producer sending only `{"title"}`) takes the
+ * AMQP messageId, or else a UUID derived from its bytes, so that a redelivery of it still maps
+ * to the same document.
+ */
+export function decodeTaskMessage(body: Buffer, messageId?: string): DecodeResult {
+	let parsed: unknown;
+	try {
+		parsed = JSON.parse(body.toString("utf8"));
+	} catch (err) {
+		return { ok: false, reason: `body is not JSON: ${(err as Error).message}` };
+	}
+	if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+		return { ok: false, reason: "body is not a JSON object" };
+	}
+	const candidate = parsed as Record<string, unknown>;
+	const verdict = queuedTaskCheck(candidate);
+	if (verdict !== true) {
+		const problems = (verdict as { message: string }[]).map(problem => problem.message);
+		return { ok: false, reason: problems.join(" ") };
+	}
+	const createdAt = candidate.created_at as Date | undefined;
+	return {
+		ok: true,
+		task: {
+			id: (candidate.id as string | undefined) ?? messageId ?? nameBasedUuid(`message:${body.toString("base64")}`),
+			title: candidate.title as string,
+			source: (candidate.source as string | undefined) ?? EXTERNAL_SOURCE,
+			created_at: (createdAt ?? new Date()).toISOString(),
+		},
+	};
+}
+
+export function encodeTaskMessage(task: QueuedTask): Buffer {
+	return Buffer.from(JSON.stringify(task));
+}
+
+export function newTask(title: string, source: string, id: string = randomUUID()): QueuedTask {
+	return { id, title, source, created_at: new Date().toISOString() };
+}
+
+export function stampProcessed(task: QueuedTask, stamp: WorkerStamp, now = new Date()): StoredTask {
+	return {
+		id: task.id,
+		title: task.title,
+		source: task.source,
+		created_at: new Date(task.created_at),
+		status: "processed",
+		processed_by: stamp.processedBy,
+		processed_at: now,
+		node_id: stamp.nodeID,
+	};
+}
+
+// Fixed namespace of this project's name-based UUIDs (RFC 9562 version 5).
+const UUID_NAMESPACE = Buffer.from("5b1d3c0e8f7a4e2b9c6d0a1f2e3b4c5d", "hex");
+
+/** A version-5 UUID: the same name always gives the same id. */
+export function nameBasedUuid(name: string): string {
+	const hash = createHash("sha1").update(UUID_NAMESPACE).update(name).digest();
+	hash[6] = (hash[6] & 0x0f) | 0x50;
+	hash[8] = (hash[8] & 0x3f) | 0x80;
+	const hex = hash.toString("hex", 0, 16);
+	return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

@@ -1,0 +1,190 @@
+import type { IncomingMessage, Server } from "node:http";
+import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
+import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
+import { config } from "../lib/config";
+import { nameBasedUuid, newTask, titleRule, type QueuedTask } from "../lib/task";
+import { QueueUnavailableError, type TaskQueue } from "../lib/task-queue";
+import { acquireTaskQueue, releaseTaskQueue } from "../lib/task-queue-registry";
+import { asMixin } from "../lib/as-mixin";
+
+export interface TaskGatewaySettings {
+	port: number;
+	/** The `source` stamp of the tasks this gateway accepts: "flask" or "go". */
+	source: string;
+}
+
+interface GatewayMeta {
+	$statusCode?: number;
+	$responseHeaders?: Record<string, string>;
+	idempotencyKey?: string;
+	pathPrefix?: string;
+}
+
+interface GatewayVars {
+	queue: TaskQueue;
+	acceptedByKey: Map<string, AcceptedTask>;
+	/** moleculer-web's HTTP server and route API. */
+	server: Server;
+	addRoute(route: object): void;
+}
+
+type GatewaySchema = Partial<ServiceSchema<
+	ApiSettingsSchema & Partial<TaskGatewaySettings>,
+	Record<string, never>,
+	GatewayVars,
+	Service<ApiSettingsSchema & TaskGatewaySettings> & GatewayVars
+>>;
+
+type AcceptedTask = QueuedTask & { status: "queued" };
+
+const RETRY_AFTER_SECONDS = "1";
+/** Idempotency keys remembered per gateway; older ones fall back on the deterministic task id. */
+const REMEMBERED_KEYS = 10_000;
+const FORBIDDEN_KEYS = ["__proto__", "constructor", "prototype"];
+/** Above Nginx's upstream keepalive_timeout, so that Nginx always closes idle connections first. */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
+class UnsupportedMediaTypeError extends Errors.MoleculerClientError {
+	constructor(contentType: string | undefined) {
+		super(`Content-Type must be application/json, got ${contentType ?? "none"}`, 415, "UNSUPPORTED_MEDIA_TYPE");
+	}
+}
+
+function serviceUnavailable(ctx: Context<unknown, GatewayMeta>, reason: string): Errors.MoleculerError {
+	ctx.meta.$responseHeaders = { "Retry-After": RETRY_AFTER_SECONDS };
+	return new Errors.MoleculerError(reason, 503, "SERVICE_UNAVAILABLE");
+}
+
+/** Rejects what JSON.parse lets through but Object.assign would turn into a prototype change. */
+function assertNoForbiddenKeys(body: unknown): void {
+	if (body === null || typeof body !== "object") return;
+	const forbidden = FORBIDDEN_KEYS.filter(key => Object.prototype.hasOwnProperty.call(body, key));
+	if (forbidden.length > 0) {
+		throw new Errors.ValidationError("Forbidden keys in the request body.", "VALIDATION_ERROR", forbidden.map(field => ({
+			type: "forbidden",
+			field,
+			message: `The '${field}' field is not allowed.`,
+		})));
+	}
+}
+
+function isJson(contentType: string | undefined): boolean {
+	return contentType !== undefined && /^application\/json\s*(;|$)/i.test(contentType);
+}
+
+/**
+ * The task HTTP API (SPEC "HTTP API"), one implementation for both gateways: a service that
+ * mixes this in sets `settings.port` and `settings.source`.
+ */
+const TaskGatewayMixin: GatewaySchema = {
+	mixins: [ApiGateway],
+	dependencies: ["tasks"],
+	settings: {
+		ip: "0.0.0.0",
+		routes: [],
+		// Per-request logs at info would cost more than the request on the hot path.
+		logRequest: "debug",
+		logResponse: "debug",
+		logRequestParams: null,
+	},
+	actions: {
+		enqueue: {
+			params: { $$strict: true, title: titleRule },
+			async handler(ctx: Context<{ title: string }, GatewayMeta>): Promise<AcceptedTask> {
+				const key = ctx.meta.idempotencyKey;
+				const remembered = key ? this.acceptedByKey.get(key) : undefined;
+				if (remembered) return accepted(ctx, remembered);
+
+				// The same key always names the same task, so even a retry that reaches another
+				// gateway is stored once.
+				const task = newTask(ctx.params.title, this.settings.source, key ? nameBasedUuid(`idempotency-key:${key}`) : undefined);
+				try {
+					await this.queue.publish(task);
+				} catch (err) {
+					if (err instanceof QueueUnavailableError) throw serviceUnavailable(ctx, err.message);
+					throw err;
+				}
+				const acceptedTask: AcceptedTask = { ...task, status: "queued" };
+				if (key) remember(this.acceptedByKey, key, acceptedTask);
+				return accepted(ctx, acceptedTask);
+			},
+		},
+		listTasks: {
+			params: {
+				$$strict: "remove",
+				page: { type: "number", integer: true, positive: true, convert: true, optional: true },
+				pageSize: { type: "number", integer: true, positive: true, max: 100, convert: true, optional: true },
+			},
+			handler(ctx: Context<{ page?: number; pageSize?: number }>) {
+				return ctx.call("tasks.list", { ...ctx.params, sort: "-created_at" });
+			},
+		},
+		getTask: {
+			params: { id: { type: "string", min: 1, max: 100 } },
+			handler(ctx: Context<{ id: string }>) {
+				return ctx.call("tasks.get", { id: ctx.params.id });
+			},
+		},
+		live() {
+			return { status: "ok" };
+		},
+		ready(ctx: Context<unknown, GatewayMeta>) {
+			if (!this.queue.isConnected()) throw serviceUnavailable(ctx, "The task queue is not connected");
+			const services = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true });
+			if (!services.some(service => service.name === "tasks")) throw serviceUnavailable(ctx, "No tasks store is available");
+			return { status: "ready" };
+		},
+	},
+	created() {
+		this.acceptedByKey = new Map();
+		this.queue = acquireTaskQueue(this.broker);
+		const own = (action: string) => `${this.name}.${action}`;
+		this.addRoute({
+			path: "/",
+			mappingPolicy: "restrict",
+			aliases: {
+				"POST /tasks": own("enqueue"),
+				"GET /tasks": own("listTasks"),
+				"GET /tasks/:id": own("getTask"),
+				"GET /health/live": own("live"),
+				"GET /health/ready": own("ready"),
+			},
+			bodyParsers: { json: { limit: config.maxBodyBytes }, urlencoded: false },
+			onBeforeCall(ctx: Context<unknown, GatewayMeta>, _route: unknown, req: IncomingMessage & { body?: unknown }) {
+				if (req.method === "POST") {
+					if (!isJson(req.headers["content-type"])) throw new UnsupportedMediaTypeError(req.headers["content-type"]);
+					assertNoForbiddenKeys(req.body);
+				}
+				const key = req.headers["idempotency-key"];
+				if (typeof key === "string" && key.length > 0 && key.length <= 200) ctx.meta.idempotencyKey = key;
+				// Nginx tells where it mounts this gateway (/flask, /go) so Location points there.
+				const prefix = req.headers["x-forwarded-prefix"];
+				if (typeof prefix === "string" && /^\/[\w-]*$/.test(prefix)) ctx.meta.pathPrefix = prefix;
+			},
+		});
+	},
+	started() {
+		this.server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+		this.server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1000;
+	},
+	async stopped() {
+		// Stop accepting and answer what is in flight while the queue is still open.
+		if (this.server.listening) await new Promise(resolve => this.server.close(resolve));
+		await releaseTaskQueue(this.broker);
+	},
+};
+
+function accepted(ctx: Context<unknown, GatewayMeta>, task: AcceptedTask): AcceptedTask {
+	ctx.meta.$statusCode = 202;
+	ctx.meta.$responseHeaders = { Location: `${ctx.meta.pathPrefix ?? ""}/tasks/${task.id}` };
+	return task;
+}
+
+function remember(acceptedByKey: Map<string, AcceptedTask>, key: string, task: AcceptedTask): void {
+	if (acceptedByKey.size >= REMEMBERED_KEYS) {
+		acceptedByKey.delete(acceptedByKey.keys().next().value as string);
+	}
+	acceptedByKey.set(key, task);
+}
+
+export default asMixin(TaskGatewayMixin);
