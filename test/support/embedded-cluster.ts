@@ -1,0 +1,70 @@
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import ApiFlaskService from "../../services/api-flask.service";
+import ApiGoService from "../../services/api-go.service";
+import TasksService from "../../services/tasks.service";
+import WorkerGoService from "../../services/worker-go.service";
+import WorkerPyService from "../../services/worker-py.service";
+import { MemoryTaskQueue } from "../../lib/memory-task-queue";
+import { acquireTaskQueue, releaseTaskQueue } from "../../lib/task-queue-registry";
+
+export interface EmbeddedCluster {
+	broker: ServiceBroker;
+	/** Base URLs of the two gateways, on ports the OS chose. */
+	flaskUrl: string;
+	goUrl: string;
+	queue: MemoryTaskQueue;
+	stop(): Promise<void>;
+}
+
+function onFreePort<S extends object>(schema: ServiceSchema<S>): ServiceSchema<S> {
+	return { ...schema, settings: { ...schema.settings, port: 0 } as S };
+}
+
+function urlOf(broker: ServiceBroker, serviceName: string): string {
+	const service = broker.getLocalService(serviceName) as unknown as { server: Server };
+	return `http://127.0.0.1:${(service.server.address() as AddressInfo).port}`;
+}
+
+/** Every role in one broker, as `npm start` runs them: in-process queue, in-memory store. */
+export async function startEmbeddedCluster(nodeID = "unit-node"): Promise<EmbeddedCluster> {
+	const broker = new ServiceBroker({ nodeID, logger: false, tracking: { enabled: true, shutdownTimeout: 5000 } });
+	broker.createService(TasksService);
+	broker.createService(WorkerPyService);
+	broker.createService(WorkerGoService);
+	broker.createService(onFreePort(ApiFlaskService));
+	broker.createService(onFreePort(ApiGoService));
+	await broker.start();
+	// The services share the broker's queue; holding a reference here lets tests inspect it.
+	const queue = acquireTaskQueue(broker) as MemoryTaskQueue;
+	await releaseTaskQueue(broker);
+	return {
+		broker,
+		flaskUrl: urlOf(broker, "api-flask"),
+		goUrl: urlOf(broker, "api-go"),
+		queue,
+		stop: () => broker.stop(),
+	};
+}
+
+export function postTask(baseUrl: string, body: string, headers: Record<string, string> = { "Content-Type": "application/json" }) {
+	return fetch(`${baseUrl}/tasks`, { method: "POST", headers, body });
+}
+
+/** Polls until `probe` returns a value, or fails after `timeoutMs`. */
+export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 2000): Promise<T> {
+	const deadline = Date.now() + timeoutMs;
+	for (;;) {
+		const value = await probe();
+		if (value !== undefined) return value;
+		if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+		await new Promise(resolve => setTimeout(resolve, 20));
+	}
+}
+
+/** The JSON body of a response, typed loosely: tests assert its shape. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function readJson(res: Response): Promise<any> {
+	return res.json();
+}

@@ -1,0 +1,151 @@
+import { QueueUnavailableError } from "../../lib/task-queue";
+import { eventually, postTask, readJson, startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+describe("task gateways (api-flask, api-go)", () => {
+	let cluster: EmbeddedCluster;
+
+	beforeAll(async () => {
+		cluster = await startEmbeddedCluster();
+	});
+	afterAll(() => cluster.stop());
+	afterEach(() => jest.restoreAllMocks());
+
+	async function listTitles(baseUrl: string): Promise<string[]> {
+		const page = await readJson(await fetch(`${baseUrl}/tasks?pageSize=100`));
+		return page.rows.map((row: { title: string }) => row.title);
+	}
+
+	it("accepts a task with 202, a trimmed title, a UUID and a Location", async () => {
+		const res = await postTask(cluster.flaskUrl, JSON.stringify({ title: "  Test task from Flask  " }));
+		expect(res.status).toBe(202);
+		const body = await readJson(res);
+		expect(body).toMatchObject({ title: "Test task from Flask", status: "queued", source: "flask" });
+		expect(body.id).toMatch(UUID);
+		expect(res.headers.get("location")).toBe(`/tasks/${body.id}`);
+	});
+
+	it("prefixes Location with the path Nginx mounts the gateway on", async () => {
+		const res = await postTask(cluster.goUrl, JSON.stringify({ title: "behind nginx" }), {
+			"Content-Type": "application/json",
+			"X-Forwarded-Prefix": "/go",
+		});
+		const body = await readJson(res);
+		expect(body.source).toBe("go");
+		expect(res.headers.get("location")).toBe(`/go/tasks/${body.id}`);
+	});
+
+	it("lists a task posted to either gateway on both, newest first", async () => {
+		await postTask(cluster.flaskUrl, JSON.stringify({ title: "first" }));
+		await new Promise(resolve => setTimeout(resolve, 5));
+		await postTask(cluster.goUrl, JSON.stringify({ title: "second" }));
+		for (const url of [cluster.flaskUrl, cluster.goUrl]) {
+			const titles = await eventually(async () => {
+				const all = await listTitles(url);
+				return all.includes("first") && all.includes("second") ? all : undefined;
+			});
+			expect(titles.indexOf("second")).toBeLessThan(titles.indexOf("first"));
+		}
+	});
+
+	it("pages the list in moleculer-db's shape", async () => {
+		const res = await fetch(`${cluster.flaskUrl}/tasks?page=1&pageSize=1`);
+		expect(res.status).toBe(200);
+		const page = await readJson(res);
+		expect(Object.keys(page).sort()).toEqual(["page", "pageSize", "rows", "total", "totalPages"]);
+		expect(page).toMatchObject({ page: 1, pageSize: 1 });
+		expect(page.rows).toHaveLength(1);
+		expect(page.totalPages).toBe(page.total);
+	});
+
+	it.each([
+		["pageSize above 100", "pageSize=101", "pageSize"],
+		["a page that is not a number", "page=abc", "page"],
+	])("refuses %s with 422", async (_case, query, field) => {
+		const res = await fetch(`${cluster.flaskUrl}/tasks?${query}`);
+		expect(res.status).toBe(422);
+		expect((await readJson(res)).data[0].field).toBe(field);
+	});
+
+	it("returns one stored task, and 404 for an unknown id", async () => {
+		const { id } = await readJson(await postTask(cluster.flaskUrl, JSON.stringify({ title: "find me" })));
+		const task = await eventually(async () => {
+			const res = await fetch(`${cluster.goUrl}/tasks/${id}`);
+			return res.status === 200 ? readJson(res) : undefined;
+		});
+		expect(task).toMatchObject({ id, title: "find me", status: "processed", source: "flask" });
+
+		const missing = await fetch(`${cluster.goUrl}/tasks/00000000-0000-4000-8000-000000000000`);
+		expect(missing.status).toBe(404);
+		expect((await readJson(missing)).name).toBe("EntityNotFoundError");
+	});
+
+	describe("bad input gets a JSON error and queues nothing", () => {
+		const cases: [string, string, Record<string, string>, number, string | undefined][] = [
+			["broken JSON", '{"title": ', { "Content-Type": "application/json" }, 400, undefined],
+			["a JSON string", '"title"', { "Content-Type": "application/json" }, 400, undefined],
+			["no title", "{}", { "Content-Type": "application/json" }, 422, "title"],
+			["an empty title", '{"title": "   "}', { "Content-Type": "application/json" }, 422, "title"],
+			["a title of 201 characters", JSON.stringify({ title: "x".repeat(201) }), { "Content-Type": "application/json" }, 422, "title"],
+			["a number as title", '{"title": 42}', { "Content-Type": "application/json" }, 422, "title"],
+			["a control character", JSON.stringify({ title: "a\u0007b" }), { "Content-Type": "application/json" }, 422, "title"],
+			["an unknown field", '{"title": "x", "priority": 1}', { "Content-Type": "application/json" }, 422, undefined],
+			["a __proto__ key", '{"title": "x", "__proto__": {"admin": true}}', { "Content-Type": "application/json" }, 422, "__proto__"],
+			["a constructor key", '{"title": "x", "constructor": {}}', { "Content-Type": "application/json" }, 422, "constructor"],
+			["text/plain", '{"title": "x"}', { "Content-Type": "text/plain" }, 415, undefined],
+			["no content type", '{"title": "x"}', {}, 415, undefined],
+			["a body over the limit", JSON.stringify({ title: "x".repeat(20_000) }), { "Content-Type": "application/json" }, 413, undefined],
+		];
+
+		it.each(cases)("%s", async (_case, body, headers, status, field) => {
+			const before = await cluster.queue.depth();
+			const published = jest.spyOn(cluster.queue, "publish");
+			const res = await postTask(cluster.flaskUrl, body, headers);
+			expect(res.status).toBe(status);
+			expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+			const error = await readJson(res);
+			expect(error.code).toBe(status);
+			if (field) expect(error.data.map((problem: { field: string }) => problem.field)).toContain(field);
+			expect(published).not.toHaveBeenCalled();
+			expect((await cluster.queue.depth()).messages).toBe(before.messages);
+		});
+	});
+
+	it("answers 503 with Retry-After when the queue cannot confirm, never 202", async () => {
+		jest.spyOn(cluster.queue, "publish").mockRejectedValue(new QueueUnavailableError("RabbitMQ is not connected"));
+		const res = await postTask(cluster.flaskUrl, JSON.stringify({ title: "while broker is down" }));
+		expect(res.status).toBe(503);
+		expect(res.headers.get("retry-after")).toBe("1");
+		expect((await readJson(res)).message).toBe("RabbitMQ is not connected");
+	});
+
+	it("reports not ready while the queue is disconnected", async () => {
+		expect((await fetch(`${cluster.flaskUrl}/health/ready`)).status).toBe(200);
+		jest.spyOn(cluster.queue, "isConnected").mockReturnValue(false);
+		const res = await fetch(`${cluster.flaskUrl}/health/ready`);
+		expect(res.status).toBe(503);
+		expect(res.headers.get("retry-after")).toBe("1");
+		expect((await fetch(`${cluster.flaskUrl}/health/live`)).status).toBe(200);
+	});
+
+	it("answers a repeated Idempotency-Key with the same task and queues nothing new", async () => {
+		const headers = { "Content-Type": "application/json", "Idempotency-Key": "order-42" };
+		const published = jest.spyOn(cluster.queue, "publish");
+		const first = await readJson(await postTask(cluster.flaskUrl, JSON.stringify({ title: "once" }), headers));
+		const again = await postTask(cluster.flaskUrl, JSON.stringify({ title: "once" }), headers);
+		expect(again.status).toBe(202);
+		expect(await readJson(again)).toEqual(first);
+		expect(published).toHaveBeenCalledTimes(1);
+	});
+
+	it("maps one Idempotency-Key to one task id on every gateway", async () => {
+		const headers = { "Content-Type": "application/json", "Idempotency-Key": "retry-elsewhere" };
+		const viaFlask = await readJson(await postTask(cluster.flaskUrl, JSON.stringify({ title: "retried" }), headers));
+		const viaGo = await readJson(await postTask(cluster.goUrl, JSON.stringify({ title: "retried" }), headers));
+		expect(viaGo.id).toBe(viaFlask.id);
+		await eventually(async () => ((await listTitles(cluster.flaskUrl)).includes("retried") ? true : undefined));
+		await new Promise(resolve => setTimeout(resolve, 50));
+		expect((await listTitles(cluster.flaskUrl)).filter(title => title === "retried")).toHaveLength(1);
+	});
+});
