@@ -28,8 +28,8 @@ function urlOf(broker: ServiceBroker, serviceName: string): string {
 }
 
 /** Every role in one broker, as `npm start` runs them: in-process queue, in-memory store. */
-export async function startEmbeddedCluster(nodeID = "unit-node"): Promise<EmbeddedCluster> {
-	const broker = new ServiceBroker({ nodeID, logger: false, tracking: { enabled: true, shutdownTimeout: 5000 } });
+export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "Fake" | null = null): Promise<EmbeddedCluster> {
+	const broker = new ServiceBroker({ nodeID, transporter, logger: false, tracking: { enabled: true, shutdownTimeout: 5000 } });
 	broker.createService(TasksService);
 	broker.createService(WorkerPyService);
 	broker.createService(WorkerGoService);

@@ -1,0 +1,193 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import type { ChannelModel } from "amqplib";
+import type { AmqpTaskQueue } from "../../lib/amqp-task-queue";
+import { newTask, type QueuedTask } from "../../lib/task";
+import { QueueUnavailableError } from "../../lib/task-queue";
+import { eventually } from "../support/embedded-cluster";
+import { connectOrExplain, management, openQueue, queueCounters, scratchQueueName } from "../support/rabbitmq";
+
+const TSX = path.resolve(__dirname, "../../node_modules/.bin/tsx");
+
+describe("AmqpTaskQueue against RabbitMQ", () => {
+	let inspector: ChannelModel;
+	const opened: AmqpTaskQueue[] = [];
+	const queueNames: string[] = [];
+
+	const scratch = () => {
+		const name = scratchQueueName();
+		queueNames.push(name, `${name}.dead`);
+		return name;
+	};
+	const open = (...args: Parameters<typeof openQueue>) => {
+		const queue = openQueue(...args);
+		opened.push(queue);
+		return queue;
+	};
+	const depthOf = async (queue: string) => {
+		const channel = await inspector.createChannel();
+		try {
+			return (await channel.checkQueue(queue)).messageCount;
+		} finally {
+			await channel.close();
+		}
+	};
+
+	beforeAll(async () => {
+		inspector = await connectOrExplain();
+	});
+	afterAll(async () => {
+		await Promise.all(opened.map(queue => queue.close()));
+		if (!inspector) return;
+		const channel = await inspector.createChannel();
+		for (const name of queueNames) await channel.deleteQueue(name);
+		await inspector.close();
+	});
+
+	it("holds a confirmed task durably until a consumer takes it", async () => {
+		const name = scratch();
+		const producer = open(name);
+		await producer.whenConnected(5000);
+		const task = newTask("confirmed", "flask");
+		await producer.publish(task);
+		expect(await depthOf(name)).toBe(1);
+
+		const received: QueuedTask[] = [];
+		const consumer = await open(name).consume(async tasks => void received.push(...tasks));
+		await eventually(async () => (received.length === 1 ? true : undefined), 5000);
+		await consumer.stop();
+		expect(received).toEqual([task]);
+		expect(await depthOf(name)).toBe(0);
+	});
+
+	it("publishes persistent JSON messages whose messageId is the task id", async () => {
+		const name = scratch();
+		const producer = open(name);
+		await producer.whenConnected(5000);
+		const task = newTask("inspect me", "go");
+		await producer.publish(task);
+		const channel = await inspector.createChannel();
+		const message = await channel.get(name, { noAck: true });
+		await channel.close();
+		expect(message).not.toBe(false);
+		if (!message) return;
+		expect(message.properties).toMatchObject({ deliveryMode: 2, contentType: "application/json", messageId: task.id });
+		expect(JSON.parse(message.content.toString())).toEqual(task);
+	});
+
+	it("acks only after the handler's write succeeds", async () => {
+		const name = scratch();
+		const producer = open(name);
+		await producer.whenConnected(5000);
+		await producer.publish(newTask("not yet stored", "go"));
+
+		let releaseWrite: () => void = () => undefined;
+		const writeDone = new Promise<void>(resolve => (releaseWrite = resolve));
+		const consumer = await open(name).consume(() => writeDone);
+		await queueCounters(name, counters => counters.messages_unacknowledged === 1);
+
+		releaseWrite();
+		await queueCounters(name, counters => counters.messages_unacknowledged === 0 && counters.messages_ready === 0);
+		await consumer.stop();
+	});
+
+	it("leaves a task unacked while its write keeps failing, and puts it back on stop", async () => {
+		const name = scratch();
+		const producer = open(name, { maxAttempts: 1000 });
+		await producer.whenConnected(5000);
+		await producer.publish(newTask("store is down", "go"));
+		let attempts = 0;
+		const consumer = await producer.consume(async () => {
+			attempts++;
+			throw new Error("store is down");
+		});
+		await eventually(async () => (attempts >= 3 ? true : undefined), 5000);
+		await consumer.stop();
+		expect(await depthOf(name)).toBe(1);
+	});
+
+	it("redelivers the tasks of a consumer that dies before acking to another consumer", async () => {
+		const name = scratch();
+		const producer = open(name);
+		await producer.whenConnected(5000);
+		const tasks = [newTask("orphan 1", "go"), newTask("orphan 2", "flask")];
+		for (const task of tasks) await producer.publish(task);
+
+		const doomed: ChildProcess = spawn(TSX, [path.join(__dirname, "fixtures/hanging-consumer.ts"), name], {
+			stdio: ["ignore", "pipe", "inherit"],
+		});
+		const seenByDoomed = await new Promise<string[]>((resolve, reject) => {
+			let output = "";
+			doomed.stdout?.on("data", chunk => {
+				output += chunk;
+				const ids = output.split("\n").filter(Boolean).flatMap(line => JSON.parse(line) as string[]);
+				if (ids.length === tasks.length) resolve(ids);
+			});
+			doomed.on("exit", code => reject(new Error(`consumer exited early with ${code}`)));
+		});
+		expect(seenByDoomed.sort()).toEqual(tasks.map(task => task.id).sort());
+		doomed.kill("SIGKILL");
+
+		const redelivered: QueuedTask[] = [];
+		const survivor = await open(name).consume(async batch => void redelivered.push(...batch));
+		await eventually(async () => (redelivered.length === tasks.length ? true : undefined), 10_000);
+		await survivor.stop();
+		expect(redelivered.map(task => task.id).sort()).toEqual(tasks.map(task => task.id).sort());
+	});
+
+	it("dead-letters an unreadable message with the reason and keeps consuming behind it", async () => {
+		const name = scratch();
+		const producer = open(name);
+		await producer.whenConnected(5000);
+		const side = await inspector.createConfirmChannel();
+		side.sendToQueue(name, Buffer.from("this is not JSON"), { persistent: true, messageId: "poison-1" });
+		await side.waitForConfirms();
+		await side.close();
+		const good = newTask("behind the poison", "go");
+		await producer.publish(good);
+
+		const received: QueuedTask[] = [];
+		const consumer = await producer.consume(async tasks => void received.push(...tasks));
+		await eventually(async () => (received.length === 1 ? true : undefined), 5000);
+		await eventually(async () => ((await depthOf(`${name}.dead`)) === 1 ? true : undefined), 5000);
+		await consumer.stop();
+		expect(received).toEqual([good]);
+
+		const channel = await inspector.createChannel();
+		const dead = await channel.get(`${name}.dead`, { noAck: true });
+		await channel.close();
+		expect(dead && dead.content.toString()).toBe("this is not JSON");
+		expect(dead && dead.properties.headers?.["x-dead-reason"]).toMatch(/^unreadable message: body is not JSON/);
+		expect(dead && dead.properties.messageId).toBe("poison-1");
+	});
+
+	it("refuses to publish while RabbitMQ cannot be reached, without waiting", async () => {
+		const unreachable = open(scratch(), { url: "amqp://guest:guest@127.0.0.1:1/%2F" });
+		const started = Date.now();
+		await expect(unreachable.publish(newTask("nowhere", "go"))).rejects.toBeInstanceOf(QueueUnavailableError);
+		expect(Date.now() - started).toBeLessThan(500);
+		expect(unreachable.isConnected()).toBe(false);
+	});
+
+	it("reconnects and resumes publishing and consuming after the broker drops the connection", async () => {
+		const name = scratch();
+		const queue = open(name);
+		await queue.whenConnected(5000);
+		const received: QueuedTask[] = [];
+		const consumer = await queue.consume(async tasks => void received.push(...tasks));
+
+		const connections = await eventually(async () => {
+			const all = await management<{ name: string; client_properties: { connection_name?: string } }[]>("/connections");
+			const ours = all.filter(connection => connection.client_properties.connection_name === `test ${name}`);
+			return ours.length > 0 ? ours : undefined;
+		}, 10_000);
+		for (const connection of connections) await management(`/connections/${encodeURIComponent(connection.name)}`, "DELETE");
+		await eventually(async () => (queue.isConnected() ? undefined : true), 5000);
+
+		await queue.whenConnected(10_000);
+		const after = newTask("after reconnect", "flask");
+		await queue.publish(after);
+		await eventually(async () => (received.some(task => task.id === after.id) ? true : undefined), 10_000);
+		await consumer.stop();
+	});
+});

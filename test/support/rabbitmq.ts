@@ -1,0 +1,60 @@
+import amqp, { type ChannelModel } from "amqplib";
+import { randomUUID } from "node:crypto";
+import { AmqpTaskQueue, type AmqpQueueOptions } from "../../lib/amqp-task-queue";
+
+export const RABBIT_URL = process.env.TEST_RABBIT_URL ?? "amqp://guest:guest@127.0.0.1:5672/%2F";
+export const RABBIT_MANAGEMENT_URL = process.env.TEST_RABBIT_MANAGEMENT_URL ?? "http://127.0.0.1:15672";
+const MANAGEMENT_AUTH = `Basic ${Buffer.from("guest:guest").toString("base64")}`;
+
+export const silentLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/** A connection for inspecting queues from the side; fails loudly when RabbitMQ is not running. */
+export async function connectOrExplain(): Promise<ChannelModel> {
+	try {
+		return await amqp.connect(RABBIT_URL);
+	} catch (err) {
+		throw new Error(`RabbitMQ is not reachable at ${RABBIT_URL} (${(err as Error).message}); start it with \`npm run stack:up\``);
+	}
+}
+
+export function scratchQueueName(): string {
+	return `test.${randomUUID()}`;
+}
+
+export function openQueue(queue: string, overrides: Partial<AmqpQueueOptions> = {}): AmqpTaskQueue {
+	const taskQueue = new AmqpTaskQueue({
+		url: RABBIT_URL,
+		queue,
+		prefetch: 50,
+		publishTimeoutMs: 2000,
+		maxAttempts: 3,
+		connectionName: `test ${queue}`,
+		logger: silentLogger,
+		reconnectDelayMs: () => 100,
+		retryDelayMs: () => 20,
+		...overrides,
+	});
+	taskQueue.start();
+	return taskQueue;
+}
+
+export async function management<T>(path: string, method = "GET"): Promise<T> {
+	const res = await fetch(`${RABBIT_MANAGEMENT_URL}/api${path}`, { method, headers: { Authorization: MANAGEMENT_AUTH } });
+	if (!res.ok) throw new Error(`RabbitMQ management ${method} ${path}: ${res.status}`);
+	return (method === "GET" ? res.json() : undefined) as T;
+}
+
+/** Waits until the management API's counters of `queue` satisfy `done` (they lag a few seconds). */
+export async function queueCounters(
+	queue: string,
+	done: (counters: { messages_ready: number; messages_unacknowledged: number }) => boolean,
+	timeoutMs = 15_000,
+) {
+	const deadline = Date.now() + timeoutMs;
+	for (;;) {
+		const counters = await management<{ messages_ready: number; messages_unacknowledged: number }>(`/queues/%2F/${encodeURIComponent(queue)}`);
+		if (done(counters)) return counters;
+		if (Date.now() > deadline) throw new Error(`queue ${queue} counters stayed at ${JSON.stringify(counters)}`);
+		await new Promise(resolve => setTimeout(resolve, 250));
+	}
+}
