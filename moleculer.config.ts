@@ -11,8 +11,8 @@ const brokerConfig: BrokerOptions = {
 	namespace: config.namespace,
 	// Unique per process (NODE_ID, else host name and pid): scaled containers never collide.
 	nodeID: config.nodeID,
-	// Published to the other nodes with the node info.
-	metadata: { roles: process.env.SERVICES ?? "all" },
+	// Nothing extra in the node info: the registry already shows which services each node runs.
+	metadata: {},
 
 	// Console logger; LOG_FORMAT=json writes one JSON object per line for log collectors.
 	logger: {

@@ -33,6 +33,23 @@ type StoreSchema = Partial<ServiceSchema<DbServiceSettings, StoreMethods, StoreV
 };
 
 const NEDB_UNIQUE_VIOLATION = "uniqueViolated";
+const MONGO_DUPLICATE_KEY = 11000;
+
+interface BulkWriteFailure {
+	writeErrors?: { code: number }[];
+	writeConcernError?: unknown;
+}
+
+/**
+ * An unordered insert stores every new task of the batch and reports the ids that exist as
+ * duplicate-key errors: a redelivered task is then already stored, which is success. (An
+ * insert, not an upsert: FerretDB runs an upsert as a lookup plus an insert per document, about
+ * fifty times slower, and the first processing's stamp is kept either way.)
+ */
+function onlyDuplicates(err: BulkWriteFailure): boolean {
+	const writeErrors = err.writeErrors ?? [];
+	return !err.writeConcernError && writeErrors.length > 0 && writeErrors.every(error => error.code === MONGO_DUPLICATE_KEY);
+}
 
 /** The stored document: the task id is the document's `_id` (SPEC "Stored task"). */
 function toDocument(task: StoredTask) {
@@ -50,7 +67,8 @@ function toDocument(task: StoredTask) {
 
 /**
  * moleculer-db over the `tasks` collection, with one write path of its own: `storeProcessed`
- * inserts each task once by id, so a redelivered message never adds a second document.
+ * inserts each task once by id (the document's `_id`), so a redelivered message never adds a
+ * second document.
  */
 const TaskStoreMixin: StoreSchema = {
 	mixins: [DbServiceSchema],
@@ -67,14 +85,14 @@ const TaskStoreMixin: StoreSchema = {
 			if (tasks.length === 0) return;
 			const documents = tasks.map(toDocument);
 			if (this.adapter instanceof MongoAdapter) {
-				// $setOnInsert keeps the first processing's stamp if a message comes back.
-				await this.adapter.collection.bulkWrite(
-					documents.map(document => ({
-						// The adapter's typings take ObjectId ids; ours are UUID strings.
-						updateOne: { filter: { _id: document._id as never }, update: { $setOnInsert: document }, upsert: true },
-					})),
-					{ ordered: false, writeConcern: { w: "majority", j: true } },
-				);
+				try {
+					await this.adapter.collection.insertMany(documents as never[], {
+						ordered: false,
+						writeConcern: { w: "majority", j: true },
+					});
+				} catch (err) {
+					if (!onlyDuplicates(err as BulkWriteFailure)) throw err;
+				}
 				return;
 			}
 			for (const document of documents) {

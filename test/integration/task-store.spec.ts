@@ -1,0 +1,81 @@
+import { randomUUID } from "node:crypto";
+import { ServiceBroker } from "moleculer";
+import { MongoClient } from "mongodb";
+import { config } from "../../lib/config";
+import { newTask, stampProcessed, type StoredTask } from "../../lib/task";
+import { createTaskAdapter } from "../../mixins/task-store.mixin";
+import TasksService from "../../services/tasks.service";
+
+const MONGO_URI = process.env.TEST_MONGO_URI ?? "mongodb://127.0.0.1:27017/";
+
+describe("tasks store on a MongoDB-protocol server", () => {
+	const dbName = `test_${randomUUID().slice(0, 8)}`;
+	let broker: ServiceBroker;
+	let mongo: MongoClient;
+
+	const processed = (title: string, processedBy = "worker-py"): StoredTask =>
+		stampProcessed(newTask(title, "flask"), { processedBy, nodeID: "store-test" });
+
+	beforeAll(async () => {
+		mongo = new MongoClient(MONGO_URI, { serverSelectionTimeoutMS: 3000 });
+		await mongo.connect().catch(err => {
+			throw new Error(`No MongoDB-protocol server at ${MONGO_URI} (${err.message}); start it with \`npm run stack:up\``);
+		});
+		broker = new ServiceBroker({ logger: false });
+		const onTestDatabase = { ...TasksService, adapter: createTaskAdapter({ ...config, mongoUri: MONGO_URI, dbName }) };
+		broker.createService(onTestDatabase);
+		await broker.start();
+	});
+	afterAll(async () => {
+		await broker?.stop();
+		await mongo?.db(dbName).dropDatabase();
+		await mongo?.close();
+	});
+
+	it("stores the SPEC's document with the task id as _id", async () => {
+		const task = processed("stored as documented");
+		await broker.call("tasks.storeProcessed", { tasks: [task] });
+		const document = await mongo.db(dbName).collection("tasks").findOne({ _id: task.id as never });
+		expect(document).toEqual({
+			_id: task.id,
+			title: "stored as documented",
+			source: "flask",
+			created_at: task.created_at,
+			status: "processed",
+			processed_by: "worker-py",
+			processed_at: task.processed_at,
+			node_id: "store-test",
+		});
+	});
+
+	it("stores a redelivered batch once, keeping the first processing, and stores what is new in it", async () => {
+		const first = [processed("a"), processed("b")];
+		await broker.call("tasks.storeProcessed", { tasks: first });
+		const redelivered = first.map(task => ({ ...task, processed_by: "worker-go" }));
+		const fresh = processed("c", "worker-go");
+		await broker.call("tasks.storeProcessed", { tasks: [...redelivered, fresh] });
+
+		const tasks = mongo.db(dbName).collection("tasks");
+		const ids = [...first, fresh].map(task => task.id as never);
+		const stored = await tasks.find({ _id: { $in: ids } }).toArray();
+		expect(stored).toHaveLength(3);
+		expect(Object.fromEntries(stored.map(document => [document.title, document.processed_by]))).toEqual({
+			a: "worker-py",
+			b: "worker-py",
+			c: "worker-go",
+		});
+	});
+
+	it("lists newest first in moleculer-db's shape and finds one by id", async () => {
+		const page = await broker.call<{ rows: { id: string; created_at: Date }[]; total: number; pageSize: number }, object>(
+			"tasks.list",
+			{ sort: "-created_at", pageSize: 2 },
+		);
+		expect(page.total).toBe(4);
+		expect(page.rows).toHaveLength(2);
+		expect(page.rows[0].created_at.getTime()).toBeGreaterThanOrEqual(page.rows[1].created_at.getTime());
+		const one = await broker.call<{ id: string }, object>("tasks.get", { id: page.rows[0].id });
+		expect(one.id).toBe(page.rows[0].id);
+		await expect(broker.call("tasks.get", { id: randomUUID() })).rejects.toMatchObject({ code: 404 });
+	});
+});
