@@ -1,0 +1,33 @@
+# One image for every cluster node; the SERVICES variable picks the role of a container
+# (docker-compose.yml). Build: docker compose build
+
+# --- build: compile the TypeScript sources to dist/ ---
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+# Dependencies first, so that a source change reuses the cached npm ci layer.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json moleculer.config.ts ./
+COPY lib ./lib
+COPY mixins ./mixins
+COPY services ./services
+RUN npm run build
+
+# --- runtime: compiled code and production dependencies only ---
+FROM node:22-bookworm-slim AS runtime
+# tini is PID 1: it hands SIGTERM to node (whose broker then drains and stops) and reaps zombies.
+RUN apt-get update \
+	&& apt-get install -y --no-install-recommends tini \
+	&& rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production \
+	SERVICEDIR=dist/services
+COPY package.json package-lock.json ./
+# The image's own Node 22 runs the code; the `node` npm package is a dev dependency and stays out.
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+# Files stay owned by root: the process can read its code but not change it.
+USER node
+ENTRYPOINT ["/usr/bin/tini", "--"]
+# Same as `npm run node`, without npm in between, so that signals reach node directly.
+CMD ["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"]

@@ -1,0 +1,185 @@
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse } from "yaml";
+
+/**
+ * Readers of the deployment files (docker-compose.yml, .env, Dockerfile, the Nginx template),
+ * shared by the tests that check them without Docker.
+ */
+
+export const ROOT = path.resolve(__dirname, "../..");
+export const NGINX_TEMPLATE = "nginx/templates/default.conf.template";
+
+export function readText(relativePath: string): string {
+	return readFileSync(path.join(ROOT, relativePath), "utf8");
+}
+
+/** .env as compose reads it; only plain KEY=VALUE lines, so that no other reader can differ. */
+export function parseEnvFile(text: string): Record<string, string> {
+	const vars: Record<string, string> = {};
+	text.split("\n").forEach((line, index) => {
+		if (line.trim() === "" || line.startsWith("#")) return;
+		const match = /^([A-Z][A-Z0-9_]*)=([^\s"'`$#]*)$/.exec(line);
+		if (!match) throw new Error(`.env line ${index + 1} is not a plain KEY=VALUE: ${line}`);
+		if (match[1] in vars) throw new Error(`.env defines ${match[1]} twice`);
+		vars[match[1]] = match[2];
+	});
+	return vars;
+}
+
+export function loadDotEnv(): Record<string, string> {
+	return parseEnvFile(readText(".env"));
+}
+
+/**
+ * Compose's interpolation of ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error} and $$.
+ * An unset variable without a default throws: compose would only warn and substitute "".
+ */
+export function interpolate(value: string, vars: Record<string, string>): string {
+	return value.replace(/\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|[A-Za-z_{])/g, (token, _next, name?: string, operator?: string, operand = "") => {
+		if (token === "$$") return "$";
+		if (name === undefined) throw new Error(`Unsupported interpolation "${token}" in "${value}": use \${NAME}`);
+		const current = vars[name];
+		const isSet = operator?.startsWith(":") ? Boolean(current) : current !== undefined;
+		if (isSet) return current;
+		if (operator?.endsWith("-")) return operand;
+		throw new Error(`${name} is not set (needed by "${value}")${operand ? `: ${operand}` : ""}`);
+	});
+}
+
+function interpolateAll(node: unknown, vars: Record<string, string>): unknown {
+	if (typeof node === "string") return interpolate(node, vars);
+	if (Array.isArray(node)) return node.map(item => interpolateAll(item, vars));
+	if (node && typeof node === "object") {
+		return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, interpolateAll(value, vars)]));
+	}
+	return node;
+}
+
+export interface HealthCheck {
+	test: string[];
+	interval?: string;
+	timeout?: string;
+	retries?: number;
+	start_period?: string;
+}
+
+export interface ComposeService {
+	image?: string;
+	build?: string | { context: string };
+	env_file?: string | string[];
+	environment?: Record<string, string | number | boolean | null>;
+	ports?: string[];
+	volumes?: string[];
+	healthcheck?: HealthCheck;
+	depends_on?: Record<string, { condition: string }>;
+	profiles?: string[];
+	restart?: string;
+	stop_grace_period?: string;
+	command?: string[];
+	container_name?: string;
+	hostname?: string;
+	stdin_open?: boolean;
+	tty?: boolean;
+}
+
+export interface ComposeFile {
+	version?: string;
+	services: Record<string, ComposeService>;
+	volumes?: Record<string, unknown>;
+}
+
+/** docker-compose.yml with YAML merge keys applied and ${...} filled from .env, as compose does. */
+export function loadCompose(dotEnv = loadDotEnv()): ComposeFile {
+	const raw = parse(readText("docker-compose.yml"), { merge: true }) as ComposeFile;
+	return interpolateAll(raw, dotEnv) as ComposeFile;
+}
+
+/** A service's environment with every value as the string the container sees. */
+export function environmentOf(service: ComposeService): Record<string, string> {
+	return Object.fromEntries(Object.entries(service.environment ?? {}).map(([key, value]) => [key, value === null ? "" : String(value)]));
+}
+
+/** Host ports a service publishes, from the short syntax "[ip:]host:container[/proto]". */
+export function publishedPorts(service: ComposeService): { host: number; container: number }[] {
+	return (service.ports ?? []).map(spec => {
+		const match = /^(?:[\d.]+:)?(\d+):(\d+)(?:\/\w+)?$/.exec(String(spec));
+		if (!match) throw new Error(`Unsupported port syntax "${spec}": use "host:container"`);
+		return { host: Number(match[1]), container: Number(match[2]) };
+	});
+}
+
+/** Seconds of a compose duration such as "30s" or "1m30s". */
+export function durationSeconds(duration: string): number {
+	const parts = [...duration.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us)/g)];
+	if (parts.map(part => part[0]).join("") !== duration) throw new Error(`Unsupported duration "${duration}"`);
+	const unit: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 0.001, us: 0.000001 };
+	return parts.reduce((sum, part) => sum + Number(part[1]) * unit[part[2]], 0);
+}
+
+/** Names lib/config.ts reads from the environment: literals passed as `(env, "NAME"` or read as env.NAME. */
+export function configEnvNames(): string[] {
+	const source = readText("lib/config.ts");
+	const names = new Set<string>();
+	for (const match of source.matchAll(/\(\s*env\s*,\s*["'`]([A-Z][A-Z0-9_]*)["'`]/g)) names.add(match[1]);
+	for (const match of source.matchAll(/\benv(?:\.|\[\s*["'`])([A-Z][A-Z0-9_]*)/g)) names.add(match[1]);
+	return [...names].sort();
+}
+
+export interface DockerInstruction {
+	/** Index of the build stage (the FROM it follows), from 0. */
+	stage: number;
+	keyword: string;
+	args: string;
+}
+
+/** Dockerfile instructions with continuation lines joined and comments dropped. */
+export function parseDockerfile(text: string): DockerInstruction[] {
+	const logical = text
+		.split("\n")
+		.filter(line => !/^\s*#/.test(line))
+		.join("\n")
+		.replace(/\\\n/g, " ")
+		.split("\n")
+		.map(line => line.trim())
+		.filter(Boolean);
+	let stage = -1;
+	return logical.map(line => {
+		const [, keyword, args] = /^(\S+)\s*(.*)$/.exec(line) as RegExpExecArray;
+		if (keyword.toUpperCase() === "FROM") stage++;
+		return { stage, keyword: keyword.toUpperCase(), args: args.replace(/\s+/g, " ") };
+	});
+}
+
+/** Variables of the official nginx image itself: its entrypoint substitutes those as well. */
+const NGINX_IMAGE_ENV: Record<string, string> = {
+	PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	HOME: "/root",
+	HOSTNAME: "0123456789ab",
+	NGINX_VERSION: "1.28.0",
+	PKG_RELEASE: "1",
+	DYNPKG_RELEASE: "1",
+	NJS_VERSION: "0.8.10",
+	NJS_RELEASE: "1",
+};
+
+/**
+ * Renders the Nginx template as the official image's 20-envsubst-on-templates.sh does:
+ * envsubst restricted to the names of the variables defined in the container, so that Nginx's
+ * own $variables stay as they are.
+ */
+export function renderNginxTemplate(containerEnv: Record<string, string>): string {
+	const env = { ...NGINX_IMAGE_ENV, ...containerEnv };
+	const defined = Object.keys(env).map(name => `\${${name}}`).join(" ");
+	const result = spawnSync("envsubst", [defined], { input: readText(NGINX_TEMPLATE), env, encoding: "utf8" });
+	if (result.error) throw new Error(`envsubst (Debian package gettext-base) could not run: ${result.error.message}`);
+	if (result.status !== 0) throw new Error(`envsubst failed: ${result.stderr}`);
+	return result.stdout;
+}
+
+/** The ${NAME} placeholders of the Nginx template. */
+export function templateVariables(template = readText(NGINX_TEMPLATE)): string[] {
+	const body = template.split("\n").filter(line => !line.trimStart().startsWith("#")).join("\n");
+	return [...new Set([...body.matchAll(/\$\{([A-Z][A-Z0-9_]*)\}/g)].map(match => match[1]))].sort();
+}

@@ -1,0 +1,403 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { loadConfig } from "../../lib/config";
+import {
+	configEnvNames,
+	durationSeconds,
+	environmentOf,
+	loadCompose,
+	loadDotEnv,
+	parseDockerfile,
+	publishedPorts,
+	readText,
+	renderNginxTemplate,
+	ROOT,
+	templateVariables,
+	type ComposeService,
+} from "../support/deployment-files";
+
+/**
+ * The docker-compose deployment, checked from its files (no Docker engine needed): what SPEC
+ * "docker-compose" promises, scale safety, and agreement between compose, .env, the Dockerfile
+ * and the Nginx template.
+ */
+
+const dotEnv = loadDotEnv();
+const compose = loadCompose(dotEnv);
+const services = compose.services;
+
+const ROLES = ["api-flask", "api-go", "worker-py", "worker-go"] as const;
+const GATEWAYS = { "api-flask": "FLASK_PORT", "api-go": "GO_PORT" } as const;
+const WORKERS = ["worker-py", "worker-go"] as const;
+const BACKING = ["mongo", "rabbitmq"] as const;
+const RUNNER_COMMAND = ["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"];
+/** moleculer.config.ts: tracking.shutdownTimeout, the longest a service waits for running calls. */
+const SHUTDOWN_TIMEOUT_SECONDS = 10;
+
+function service(name: string): ComposeService {
+	const found = services[name];
+	if (!found) throw new Error(`docker-compose.yml has no service "${name}"`);
+	return found;
+}
+
+function nginxEnv(): Record<string, string> {
+	return environmentOf(service("nginx"));
+}
+
+function hostPort(upstream: string): { host: string; port: number } {
+	const [host, port] = upstream.split(":");
+	return { host, port: Number(port) };
+}
+
+describe("docker-compose.yml: services", () => {
+	it("uses the Compose v2 format, without the obsolete version key", () => {
+		expect(compose.version).toBeUndefined();
+	});
+
+	it("defines exactly the SPEC's services, plus the REPL under a profile", () => {
+		const always = Object.keys(services).filter(name => !services[name].profiles?.length);
+		expect(always.sort()).toEqual(["api-flask", "api-go", "mongo", "nginx", "rabbitmq", "worker-go", "worker-py"]);
+		const profiled = Object.keys(services).filter(name => services[name].profiles?.length);
+		expect(profiled).toEqual(["repl"]);
+	});
+
+	it("keeps MongoDB and RabbitMQ on named volumes", () => {
+		expect(service("mongo").image).toBe("mongo:7");
+		expect(service("mongo").volumes).toContain("mongo-data:/data/db");
+		expect(service("rabbitmq").image).toBe("rabbitmq:4-management");
+		expect(service("rabbitmq").volumes).toContain("rabbitmq-data:/var/lib/rabbitmq");
+		expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(["mongo-data", "rabbitmq-data"]);
+	});
+
+	it("gives RabbitMQ a fixed host name, since its data directory is named after it", () => {
+		expect(service("rabbitmq").hostname).toBe("rabbitmq");
+	});
+
+	it("creates the RabbitMQ account the nodes log in with", () => {
+		expect(environmentOf(service("rabbitmq"))).toMatchObject({
+			RABBITMQ_DEFAULT_USER: dotEnv.RABBIT_USER,
+			RABBITMQ_DEFAULT_PASS: dotEnv.RABBIT_PASSWORD,
+		});
+	});
+
+	it.each(ROLES)("runs %s from the one image with the tasks store beside it", role => {
+		const node = service(role);
+		expect(node.image).toBe(service("api-flask").image);
+		expect(node.build).toBe(".");
+		expect(node.env_file).toBe(".env");
+		expect(node.command).toBeUndefined();
+		expect(environmentOf(node).SERVICES).toBe(`${role},tasks`);
+	});
+
+	it("has a service file for every Moleculer service a container runs", () => {
+		const names = ROLES.flatMap(role => environmentOf(service(role)).SERVICES.split(","));
+		for (const name of new Set(names)) {
+			expect(existsSync(path.join(ROOT, "services", `${name}.service.ts`))).toBe(true);
+		}
+	});
+});
+
+describe("docker-compose.yml: scaling", () => {
+	it("names no container and no host, so replicas never collide", () => {
+		for (const [name, definition] of Object.entries(services)) {
+			expect({ name, container_name: definition.container_name }).toEqual({ name, container_name: undefined });
+		}
+		for (const role of ROLES) expect({ role, hostname: service(role).hostname }).toEqual({ role, hostname: undefined });
+	});
+
+	it("leaves NODE_ID unset, so each container is <hostname>-<pid>", () => {
+		expect(dotEnv.NODE_ID).toBeUndefined();
+		for (const [name, definition] of Object.entries(services)) {
+			expect({ name, NODE_ID: environmentOf(definition).NODE_ID }).toEqual({ name, NODE_ID: undefined });
+		}
+	});
+
+	it("publishes host ports only on nginx and the RabbitMQ management UI", () => {
+		const publishing = Object.entries(services)
+			.filter(([, definition]) => definition.ports?.length)
+			.map(([name, definition]) => ({ name, ports: publishedPorts(definition) }));
+		const httpPort = Number(dotEnv.NGINX_PORT);
+		expect(publishing).toEqual([
+			{ name: "rabbitmq", ports: [{ host: 15672, container: 15672 }] },
+			{ name: "nginx", ports: [{ host: httpPort, container: httpPort }] },
+		]);
+	});
+});
+
+describe("docker-compose.yml: health and start order", () => {
+	it.each([...BACKING, ...ROLES])("%s has a healthcheck", name => {
+		const check = service(name).healthcheck;
+		expect(check?.test[0]).toBe("CMD");
+		expect(check?.interval).toBeDefined();
+		expect(check?.retries).toBeGreaterThan(0);
+	});
+
+	it("checks MongoDB with a mongosh ping and RabbitMQ with rabbitmq-diagnostics", () => {
+		expect(service("mongo").healthcheck?.test.join(" ")).toMatch(/^CMD mongosh .*ping/);
+		expect(service("rabbitmq").healthcheck?.test.slice(0, 2)).toEqual(["CMD", "rabbitmq-diagnostics"]);
+	});
+
+	it.each(ROLES)("starts %s once RabbitMQ and MongoDB are healthy, and restarts it", role => {
+		const node = service(role);
+		expect(node.depends_on).toEqual({
+			rabbitmq: { condition: "service_healthy" },
+			mongo: { condition: "service_healthy" },
+		});
+		expect(node.restart).toBe("unless-stopped");
+	});
+
+	it.each(ROLES)("gives %s a stop grace period longer than Moleculer's drain", role => {
+		const grace = service(role).stop_grace_period;
+		expect(grace).toBeDefined();
+		expect(durationSeconds(grace as string)).toBeGreaterThanOrEqual(SHUTDOWN_TIMEOUT_SECONDS + 10);
+	});
+
+	it("starts nginx once both gateways are healthy", () => {
+		const dependsOn = service("nginx").depends_on ?? {};
+		expect(dependsOn["api-flask"]).toEqual({ condition: "service_healthy" });
+		expect(dependsOn["api-go"]).toEqual({ condition: "service_healthy" });
+	});
+
+	it("routes the gateways' healthchecks to the readiness endpoint that the gateway serves", () => {
+		expect(readText("mixins/task-gateway.mixin.ts")).toContain('"GET /health/ready"');
+		for (const [gateway, portVariable] of Object.entries(GATEWAYS)) {
+			expect(service(gateway).healthcheck?.test.join(" ")).toContain(`process.env.${portVariable} + '/health/ready'`);
+		}
+		for (const worker of WORKERS) {
+			expect(service(worker).healthcheck?.test.join(" ")).toContain("process.env.METRICS_PORT + '/metrics'");
+		}
+	});
+
+	describe("healthcheck commands, run against a stand-in endpoint", () => {
+		let server: Server;
+		let status = 200;
+		let requested: string[] = [];
+
+		beforeAll(async () => {
+			server = createServer((req, res) => {
+				requested.push(req.url ?? "");
+				res.writeHead(status).end();
+			});
+			await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+		});
+		afterAll(() => new Promise(resolve => server.close(resolve)));
+
+		/** Runs a healthcheck's `node -e` with the container's variables pointed at the stand-in. */
+		function runCheck(name: string, portVariable: string, port: number): Promise<number | null> {
+			const [, command, ...args] = service(name).healthcheck?.test ?? [];
+			expect(command).toBe("node");
+			const env = { PATH: process.env.PATH, ...dotEnv, [portVariable]: String(port) };
+			return new Promise((resolve, reject) => {
+				spawn(process.execPath, args, { env, stdio: "ignore" }).on("error", reject).on("exit", resolve);
+			});
+		}
+
+		const checks = [
+			...Object.entries(GATEWAYS).map(([name, portVariable]) => [name, portVariable, "/health/ready"]),
+			...WORKERS.map(name => [name, "METRICS_PORT", "/metrics"]),
+		];
+
+		it.each(checks)("%s: healthy on 200 from %s %s, unhealthy on 503 or no answer", async (name, portVariable, url) => {
+			const { port } = server.address() as AddressInfo;
+			requested = [];
+			status = 200;
+			expect(await runCheck(name, portVariable, port)).toBe(0);
+			expect(requested).toEqual([url]);
+			status = 503;
+			expect(await runCheck(name, portVariable, port)).toBe(1);
+			expect(await runCheck(name, portVariable, 1)).toBe(1);
+		});
+	});
+});
+
+describe("docker-compose.yml: nginx", () => {
+	it("pins an official nginx image that supports `server ... resolve` (>= 1.27.3)", () => {
+		const match = /^nginx:(\d+)\.(\d+)\.(\d+)(-[a-z0-9-]+)?$/.exec(service("nginx").image ?? "");
+		expect(match).not.toBeNull();
+		const [major, minor, patch] = (match as RegExpExecArray).slice(1, 4).map(Number);
+		expect(major * 1e6 + minor * 1e3 + patch).toBeGreaterThanOrEqual(1_027_003);
+	});
+
+	it("mounts the template directory read-only", () => {
+		expect(service("nginx").volumes).toContain("./nginx/templates:/etc/nginx/templates:ro");
+	});
+
+	it("defines every variable of the template, and only those", () => {
+		expect(Object.keys(nginxEnv()).sort()).toEqual(templateVariables());
+	});
+
+	it("re-resolves the gateways through Docker's DNS", () => {
+		expect(nginxEnv()).toMatchObject({ UPSTREAM_RESOLVE: "resolve", NGINX_RESOLVER: "127.0.0.11" });
+		// `resolve` needs a shared-memory zone in each upstream.
+		const template = readText("nginx/templates/default.conf.template");
+		const upstreams = [...template.matchAll(/^upstream\s+(\w+)\s*\{([\s\S]*?)^\}/gm)];
+		expect(upstreams.map(upstream => upstream[1])).toEqual(["api_flask", "api_go", "rabbitmq_management"]);
+		for (const [, name, body] of upstreams) {
+			expect({ name, zone: /^\s*zone\s+\w+\s+\w+;/m.test(body) }).toEqual({ name, zone: true });
+			expect({ name, server: /server\s+\$\{\w+\}\s+\$\{UPSTREAM_RESOLVE\};/.test(body) }).toEqual({ name, server: true });
+		}
+	});
+
+	it("points at the compose services on the ports from .env", () => {
+		const env = nginxEnv();
+		expect(hostPort(env.FLASK_UPSTREAM)).toEqual({ host: "api-flask", port: Number(dotEnv.FLASK_PORT) });
+		expect(hostPort(env.GO_UPSTREAM)).toEqual({ host: "api-go", port: Number(dotEnv.GO_PORT) });
+		expect(hostPort(env.RABBITMQ_MANAGEMENT_UPSTREAM)).toEqual({ host: "rabbitmq", port: 15672 });
+		for (const upstream of [env.FLASK_UPSTREAM, env.GO_UPSTREAM, env.RABBITMQ_MANAGEMENT_UPSTREAM]) {
+			expect(Object.keys(services)).toContain(hostPort(upstream).host);
+		}
+		expect(env.NGINX_PORT).toBe(dotEnv.NGINX_PORT);
+	});
+
+	it("limits request bodies to the same MAX_BODY_BYTES as the gateways", () => {
+		expect(nginxEnv().MAX_BODY_BYTES).toBe(dotEnv.MAX_BODY_BYTES);
+		for (const role of ROLES) expect(environmentOf(service(role)).MAX_BODY_BYTES).toBeUndefined();
+	});
+
+	it("leaves the gateways' ports to .env alone", () => {
+		for (const role of ROLES) {
+			const env = environmentOf(service(role));
+			expect({ role, FLASK_PORT: env.FLASK_PORT, GO_PORT: env.GO_PORT }).toEqual({ role, FLASK_PORT: undefined, GO_PORT: undefined });
+		}
+	});
+});
+
+describe("docker-compose.yml: REPL", () => {
+	const repl = () => service("repl");
+
+	it("is an interactive tool, started only by `docker compose run --rm repl`", () => {
+		expect(repl().profiles).toEqual(["tools"]);
+		expect(repl()).toMatchObject({ stdin_open: true, tty: true });
+		expect(repl().ports).toBeUndefined();
+		expect(repl().restart).toBeUndefined();
+	});
+
+	it("joins the cluster from the same image, runs no service of its own and opens the REPL", () => {
+		expect(repl().image).toBe(service("api-flask").image);
+		expect(repl().env_file).toBe(".env");
+		expect(repl().depends_on?.rabbitmq).toEqual({ condition: "service_healthy" });
+		const env = environmentOf(repl());
+		expect(env.SERVICES).toBeUndefined();
+		// The image sets SERVICEDIR; with it and no SERVICES, moleculer-runner would load every service.
+		expect(env.SERVICEDIR).toBe("");
+		expect(repl().command).toEqual([...RUNNER_COMMAND, "--repl"]);
+	});
+});
+
+describe(".env", () => {
+	it("keeps the original's variables and values", () => {
+		expect(dotEnv).toMatchObject({
+			RABBIT_HOST: "rabbitmq",
+			RABBIT_PORT: "5672",
+			RABBIT_QUEUE: "task_queue",
+			MONGO_URI: "mongodb://mongo:27017/",
+			DB_NAME: "mydb",
+			FLASK_PORT: "5001",
+			GO_PORT: "5002",
+		});
+	});
+
+	it("defines every variable lib/config.ts reads, except NODE_ID", () => {
+		const names = configEnvNames();
+		// Guards the scan itself: it must find the helpers' arguments.
+		expect(names).toEqual(expect.arrayContaining(["RABBIT_HOST", "RABBIT_PASSWORD", "FLASK_PORT", "METRICS_PORT", "TRACING", "NODE_ID"]));
+		const missing = names.filter(name => name !== "NODE_ID" && !(name in dotEnv));
+		expect(missing).toEqual([]);
+	});
+
+	it("is a valid configuration for a cluster node, with JSON logs and metrics on", () => {
+		const settings = loadConfig({ ...dotEnv, NODE_ID: "check" });
+		expect(settings.rabbitUrl).toBe(`amqp://guest:guest@rabbitmq:5672/${encodeURIComponent("/")}`);
+		expect(settings.mongoUri).toBe("mongodb://mongo:27017/");
+		expect(settings.logFormat).toBe("json");
+		expect(settings.metricsPort).not.toBeNull();
+	});
+
+	it("explains each group of variables with a comment", () => {
+		const lines = readText(".env").split("\n");
+		lines.forEach((line, index) => {
+			const startsGroup = /^[A-Z]/.test(line) && !/^[A-Z]/.test(lines[index - 1] ?? "");
+			if (startsGroup) expect({ line, above: lines[index - 1] }).toEqual({ line, above: expect.stringMatching(/^# /) });
+		});
+	});
+});
+
+describe("Dockerfile", () => {
+	const instructions = parseDockerfile(readText("Dockerfile"));
+	const froms = instructions.filter(instruction => instruction.keyword === "FROM");
+	const lastStage = froms.length - 1;
+	const args = (keyword: string, stage = lastStage) =>
+		instructions.filter(instruction => instruction.stage === stage && instruction.keyword === keyword).map(instruction => instruction.args);
+
+	it("builds in one stage and runs in another, both on Node 22", () => {
+		expect(froms.length).toBeGreaterThanOrEqual(2);
+		for (const from of froms) expect(from.args).toMatch(/^node:22(-bookworm-slim|-bookworm|-slim)? AS \w+$/i);
+	});
+
+	it("compiles with npm ci and npm run build in the build stage", () => {
+		const buildRuns = args("RUN", 0).join("\n");
+		expect(buildRuns).toContain("npm ci");
+		expect(buildRuns).toContain("npm run build");
+		const packageJson = JSON.parse(readText("package.json")) as { scripts: Record<string, string> };
+		expect(packageJson.scripts.build).toBe("tsc -p tsconfig.build.json");
+	});
+
+	it("ships production dependencies and the compiled dist/ only", () => {
+		const buildStage = /AS (\w+)$/i.exec(froms[0].args)?.[1];
+		expect(args("RUN").join("\n")).toMatch(/npm ci --omit=dev/);
+		expect(args("COPY")).toContain(`--from=${buildStage} /app/dist ./dist`);
+		expect(args("RUN").join("\n")).not.toMatch(/npm run build|tsc/);
+	});
+
+	it("runs as the non-root node user under tini", () => {
+		const users = args("USER");
+		expect(users.at(-1)).toBe("node");
+		expect(args("RUN").join("\n")).toMatch(/apt-get install .*\btini\b/);
+		expect(JSON.parse(args("ENTRYPOINT").at(-1) as string)).toEqual(["/usr/bin/tini", "--"]);
+	});
+
+	it("starts moleculer-runner in exec form, as `npm run node` does", () => {
+		const cmd = JSON.parse(args("CMD").at(-1) as string) as string[];
+		expect(cmd).toEqual(RUNNER_COMMAND);
+		const packageJson = JSON.parse(readText("package.json")) as { scripts: Record<string, string> };
+		expect(packageJson.scripts.node).toBe(cmd.join(" "));
+	});
+
+	it("loads services from dist/services, where the build writes them", () => {
+		expect(args("ENV").join(" ")).toMatch(/\bSERVICEDIR=dist\/services\b/);
+		const tsconfig = JSON.parse(readText("tsconfig.json")) as { compilerOptions: { outDir: string; rootDir: string } };
+		expect(tsconfig.compilerOptions).toMatchObject({ outDir: "dist", rootDir: "." });
+	});
+
+	it("keeps the build context to what it copies: no .env, no node_modules", () => {
+		const ignore = readText(".dockerignore").split("\n").filter(line => line && !line.startsWith("#"));
+		expect(ignore[0]).toBe("*");
+		const allowed = ignore.slice(1).map(line => line.replace(/^!/, ""));
+		const copied = instructions
+			.filter(instruction => instruction.keyword === "COPY" && !instruction.args.startsWith("--from"))
+			.flatMap(instruction => instruction.args.split(" ").slice(0, -1));
+		expect([...new Set(copied)].sort()).toEqual([...allowed].sort());
+	});
+});
+
+describe("Nginx template rendering", () => {
+	const template = readText("nginx/templates/default.conf.template");
+	const rendered = renderNginxTemplate(nginxEnv());
+	const nginxVariables = (text: string) => [...text.matchAll(/\$[a-z_][a-z0-9_]*/g)].map(match => match[0]);
+
+	it("fills every placeholder", () => {
+		expect(rendered).not.toMatch(/\$\{/);
+		expect(rendered).toContain(`server api-flask:${dotEnv.FLASK_PORT} resolve;`);
+		expect(rendered).toContain(`listen ${dotEnv.NGINX_PORT};`);
+		expect(rendered).toContain(`client_max_body_size ${dotEnv.MAX_BODY_BYTES};`);
+	});
+
+	it("leaves Nginx's own $variables intact", () => {
+		const own = nginxVariables(template);
+		expect(own).toEqual(expect.arrayContaining(["$host", "$request_uri", "$uri", "$http_x_request_id"]));
+		expect(nginxVariables(rendered)).toEqual(own);
+	});
+});
