@@ -7,7 +7,6 @@ import { QueueUnavailableError } from "../../lib/task-queue";
 import { eventually } from "../support/embedded-cluster";
 import { connectOrExplain, management, openQueue, queueCounters, scratchQueueName } from "../support/rabbitmq";
 
-const TSX = path.resolve(__dirname, "../../node_modules/.bin/tsx");
 
 describe("AmqpTaskQueue against RabbitMQ", () => {
 	let inspector: ChannelModel;
@@ -113,7 +112,8 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		const tasks = [newTask("orphan 1", "go"), newTask("orphan 2", "flask")];
 		for (const task of tasks) await producer.publish(task);
 
-		const doomed: ChildProcess = spawn(TSX, [path.join(__dirname, "fixtures/hanging-consumer.ts"), name], {
+		// One process (no tsx wrapper), so that SIGKILL takes the consumer itself down.
+		const doomed: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "fixtures/hanging-consumer.ts"), name], {
 			stdio: ["ignore", "pipe", "inherit"],
 		});
 		const seenByDoomed = await new Promise<string[]>((resolve, reject) => {

@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# The whole Notes & Tasks cluster on one machine, without Docker: RabbitMQ, FerretDB (MongoDB
+# wire protocol on SQLite), Nginx and one Node process per Moleculer node. State, pid files and
+# logs live in .stack/ (git-ignored).
+#
+#   scripts/stack.sh up              install what is missing, start what is down, wait until ready
+#   scripts/stack.sh down            stop everything `up` started
+#   scripts/stack.sh status          each component up or down (exit 1 if any is down)
+#   scripts/stack.sh logs [-f] [x]   last lines of every log, or of one component (-f: follow)
+#
+# Settings (environment): NGINX_PORT (8080), FLASK_PORT (5001), GO_PORT (5002), WORKER_PY_COUNT (2),
+# WORKER_GO_COUNT (2), NAMESPACE (notes-tasks), RABBIT_QUEUE (task_queue), LOG_LEVEL (info),
+# MAX_BODY_BYTES (16384), STACK_TIMEOUT (seconds each component may take to come up, 60).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STACK=$ROOT/.stack
+LOGS=$STACK/logs
+RUN=$STACK/run
+NODE=$ROOT/node_modules/.bin/node
+# pid_of recognises the processes by these paths, in their command lines before and after exec.
+FERRETDB=$STACK/bin/ferretdb
+NGINX_CONF=$STACK/nginx/nginx.conf
+
+NGINX_PORT=${NGINX_PORT:-8080}
+FLASK_PORT=${FLASK_PORT:-5001}
+GO_PORT=${GO_PORT:-5002}
+WORKER_PY_COUNT=${WORKER_PY_COUNT:-2}
+WORKER_GO_COUNT=${WORKER_GO_COUNT:-2}
+NAMESPACE=${NAMESPACE:-notes-tasks}
+RABBIT_QUEUE=${RABBIT_QUEUE:-task_queue}
+LOG_LEVEL=${LOG_LEVEL:-info}
+MAX_BODY_BYTES=${MAX_BODY_BYTES:-16384}
+TIMEOUT=${STACK_TIMEOUT:-60}
+RABBIT_PORT=5672
+RABBIT_MANAGEMENT_PORT=15672
+MONGO_PORT=27017
+PACKAGES=(rabbitmq-server nginx gettext-base chromium)
+
+say() { printf '[stack] %s\n' "$*"; }
+
+die() {
+	printf '[stack] ERROR: %s\n' "$1" >&2
+	if [[ -n ${2:-} && -f $2 ]]; then
+		printf '[stack] last lines of %s:\n' "$2" >&2
+		tail -n 30 "$2" | sed 's/^/    /' >&2
+	fi
+	exit 1
+}
+
+as_root() { if ((EUID == 0)); then "$@"; else sudo "$@"; fi; }
+
+now() { date +%s.%N; }
+since() { awk -v from="$1" -v to="$(now)" 'BEGIN { printf "%.1f", to - from }'; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A pid file names a live process only if that process still runs the expected command:
+# after a reboot the recorded pid may belong to something else, which `down` must not kill.
+pid_of() {
+	local file=$RUN/$1.pid pid state
+	[[ -f $file ]] || return 1
+	pid=$(<"$file")
+	state=$(ps -o stat= -p "$pid") || return 1
+	[[ $state != Z* ]] && ps -o args= -p "$pid" | grep -qF -- "$2" || return 1
+	echo "$pid"
+}
+
+# await <what> <log> <pid name> <pattern> <check...>: polls the check until it passes; fails
+# at once when the process has died, or after TIMEOUT seconds, showing the log either way.
+await() {
+	local what=$1 log=$2 name=$3 pattern=$4 deadline=$((SECONDS + TIMEOUT))
+	shift 4
+	until "$@"; do
+		[[ $name == - ]] || pid_of "$name" "$pattern" >/dev/null || die "$what exited while starting" "$log"
+		((SECONDS < deadline)) || die "$what did not come up within ${TIMEOUT}s" "$log"
+		sleep 0.25
+	done
+}
+
+# Starts a command in its own session (so that it outlives this script and the terminal)
+# with its output in a log, and records its pid. The previous run's log stays as <log>.1.
+spawn() {
+	local name=$1 log=$2
+	shift 2
+	if [[ -f $log ]]; then mv "$log" "$log.1"; fi
+	setsid "$@" >"$log" 2>&1 </dev/null &
+	echo $! >"$RUN/$name.pid"
+}
+
+# Stops a recorded process with SIGTERM, then SIGKILL if it is still there after `grace` seconds.
+stop_process() {
+	local name=$1 pattern=$2 grace=${3:-15} pid deadline
+	pid=$(pid_of "$name" "$pattern") || { rm -f "$RUN/$name.pid"; return 0; }
+	kill -TERM "$pid" 2>/dev/null || true
+	deadline=$((SECONDS + grace))
+	while pid_of "$name" "$pattern" >/dev/null; do
+		if ((SECONDS >= deadline)); then
+			say "$name did not stop within ${grace}s: killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		sleep 0.2
+	done
+	rm -f "$RUN/$name.pid"
+}
+
+nodes() {
+	local i
+	printf "%s\n" api-flask-1 api-go-1
+	for ((i = 1; i <= WORKER_PY_COUNT; i++)); do echo "worker-py-$i"; done
+	for ((i = 1; i <= WORKER_GO_COUNT; i++)); do echo "worker-go-$i"; done
+}
+
+# --- packages ---------------------------------------------------------------------------------
+
+install_packages() {
+	local missing=() package
+	for package in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+	done
+	((${#missing[@]} > 0)) || return 0
+	say "installing Debian packages: ${missing[*]} (apt-get; takes a few minutes the first time)"
+	as_root apt-get update -qq >"$LOGS/apt.log" 2>&1 || die "apt-get update failed" "$LOGS/apt.log"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$LOGS/apt.log" 2>&1 ||
+		die "apt-get install ${missing[*]} failed" "$LOGS/apt.log"
+}
+
+# --- RabbitMQ ---------------------------------------------------------------------------------
+
+rabbitmq_log() { echo "/var/log/rabbitmq/rabbit@$(hostname -s).log"; }
+rabbitmq_registered() { epmd -names 2>/dev/null | grep -q "^name rabbit "; }
+
+# Debian's own node (the rabbitmq user, /var/lib/rabbitmq). If it already runs (e.g. apt started
+# the system service), it is used as it is and `down` leaves it running.
+start_rabbitmq() {
+	if port_open "$RABBIT_PORT"; then
+		if [[ ! -f $RUN/rabbitmq.ours ]]; then
+			say "RabbitMQ already runs (not started by this script): using it"
+			as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+		fi
+	else
+		say "starting RabbitMQ with the management plugin"
+		as_root rabbitmq-plugins -q enable --offline rabbitmq_management >/dev/null
+		as_root rabbitmq-server -detached >"$LOGS/rabbitmq.log" 2>&1 || die "rabbitmq-server failed to start" "$LOGS/rabbitmq.log"
+		touch "$RUN/rabbitmq.ours"
+		# await_startup gives up at once on a node that has not registered with epmd yet.
+		await "RabbitMQ node" "$LOGS/rabbitmq.log" - - rabbitmq_registered
+		as_root rabbitmqctl -q await_startup --timeout "$TIMEOUT" >>"$LOGS/rabbitmq.log" 2>&1 ||
+			die "RabbitMQ did not start within ${TIMEOUT}s" "$(rabbitmq_log)"
+	fi
+	await "RabbitMQ management (port $RABBIT_MANAGEMENT_PORT)" "$(rabbitmq_log)" - - port_open "$RABBIT_MANAGEMENT_PORT"
+}
+
+stop_rabbitmq() {
+	[[ -f $RUN/rabbitmq.ours ]] || return 0
+	if port_open "$RABBIT_PORT"; then as_root rabbitmqctl -q shutdown >/dev/null 2>&1 || true; fi
+	# rabbitmq-server started Erlang's port mapper daemon; it goes too unless another node uses it.
+	if ! epmd -names 2>/dev/null | grep -q "^name "; then epmd -kill >/dev/null 2>&1 || true; fi
+	rm -f "$RUN/rabbitmq.ours"
+}
+
+# --- FerretDB ---------------------------------------------------------------------------------
+
+# Builds tools/ferretdb once; the binary is rebuilt only when its sources change.
+ferretdb_binary() {
+	local bin=$FERRETDB sources hash started
+	sources=(tools/ferretdb/*.go tools/ferretdb/go.mod tools/ferretdb/go.sum)
+	hash=$(cd "$ROOT" && cat "${sources[@]}" | sha256sum | cut -d' ' -f1)
+	if [[ -x $bin && $(cat "$bin.sha256" 2>/dev/null) == "$hash" ]]; then return 0; fi
+	command -v go >/dev/null || die "Go is needed to build tools/ferretdb once: install Go >= 1.24 (https://go.dev/dl/)"
+	say "building FerretDB from tools/ferretdb (once, ~1-2 min cold; log: .stack/logs/ferretdb-build.log)"
+	started=$(now)
+	mkdir -p "$STACK/bin"
+	(cd "$ROOT/tools/ferretdb" && go build -o "$bin.tmp" .) >"$LOGS/ferretdb-build.log" 2>&1 ||
+		die "building FerretDB failed" "$LOGS/ferretdb-build.log"
+	mv "$bin.tmp" "$bin"
+	echo "$hash" >"$bin.sha256"
+	say "FerretDB built in $(since "$started")s"
+}
+
+start_ferretdb() {
+	ferretdb_binary
+	if pid_of ferretdb "$FERRETDB" >/dev/null; then return 0; fi
+	port_open "$MONGO_PORT" && die "port $MONGO_PORT is taken by another process (a MongoDB?); stop it first"
+	say "starting FerretDB on 127.0.0.1:$MONGO_PORT (data in .stack/ferretdb)"
+	spawn ferretdb "$LOGS/ferretdb.log" "$FERRETDB" -listen "127.0.0.1:$MONGO_PORT" -data "$STACK/ferretdb"
+	await FerretDB "$LOGS/ferretdb.log" ferretdb "$FERRETDB" port_open "$MONGO_PORT"
+}
+
+# --- Nginx ------------------------------------------------------------------------------------
+
+# Renders the shared template (nginx/templates, also used by docker-compose) for this machine,
+# with a main config of our own so that pid, logs and temp files stay in .stack/nginx.
+write_nginx_config() {
+	local dir=$STACK/nginx
+	mkdir -p "$dir/temp"
+	# shellcheck disable=SC2016 # envsubst takes the variable names literally
+	NGINX_PORT=$NGINX_PORT FLASK_UPSTREAM=127.0.0.1:$FLASK_PORT GO_UPSTREAM=127.0.0.1:$GO_PORT \
+		RABBITMQ_MANAGEMENT_UPSTREAM=127.0.0.1:$RABBIT_MANAGEMENT_PORT NGINX_RESOLVER=127.0.0.1 \
+		UPSTREAM_RESOLVE='' MAX_BODY_BYTES=$MAX_BODY_BYTES \
+		envsubst '${NGINX_PORT} ${FLASK_UPSTREAM} ${GO_UPSTREAM} ${RABBITMQ_MANAGEMENT_UPSTREAM} ${NGINX_RESOLVER} ${UPSTREAM_RESOLVE} ${MAX_BODY_BYTES}' \
+		<"$ROOT/nginx/templates/default.conf.template" >"$dir/default.conf"
+	cat >"$NGINX_CONF" <<-EOF
+		# Written by scripts/stack.sh: the local stack's own Nginx, not the system service.
+		pid $dir/nginx.pid;
+		error_log $LOGS/nginx.log warn;
+		worker_processes 1;
+		events { worker_connections 1024; }
+		http {
+		    client_body_temp_path $dir/temp/client_body;
+		    proxy_temp_path $dir/temp/proxy;
+		    fastcgi_temp_path $dir/temp/fastcgi;
+		    uwsgi_temp_path $dir/temp/uwsgi;
+		    scgi_temp_path $dir/temp/scgi;
+		    include $dir/default.conf;
+		}
+	EOF
+}
+
+NGINX=(nginx -p "$STACK/nginx/" -e "$LOGS/nginx.log" -c "$NGINX_CONF")
+
+start_nginx() {
+	write_nginx_config
+	"${NGINX[@]}" -t -q 2>>"$LOGS/nginx.log" || die "the rendered Nginx config is invalid (.stack/nginx/default.conf)" "$LOGS/nginx.log"
+	if pid_of nginx "$NGINX_CONF" >/dev/null; then
+		"${NGINX[@]}" -s reload # picks up template changes
+		return 0
+	fi
+	port_open "$NGINX_PORT" && die "port $NGINX_PORT is taken by another process; set NGINX_PORT"
+	say "starting Nginx on port $NGINX_PORT"
+	spawn nginx "$LOGS/nginx.log" "${NGINX[@]}" -g "daemon off;"
+	await Nginx "$LOGS/nginx.log" nginx "$NGINX_CONF" port_open "$NGINX_PORT"
+}
+
+# --- Moleculer nodes --------------------------------------------------------------------------
+
+start_node() {
+	local node=$1 role=${1%-*}
+	case $role in
+		api-flask) port_open "$FLASK_PORT" && die "port $FLASK_PORT (FLASK_PORT) is taken by another process" ;;
+		api-go) port_open "$GO_PORT" && die "port $GO_PORT (GO_PORT) is taken by another process" ;;
+	esac
+	# Every node runs a `tasks` store beside its role, as in docker-compose.
+	(cd "$ROOT" && spawn "$node" "$LOGS/$node.log" env NO_COLOR=1 \
+		SERVICEDIR=dist/services SERVICES="$role,tasks" NODE_ID="$node" NAMESPACE="$NAMESPACE" \
+		RABBIT_HOST=127.0.0.1 RABBIT_PORT="$RABBIT_PORT" RABBIT_QUEUE="$RABBIT_QUEUE" \
+		MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" DB_NAME=mydb \
+		FLASK_PORT="$FLASK_PORT" GO_PORT="$GO_PORT" MAX_BODY_BYTES="$MAX_BODY_BYTES" LOG_LEVEL="$LOG_LEVEL" \
+		"$NODE" node_modules/moleculer/bin/moleculer-runner.js --config dist/moleculer.config.js)
+}
+
+node_ready() {
+	case ${1%-*} in
+		api-flask) curl -fs -o /dev/null "http://127.0.0.1:$FLASK_PORT/health/ready" ;;
+		api-go) curl -fs -o /dev/null "http://127.0.0.1:$GO_PORT/health/ready" ;;
+		*) grep -q "ServiceBroker with .* started successfully" "$LOGS/$1.log" ;;
+	esac
+}
+
+start_cluster() {
+	local node started missing=()
+	for node in $(nodes); do pid_of "$node" moleculer-runner >/dev/null || missing+=("$node"); done
+	if ((${#missing[@]} == 0)); then
+		say "cluster nodes already run (stack.sh down, then up, restarts them on new code)"
+		return 0
+	fi
+	started=$(now)
+	say "building the cluster (npm run build)"
+	rm -rf "$ROOT/dist"
+	(cd "$ROOT" && npm run --silent build) >"$LOGS/build.log" 2>&1 || die "npm run build failed" "$LOGS/build.log"
+	say "built in $(since "$started")s; starting nodes: ${missing[*]}"
+	for node in "${missing[@]}"; do start_node "$node"; done
+	for node in $(nodes); do await "node $node" "$LOGS/$node.log" "$node" moleculer-runner node_ready "$node"; done
+}
+
+write_env() {
+	cat >"$STACK/stack.env" <<-EOF
+		# Written by scripts/stack.sh up: how clients (npm run repl, the e2e tests) reach the local stack.
+		NAMESPACE=$NAMESPACE
+		RABBIT_HOST=127.0.0.1
+		RABBIT_PORT=$RABBIT_PORT
+		RABBIT_QUEUE=$RABBIT_QUEUE
+		RABBITMQ_MANAGEMENT_PORT=$RABBIT_MANAGEMENT_PORT
+		MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
+		DB_NAME=mydb
+		NGINX_PORT=$NGINX_PORT
+		FLASK_PORT=$FLASK_PORT
+		GO_PORT=$GO_PORT
+		STACK_NODES=$(nodes | paste -sd,)
+	EOF
+}
+
+# --- commands ---------------------------------------------------------------------------------
+
+up() {
+	local started step
+	started=$(now)
+	mkdir -p "$LOGS" "$RUN"
+	step=$(now); install_packages; say "packages ready ($(since "$step")s)"
+	step=$(now); start_rabbitmq; say "RabbitMQ up ($(since "$step")s)"
+	step=$(now); start_ferretdb; say "FerretDB up ($(since "$step")s)"
+	step=$(now); start_nginx; say "Nginx up ($(since "$step")s)"
+	step=$(now); start_cluster; say "cluster nodes up ($(since "$step")s)"
+	write_env
+	say "stack up in $(since "$started")s: http://127.0.0.1:$NGINX_PORT/flask/ /go/ /rabbitmq/ (guest/guest)"
+}
+
+down() {
+	local file started step
+	started=$(now)
+	mkdir -p "$RUN"
+	rm -f "$STACK/stack.env"
+	# The nodes stop in parallel: each finishes its in-flight work first (Moleculer's graceful stop).
+	step=$(now)
+	for file in "$RUN"/*-[0-9]*.pid; do
+		[[ -f $file ]] && stop_process "$(basename "$file" .pid)" moleculer-runner 20 &
+	done
+	wait
+	say "cluster nodes stopped ($(since "$step")s)"
+	stop_process nginx "$NGINX_CONF"
+	stop_process ferretdb "$FERRETDB"
+	step=$(now); stop_rabbitmq; say "Nginx, FerretDB and RabbitMQ stopped ($(since "$step")s)"
+	say "stack down in $(since "$started")s"
+}
+
+status() {
+	local healthy=0 node pid
+	row() { printf '%-12s %-5s %s\n' "$@"; }
+	if port_open "$RABBIT_PORT"; then
+		row rabbitmq up "amqp://127.0.0.1:$RABBIT_PORT, http://127.0.0.1:$RABBIT_MANAGEMENT_PORT/$([[ -f $RUN/rabbitmq.ours ]] || echo ' (not started by stack.sh)')"
+	else
+		row rabbitmq down; healthy=1
+	fi
+	if pid=$(pid_of ferretdb "$FERRETDB"); then row ferretdb up "pid $pid, mongodb://127.0.0.1:$MONGO_PORT/"; else row ferretdb down; healthy=1; fi
+	if pid=$(pid_of nginx "$NGINX_CONF"); then row nginx up "pid $pid, http://127.0.0.1:$NGINX_PORT/"; else row nginx down; healthy=1; fi
+	for node in $(nodes); do
+		if pid=$(pid_of "$node" moleculer-runner); then row "$node" up "pid $pid"; else row "$node" down; healthy=1; fi
+	done
+	return $healthy
+}
+
+logs() {
+	local follow=() files=() name
+	if [[ ${1:-} == -f ]]; then follow=(-F); shift; fi
+	if [[ -n ${1:-} ]]; then
+		name=$1
+		case $name in
+			rabbitmq) files=("$(rabbitmq_log)") ;;
+			*) files=("$LOGS/$name.log") ;;
+		esac
+		[[ -f ${files[0]} ]] || die "no log for '$name'; try one of: rabbitmq ferretdb nginx $(nodes | tr '\n' ' ')"
+	else
+		files=("$LOGS"/*.log)
+		[[ -f $(rabbitmq_log) ]] && files+=("$(rabbitmq_log)")
+	fi
+	tail -n 50 "${follow[@]}" "${files[@]}"
+}
+
+case ${1:-} in
+	up | down | status) "$1" ;;
+	logs) shift; logs "$@" ;;
+	*) echo "usage: $0 up|down|status|logs [-f] [component]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,98 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parseEnv } from "node:util";
+
+/**
+ * The running local stack (`npm run stack:up`), as .stack/stack.env describes it. The e2e specs
+ * talk to it through Nginx only, plus FerretDB and RabbitMQ where they check what was stored.
+ */
+export interface Stack {
+	env: Record<string, string>;
+	/** Nginx, e.g. http://127.0.0.1:8080 */
+	baseUrl: string;
+	rabbitUrl: string;
+	mongoUri: string;
+	dbName: string;
+	taskQueue: string;
+	namespace: string;
+	/** Node ids of every cluster node: api-flask-1, worker-py-1, ... */
+	nodes: string[];
+}
+
+export const ROOT = path.resolve(__dirname, "../..");
+const ENV_FILE = path.join(ROOT, ".stack/stack.env");
+const NOT_RUNNING = "The e2e tests need the local stack: start it with `npm run stack:up`.";
+
+/** Reads .stack/stack.env and checks that both gateways answer ready through Nginx; throws otherwise. */
+export async function connectToStack(): Promise<Stack> {
+	let text: string;
+	try {
+		text = readFileSync(ENV_FILE, "utf8");
+	} catch {
+		throw new Error(`${ENV_FILE} does not exist. ${NOT_RUNNING}`);
+	}
+	const env = parseEnv(text) as Record<string, string>;
+	const stack: Stack = {
+		env,
+		baseUrl: `http://127.0.0.1:${env.NGINX_PORT}`,
+		rabbitUrl: `amqp://guest:guest@${env.RABBIT_HOST}:${env.RABBIT_PORT}`,
+		mongoUri: env.MONGO_URI,
+		dbName: env.DB_NAME,
+		taskQueue: env.RABBIT_QUEUE,
+		namespace: env.NAMESPACE,
+		nodes: env.STACK_NODES.split(","),
+	};
+	for (const gateway of ["flask", "go"]) {
+		const url = `${stack.baseUrl}/${gateway}/health/ready`;
+		const response = await fetch(url, { signal: AbortSignal.timeout(5000) }).catch((err: Error & { cause?: { code?: string } }) => {
+			throw new Error(`${url} is not reachable (${err.cause?.code ?? err.message}). ${NOT_RUNNING}`);
+		});
+		if (!response.ok) throw new Error(`${url} answered ${response.status}: ${await response.text()}. ${NOT_RUNNING}`);
+	}
+	return stack;
+}
+
+export interface AcceptedTask {
+	id: string;
+	title: string;
+	source: string;
+	created_at: string;
+	status: string;
+}
+
+/** POST /<gateway>/tasks through Nginx. */
+export function postTask(stack: Stack, gateway: "flask" | "go", title: string): Promise<Response> {
+	return fetch(`${stack.baseUrl}/${gateway}/tasks`, {
+		method: "POST",
+		headers: { "Content-Type": "application/json" },
+		body: JSON.stringify({ title }),
+	});
+}
+
+/** Polls until `probe` returns a value, or fails with `what` after `timeoutMs`. */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+	const deadline = Date.now() + timeoutMs;
+	for (;;) {
+		const value = await probe();
+		if (value !== undefined) return value;
+		if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+		await new Promise(resolve => setTimeout(resolve, 200));
+	}
+}
+
+/** Runs `work` on every item with at most `limit` running at once. */
+export async function inParallel<T, R>(items: T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+	const results: R[] = new Array(items.length);
+	let next = 0;
+	const lane = async () => {
+		while (next < items.length) {
+			const index = next++;
+			results[index] = await work(items[index], index);
+		}
+	};
+	await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+	return results;
+}
+
+/** A tag that keeps this run's tasks apart from the ones earlier runs left in the store. */
+export const runTag = () => `e2e-${Date.now().toString(36)}-${process.pid}`;
