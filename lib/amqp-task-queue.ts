@@ -250,7 +250,10 @@ class AmqpConsumer implements TaskConsumer {
 		const { options } = this.queue;
 		const channel = await connection.createConfirmChannel();
 		channel.on("error", err => options.logger.warn(`RabbitMQ consumer channel error: ${err.message}`));
-		channel.on("close", () => connection.close().catch(() => undefined));
+		// Closed by anything but our own stop(), the channel takes the connection down for a rebuild.
+		channel.on("close", () => {
+			if (!this.stopped) connection.close().catch(() => undefined);
+		});
 		await channel.prefetch(options.prefetch);
 		this.channel = channel;
 		const { consumerTag } = await channel.consume(options.queue, message => {

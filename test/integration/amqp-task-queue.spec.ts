@@ -90,6 +90,18 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		await consumer.stop();
 	});
 
+	it("keeps its connection, and publishing, when one of its consumers stops", async () => {
+		const name = scratch();
+		const queue = open(name);
+		await queue.whenConnected(5000);
+		const consumer = await queue.consume(async () => undefined);
+		await consumer.stop();
+		await new Promise(resolve => setTimeout(resolve, 200));
+		expect(queue.isConnected()).toBe(true);
+		await queue.publish(newTask("still publishing", "go"));
+		expect(await depthOf(name)).toBe(1);
+	});
+
 	it("leaves a task unacked while its write keeps failing, and puts it back on stop", async () => {
 		const name = scratch();
 		const producer = open(name, { maxAttempts: 1000 });

@@ -1,0 +1,36 @@
+import autocannon from "autocannon";
+
+export interface LoadFigures {
+	requestsPerSecond: number;
+	p50Ms: number;
+	p99Ms: number;
+	requests: number;
+	non2xx: number;
+	errors: number;
+	seconds: number;
+}
+
+const TASK_BODY = JSON.stringify({ title: "benchmark task" });
+
+/** POSTs tasks at `url` with autocannon, for `durationSeconds` or until `amount` requests. */
+export async function postTasks(url: string, load: { connections: number; durationSeconds?: number; amount?: number }): Promise<LoadFigures> {
+	const result = await autocannon({
+		url,
+		method: "POST",
+		headers: { "content-type": "application/json" },
+		body: TASK_BODY,
+		connections: load.connections,
+		duration: load.durationSeconds,
+		amount: load.amount,
+		timeout: 10,
+	});
+	return {
+		requestsPerSecond: Math.round(result.requests.total / result.duration),
+		p50Ms: result.latency.p50,
+		p99Ms: result.latency.p99,
+		requests: result.requests.total,
+		non2xx: result.non2xx,
+		errors: result.errors + result.timeouts,
+		seconds: result.duration,
+	};
+}

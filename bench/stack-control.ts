@@ -1,0 +1,94 @@
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+
+export const ROOT = path.resolve(__dirname, "..");
+export const STACK = path.join(ROOT, ".stack");
+const RUN = path.join(STACK, "run");
+const NODE_PID_FILE = /^((?:api|worker)-[a-z]+)-(\d+)\.pid$/;
+
+export interface StackNode {
+	id: string;
+	role: string;
+	pid: number;
+}
+
+/** The cluster's node processes, from the local stack's pid files. */
+export function stackNodes(): StackNode[] {
+	return readdirSync(RUN)
+		.map(file => ({ file, match: NODE_PID_FILE.exec(file) }))
+		.filter(entry => entry.match)
+		.map(({ file, match }) => ({
+			id: file.slice(0, -".pid".length),
+			role: (match as RegExpExecArray)[1],
+			pid: Number(readFileSync(path.join(RUN, file), "utf8")),
+		}))
+		.filter(node => isAlive(node.pid));
+}
+
+function isAlive(pid: number): boolean {
+	try {
+		process.kill(pid, 0);
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+export function stackUp(env: Record<string, string> = {}): void {
+	execFileSync(path.join(ROOT, "scripts/stack.sh"), ["up"], { stdio: "inherit", env: { ...process.env, ...env } });
+}
+
+/**
+ * Runs exactly `py` worker-py and `go` worker-go nodes: the extra ones get SIGTERM (a graceful
+ * stop that stores and acks what they hold), the missing ones are started by `stack.sh up`.
+ */
+export async function setWorkerCounts(py: number, go: number): Promise<void> {
+	const wanted: Record<string, number> = { "worker-py": py, "worker-go": go };
+	const extra = stackNodes().filter(node => node.role in wanted && Number(node.id.split("-").pop()) > wanted[node.role]);
+	for (const node of extra) process.kill(node.pid, "SIGTERM");
+	while (extra.some(node => isAlive(node.pid))) await sleep(100);
+	if (py + go > 0) stackUp({ WORKER_PY_COUNT: String(py), WORKER_GO_COUNT: String(go) });
+}
+
+/** Resident set sizes of every node, sampled until `stop`; keeps each node's peak. */
+export class RssSampler {
+	readonly peakMb = new Map<string, number>();
+	private timer: NodeJS.Timeout | null = null;
+
+	start(intervalMs = 250): void {
+		this.timer = setInterval(() => this.sample(), intervalMs);
+	}
+
+	stop(): void {
+		if (this.timer) clearInterval(this.timer);
+		this.sample();
+	}
+
+	/** Current RSS of each role's nodes, in MB. */
+	current(role: string): number[] {
+		return stackNodes().filter(node => node.role === role).map(node => rssMb(node.pid, "VmRSS"));
+	}
+
+	private sample(): void {
+		for (const node of stackNodes()) {
+			// VmHWM is the kernel's own high-water mark, so peaks between samples count too.
+			const peak = rssMb(node.pid, "VmHWM");
+			this.peakMb.set(node.id, Math.max(this.peakMb.get(node.id) ?? 0, peak));
+		}
+	}
+}
+
+function rssMb(pid: number, field: "VmRSS" | "VmHWM"): number {
+	try {
+		const status = readFileSync(`/proc/${pid}/status`, "utf8");
+		const kb = Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+		return Math.round(kb / 102.4) / 10;
+	} catch {
+		return 0;
+	}
+}
+
+export function sleep(ms: number): Promise<void> {
+	return new Promise(resolve => setTimeout(resolve, ms));
+}
