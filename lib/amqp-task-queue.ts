@@ -30,7 +30,9 @@ export interface AmqpQueueOptions {
 	retryDelayMs?: (attempt: number) => number;
 }
 
-const defaultReconnectDelay = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 5000);
+// At most 1 s apart: while RabbitMQ is away the gateways answer 503, and once it is back they
+// go on doing so until their next attempt.
+const defaultReconnectDelay = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 1000);
 
 /**
  * The task queue on RabbitMQ (amqplib 0.10, which does not reconnect by itself).
@@ -281,7 +283,14 @@ class AmqpConsumer implements TaskConsumer {
 	}
 
 	private onMessage(delivery: Delivery): void {
-		const decoded = decodeTaskMessage(delivery.message.content, delivery.message.properties.messageId);
+		let decoded: ReturnType<typeof decodeTaskMessage>;
+		try {
+			decoded = decodeTaskMessage(delivery.message.content, delivery.message.properties.messageId);
+		} catch (err) {
+			// Thrown inside amqplib's delivery callback, an error would close the channel and bring
+			// the same message back for ever: whatever cannot be decoded is dead-lettered.
+			decoded = { ok: false, reason: `decoding failed: ${(err as Error).message}` };
+		}
 		if (decoded.ok) this.batcher.push(decoded.task, delivery);
 		else this.deadLetter(delivery, `unreadable message: ${decoded.reason}`);
 	}

@@ -33,10 +33,31 @@ export const titleRule = {
 	trim: true,
 	min: 1,
 	max: 200,
-	// Control characters (newlines, NUL, escapes) have no place in a one-line title.
-	pattern: /^\P{Cc}*$/u,
-	messages: { stringPattern: "The 'title' field must not contain control characters." },
+	// Control characters (newlines, NUL, escapes) have no place in a one-line title. Nor have
+	// unpaired surrogates (JSON can spell them, "\ud800"): UTF-8 cannot hold them, so the store
+	// would keep another title than the one accepted.
+	pattern: /^[^\p{Cc}\p{Cs}]*$/u,
+	messages: { stringPattern: "The 'title' field must not contain control characters or unpaired surrogates." },
 } as const;
+
+/**
+ * Deeper than any task needs. Bodies and messages nested deeper are refused before validation:
+ * fastest-validator renders a wrong-typed value into its message, recursively, and an array
+ * nested a few thousand deep overflows the stack there.
+ */
+export const MAX_NESTING = 32;
+
+/** Whether objects or arrays in `value` nest deeper than `limit`; iterative, as the value may be thousands deep. */
+export function nestedDeeperThan(value: unknown, limit: number): boolean {
+	const pending: [unknown, number][] = [[value, 0]];
+	for (let next = pending.pop(); next; next = pending.pop()) {
+		const [current, depth] = next;
+		if (current === null || typeof current !== "object") continue;
+		if (depth >= limit) return true;
+		for (const child of Object.values(current)) pending.push([child, depth + 1]);
+	}
+	return false;
+}
 
 /** Source stamp for messages from producers other than the two gateways. */
 export const EXTERNAL_SOURCE = "external";
@@ -67,6 +88,9 @@ export function decodeTaskMessage(body: Buffer, messageId?: string): DecodeResul
 	}
 	if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
 		return { ok: false, reason: "body is not a JSON object" };
+	}
+	if (nestedDeeperThan(parsed, MAX_NESTING)) {
+		return { ok: false, reason: `body is nested deeper than ${MAX_NESTING} levels` };
 	}
 	const candidate = parsed as Record<string, unknown>;
 	const verdict = queuedTaskCheck(candidate);

@@ -7,6 +7,9 @@
 #   scripts/stack.sh down            stop everything `up` started
 #   scripts/stack.sh status          each component up or down (exit 1 if any is down)
 #   scripts/stack.sh logs [-f] [x]   last lines of every log, or of one component (-f: follow)
+#   scripts/stack.sh restart <x>     restart rabbitmq, ferretdb, nginx or one node (by id) and wait until ready
+#   scripts/stack.sh kill <node>     SIGKILL one node, as a crash would (the fault tests use it)
+#   scripts/stack.sh start <node>    start one node that is down, from the current build, and wait until ready
 #
 # Settings (environment): NGINX_PORT (8080), FLASK_PORT (5001), GO_PORT (5002), WORKER_PY_COUNT (2),
 # WORKER_GO_COUNT (2), NAMESPACE (notes-tasks), RABBIT_QUEUE (task_queue), LOG_LEVEL (info),
@@ -151,6 +154,22 @@ start_rabbitmq() {
 	await "RabbitMQ management (port $RABBIT_MANAGEMENT_PORT)" "$(rabbitmq_log)" - - port_open "$RABBIT_MANAGEMENT_PORT"
 }
 
+# A full restart of our own node (connections dropped, queues recovered from disk). A RabbitMQ
+# run by a service manager keeps its Erlang node: only the broker application inside restarts.
+restart_rabbitmq() {
+	if [[ -f $RUN/rabbitmq.ours ]]; then
+		if port_open "$RABBIT_PORT"; then
+			as_root rabbitmqctl -q shutdown >/dev/null 2>&1 || die "rabbitmqctl shutdown failed" "$(rabbitmq_log)"
+		fi
+		start_rabbitmq
+	else
+		say "RabbitMQ was not started by this script: restarting its broker application only"
+		as_root rabbitmqctl -q stop_app >/dev/null || die "rabbitmqctl stop_app failed" "$(rabbitmq_log)"
+		as_root rabbitmqctl -q start_app >/dev/null || die "rabbitmqctl start_app failed" "$(rabbitmq_log)"
+		await "RabbitMQ management (port $RABBIT_MANAGEMENT_PORT)" "$(rabbitmq_log)" - - port_open "$RABBIT_MANAGEMENT_PORT"
+	fi
+}
+
 stop_rabbitmq() {
 	[[ -f $RUN/rabbitmq.ours ]] || return 0
 	if port_open "$RABBIT_PORT"; then as_root rabbitmqctl -q shutdown >/dev/null 2>&1 || true; fi
@@ -273,6 +292,21 @@ start_cluster() {
 	for node in $(nodes); do await "node $node" "$LOGS/$node.log" "$node" moleculer-runner node_ready "$node"; done
 }
 
+# Fails unless $1 is a node id of this stack.
+known_node() {
+	nodes | grep -qxF -- "$1" || die "unknown component '$1'; try one of: rabbitmq ferretdb nginx $(nodes | paste -sd' ')"
+}
+
+# Starts one node that is down from the build in dist/ (no rebuild: a restart stays fast).
+start_one_node() {
+	local node=$1
+	known_node "$node"
+	if pid_of "$node" moleculer-runner >/dev/null; then say "$node already runs"; return 0; fi
+	[[ -f $ROOT/dist/moleculer.config.js ]] || die "no build in dist/: run stack.sh up first"
+	start_node "$node"
+	await "node $node" "$LOGS/$node.log" "$node" moleculer-runner node_ready "$node"
+}
+
 write_env() {
 	cat >"$STACK/stack.env" <<-EOF
 		# Written by scripts/stack.sh up: how clients (npm run repl, the e2e tests) reach the local stack.
@@ -286,6 +320,7 @@ write_env() {
 		NGINX_PORT=$NGINX_PORT
 		FLASK_PORT=$FLASK_PORT
 		GO_PORT=$GO_PORT
+		MAX_BODY_BYTES=$MAX_BODY_BYTES
 		STACK_NODES=$(nodes | paste -sd,)
 	EOF
 }
@@ -321,6 +356,44 @@ down() {
 	stop_process ferretdb "$FERRETDB"
 	step=$(now); stop_rabbitmq; say "Nginx, FerretDB and RabbitMQ stopped ($(since "$step")s)"
 	say "stack down in $(since "$started")s"
+}
+
+restart() {
+	local component=${1:-} started
+	[[ -n $component ]] || die "restart what? one of: rabbitmq ferretdb nginx $(nodes | paste -sd' ')"
+	started=$(now)
+	mkdir -p "$LOGS" "$RUN"
+	case $component in
+		rabbitmq) restart_rabbitmq ;;
+		ferretdb) stop_process ferretdb "$FERRETDB"; start_ferretdb ;;
+		nginx) stop_process nginx "$NGINX_CONF"; start_nginx ;;
+		*)
+			known_node "$component"
+			stop_process "$component" moleculer-runner 20
+			start_one_node "$component"
+			;;
+	esac
+	say "$component restarted in $(since "$started")s"
+}
+
+start() {
+	local node=${1:-} started
+	[[ -n $node ]] || die "start which node? one of: $(nodes | paste -sd' ')"
+	started=$(now)
+	start_one_node "$node"
+	say "$node up in $(since "$started")s"
+}
+
+# SIGKILL leaves no time for a graceful stop: the node's unacked deliveries go back to the queue.
+kill_node() {
+	local node=${1:-} pid
+	[[ -n $node ]] || die "kill which node? one of: $(nodes | paste -sd' ')"
+	known_node "$node"
+	pid=$(pid_of "$node" moleculer-runner) || die "$node is not running"
+	kill -KILL "$pid" 2>/dev/null || true
+	while pid_of "$node" moleculer-runner >/dev/null; do sleep 0.05; done
+	rm -f "$RUN/$node.pid"
+	say "$node killed (SIGKILL, pid $pid)"
 }
 
 status() {
@@ -359,5 +432,10 @@ logs() {
 case ${1:-} in
 	up | down | status) "$1" ;;
 	logs) shift; logs "$@" ;;
-	*) echo "usage: $0 up|down|status|logs [-f] [component]" >&2; exit 2 ;;
+	restart | start) "$1" "${2:-}" ;;
+	kill) kill_node "${2:-}" ;;
+	*)
+		echo "usage: $0 up|down|status | logs [-f] [component] | restart <component> | kill <node> | start <node>" >&2
+		exit 2
+		;;
 esac

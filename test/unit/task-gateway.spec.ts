@@ -96,6 +96,8 @@ describe("task gateways (api-flask, api-go)", () => {
 			["text/plain", '{"title": "x"}', { "Content-Type": "text/plain" }, 415, undefined],
 			["no content type", '{"title": "x"}', {}, 415, undefined],
 			["a body over the limit", JSON.stringify({ title: "x".repeat(20_000) }), { "Content-Type": "application/json" }, 413, undefined],
+			["an unpaired surrogate", '{"title": "a\\ud800b"}', { "Content-Type": "application/json" }, 422, "title"],
+			["a title nested thousands deep", `{"title": ${"[".repeat(5000)}${"]".repeat(5000)}}`, { "Content-Type": "application/json" }, 422, "title"],
 		];
 
 		it.each(cases)("%s", async (_case, body, headers, status, field) => {
@@ -110,6 +112,19 @@ describe("task gateways (api-flask, api-go)", () => {
 			expect(published).not.toHaveBeenCalled();
 			expect((await cluster.queue.depth()).messages).toBe(before.messages);
 		});
+	});
+
+	it.each([
+		["a title in the query string", "POST", "/tasks?title=from-the-query", { "Content-Type": "application/json" }, "{}", 422],
+		["invalid UTF-8", "POST", "/tasks", { "Content-Type": "application/json" }, Buffer.concat([Buffer.from('{"title": "a'), Buffer.from([0xff]), Buffer.from('b"}')]), 400],
+		["a body that fails to decompress", "POST", "/tasks", { "Content-Type": "application/json", "Content-Encoding": "gzip" }, '{"title": "x"}', 400],
+		["a CORS preflight for POST", "OPTIONS", "/tasks", { "Content-Type": "application/json", "Access-Control-Request-Method": "POST" }, '{"title": "x"}', 405],
+	])("refuses %s with a JSON error and queues nothing", async (_case, method, path, headers, body, status) => {
+		const published = jest.spyOn(cluster.queue, "publish");
+		const res = await fetch(`${cluster.flaskUrl}${path}`, { method, headers, body });
+		expect(res.status).toBe(status);
+		expect((await readJson(res)).code).toBe(status);
+		expect(published).not.toHaveBeenCalled();
 	});
 
 	it("answers 503 with Retry-After when the queue cannot confirm, never 202", async () => {

@@ -33,6 +33,8 @@ describe("queue messages", () => {
 		["an empty title", Buffer.from('{"title":"  "}')],
 		["a title with a newline", Buffer.from('{"title":"a\\nb"}')],
 		["a bad date", Buffer.from('{"title":"ok","created_at":"yesterday-ish"}')],
+		["an unpaired surrogate in the title", Buffer.from('{"title":"a\\udc00b"}')],
+		["a title nested thousands deep", Buffer.from(`{"title":${"[".repeat(5000)}${"]".repeat(5000)}}`)],
 	])("refuses %s with a reason", (_case, body) => {
 		const result = decodeTaskMessage(body);
 		expect(result.ok).toBe(false);

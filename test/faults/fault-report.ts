@@ -1,0 +1,20 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { ROOT } from "../e2e/stack";
+
+export const FAULT_REPORT = path.join(ROOT, ".stack/fault-report.txt");
+
+/** An aligned text table: the first column left-aligned, the others (numbers) right-aligned. */
+export function textTable(header: string[], rows: string[][]): string {
+	const widths = header.map((title, column) => Math.max(title.length, ...rows.map(row => row[column].length)));
+	const line = (cells: string[]) =>
+		cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join("  ");
+	return [line(header), widths.map(width => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** Prints the report on stdout (past Jest's console capture) and keeps it in .stack/fault-report.txt. */
+export function publishReport(report: string): void {
+	mkdirSync(path.dirname(FAULT_REPORT), { recursive: true });
+	writeFileSync(FAULT_REPORT, `${report}\n`);
+	process.stdout.write(`\n${report}\n(also in ${path.relative(ROOT, FAULT_REPORT)})\n\n`);
+}

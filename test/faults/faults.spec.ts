@@ -1,0 +1,254 @@
+import { randomUUID } from "node:crypto";
+import { MongoClient } from "mongodb";
+import { nameBasedUuid } from "../../lib/task";
+import { eventually, type Stack } from "../e2e/stack";
+import { connectOrExplain, queueCounters } from "../support/rabbitmq";
+import { publishReport, textTable } from "./fault-report";
+import { postPaced, RETRYABLE_STATUSES, type Gateway, type PlannedTask, type PostedTask } from "./retrying-client";
+import { gatewaysReady, leaveStackHealthy, stackCommand } from "./stack-control";
+
+/**
+ * The promise under faults: a 202 means the task is stored exactly once. Phase after phase, 12
+ * clients post through Nginx while one kind of fault hits the stack; afterwards every accepted
+ * task must be in the store once, and nothing else of the run.
+ */
+
+const RUN = `faults-${Date.now().toString(36)}`;
+const TASKS_PER_PHASE = 1000;
+const CLIENTS = 12;
+/** How long a phase's load lasts when nothing goes wrong: the fault lands in the middle of it. */
+const PHASE_LOAD_MS = 8000;
+const FAULT_AT_MS = 2000;
+const KILL_EVERY_MS = 1000;
+/** A client gives up on a task after this; a full RabbitMQ restart takes about 15 s here. */
+const RETRY_BUDGET_MS = 60_000;
+
+/** One fault: when it was injected and when its component was ready again (stack.sh returned). */
+interface Fault {
+	startedAt: number;
+	readyAt: number;
+	/** The gateway the fault took away, if it took only one. */
+	gateway?: Gateway;
+}
+
+/** What shows, from the outside, that the cluster has recovered from a fault. */
+type RecoverySignal = "component ready" | "first 202" | "first task stored";
+
+interface Scenario {
+	name: string;
+	/** The fault is on the path of POST /tasks, so clients may see 502/503/504 or lose connections. */
+	onRequestPath: boolean;
+	recoveredBy: RecoverySignal;
+	/** Injects the phase's faults while its load runs; resolves once every component is back. */
+	inject(stack: Stack, loadDone: () => boolean): Promise<Fault[]>;
+}
+
+interface StoredDocument {
+	_id: string;
+	title: string;
+	processed_at: Date;
+}
+
+interface Phase {
+	scenario: Scenario;
+	posted: PostedTask[];
+	faults: Fault[];
+}
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+async function restartOnce(component: string, gateway?: Gateway): Promise<Fault[]> {
+	await sleep(FAULT_AT_MS);
+	const startedAt = Date.now();
+	await stackCommand("restart", component);
+	return [{ startedAt, readyAt: Date.now(), gateway }];
+}
+
+/** SIGKILLs the worker nodes in turn, one every KILL_EVERY_MS while the load runs, each started again at once. */
+async function killWorkersInTurn(stack: Stack, loadDone: () => boolean): Promise<Fault[]> {
+	const workers = stack.nodes.filter(node => node.startsWith("worker-"));
+	const restarts: Promise<Fault>[] = [];
+	const latestRestart = new Map<string, Promise<Fault>>();
+	await sleep(KILL_EVERY_MS);
+	for (let turn = 0; !loadDone(); turn++) {
+		const worker = workers[turn % workers.length];
+		await latestRestart.get(worker);
+		const startedAt = Date.now();
+		await stackCommand("kill", worker);
+		const restart = stackCommand("start", worker).then(() => ({ startedAt, readyAt: Date.now() }));
+		// Awaited in turn or at the end; until then a failure must not count as unhandled.
+		restart.catch(() => undefined);
+		restarts.push(restart);
+		latestRestart.set(worker, restart);
+		await sleep(KILL_EVERY_MS);
+	}
+	return Promise.all(restarts);
+}
+
+const SCENARIOS: Scenario[] = [
+	{ name: "worker SIGKILL every 1 s", onRequestPath: false, recoveredBy: "component ready", inject: killWorkersInTurn },
+	{ name: "RabbitMQ restart", onRequestPath: true, recoveredBy: "first 202", inject: () => restartOnce("rabbitmq") },
+	{ name: "FerretDB restart", onRequestPath: false, recoveredBy: "first task stored", inject: () => restartOnce("ferretdb") },
+	{ name: "gateway restart (api-flask-1)", onRequestPath: true, recoveredBy: "first 202", inject: () => restartOnce("api-flask-1", "flask") },
+	{ name: "Nginx restart", onRequestPath: true, recoveredBy: "first 202", inject: () => restartOnce("nginx") },
+];
+
+const phasePrefix = (phase: number) => `${RUN} phase-${phase} `;
+
+function plan(phase: number): PlannedTask[] {
+	return Array.from({ length: TASKS_PER_PHASE }, (_, i) => ({
+		title: `${phasePrefix(phase)}#${i}`,
+		key: randomUUID(),
+		gateway: i % 2 === 0 ? "flask" : "go",
+	}));
+}
+
+async function runPhase(stack: Stack, scenario: Scenario, phase: number): Promise<Phase> {
+	let loadDone = false;
+	const load = postPaced(stack.baseUrl, plan(phase), { clients: CLIENTS, spacingMs: PHASE_LOAD_MS / TASKS_PER_PHASE, budgetMs: RETRY_BUDGET_MS });
+	const [posted, faults] = await Promise.allSettled([
+		load.finally(() => (loadDone = true)),
+		scenario.inject(stack, () => loadDone),
+	]);
+	if (faults.status === "rejected") throw faults.reason;
+	if (posted.status === "rejected") throw posted.reason;
+	// The next phase starts on a whole cluster, e.g. with the gateways reconnected to RabbitMQ.
+	await gatewaysReady();
+	return { scenario, posted: posted.value, faults: faults.value };
+}
+
+/** Attempts that a client should never have seen in this phase. */
+function unexpectedAttempts({ scenario, posted }: Phase): string[] {
+	return posted.flatMap(task =>
+		task.attempts
+			.filter(({ result }) => result !== 202)
+			.filter(({ result }) => !scenario.onRequestPath || (typeof result === "number" && !RETRYABLE_STATUSES.includes(result)))
+			.map(({ result }) => `${scenario.name}: ${task.title} got ${result}`),
+	);
+}
+
+function recoveryMs(phase: Phase, fault: Fault, documents: StoredDocument[]): number {
+	switch (phase.scenario.recoveredBy) {
+		case "component ready":
+			return fault.readyAt - fault.startedAt;
+		case "first 202": {
+			const accepted = phase.posted
+				.filter(task => !fault.gateway || task.gateway === fault.gateway)
+				.flatMap(task => task.attempts)
+				.filter(attempt => attempt.result === 202 && attempt.sentAt >= fault.readyAt);
+			return Math.min(...accepted.map(attempt => attempt.doneAt)) - fault.startedAt;
+		}
+		case "first task stored": {
+			const stored = documents.map(document => document.processed_at.getTime()).filter(time => time >= fault.readyAt);
+			return Math.min(...stored) - fault.startedAt;
+		}
+	}
+}
+
+function describeRecovery(phase: Phase, documents: StoredDocument[]): string {
+	const worst = Math.max(...phase.faults.map(fault => recoveryMs(phase, fault, documents)));
+	const seconds = Number.isFinite(worst) ? `${(worst / 1000).toFixed(1)} s` : "never";
+	const many = phase.faults.length > 1 ? `, worst of ${phase.faults.length}` : "";
+	return `${seconds} (${phase.scenario.recoveredBy}${many})`;
+}
+
+describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and RabbitMQ, FerretDB, gateway and Nginx restarts`, () => {
+	let stack: Stack;
+	let mongo: MongoClient;
+	let deadLetteredBefore: number;
+	const phases: Phase[] = [];
+	let documents: StoredDocument[] = [];
+	let drained: { messages_ready: number; messages_unacknowledged: number } | Error;
+
+	const accepted = () => phases.flatMap(phase => phase.posted).filter(task => task.acceptedId);
+
+	async function deadLettered(): Promise<number> {
+		const connection = await connectOrExplain();
+		try {
+			const channel = await connection.createChannel();
+			return (await channel.checkQueue(`${stack.taskQueue}.dead`)).messageCount;
+		} finally {
+			await connection.close();
+		}
+	}
+
+	beforeAll(async () => {
+		stack = await gatewaysReady();
+		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
+		deadLetteredBefore = await deadLettered();
+	});
+
+	afterAll(async () => {
+		await leaveStackHealthy();
+		// 5,000 tasks a run would otherwise pile up in the developer's store.
+		await mongo?.db(stack.dbName).collection("tasks").deleteMany({ title: { $regex: `^${RUN} ` } });
+		await mongo?.close();
+	}, 180_000);
+
+	it("runs each phase's load through its fault and reports what became of every task", async () => {
+		for (const [index, scenario] of SCENARIOS.entries()) phases.push(await runPhase(stack, scenario, index));
+
+		// Drained: the store holds as many of the run's tasks as were accepted and the queue is empty.
+		// Shortfalls are reported in the table and fail the tests below.
+		const tasks = mongo.db(stack.dbName).collection<StoredDocument>("tasks");
+		const ofRun = { title: { $regex: `^${RUN} ` } };
+		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000)
+			.catch(() => undefined);
+		drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000)
+			.catch((err: Error) => err);
+		documents = await tasks.find(ofRun, { projection: { title: 1, processed_at: 1 } }).toArray();
+
+		const rows = phases.map((phase, index) => {
+			const ids = new Set(phase.posted.flatMap(task => (task.acceptedId ? [task.acceptedId] : [])));
+			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)));
+			const stored = new Set(ofPhase.filter(document => ids.has(document._id)).map(document => document._id));
+			const retried = phase.posted.reduce((sum, task) => sum + task.attempts.length - (task.acceptedId ? 1 : 0), 0);
+			const failed = phase.posted.filter(task => task.failure).length;
+			return [
+				phase.scenario.name,
+				String(ids.size),
+				String(stored.size),
+				String(ids.size - stored.size),
+				String(ofPhase.length - new Set(ofPhase.map(document => document.title)).size),
+				String(retried),
+				String(failed + unexpectedAttempts(phase).length),
+				describeRecovery(phase, documents),
+			];
+		});
+		publishReport(
+			[
+				`Fault run ${RUN}: ${phases.length} phases of ${TASKS_PER_PHASE} tasks, ${CLIENTS} clients through Nginx`,
+				textTable(["scenario", "accepted", "stored", "lost", "duplicated", "retried", "unexpected", "time to recover"], rows),
+				"retried: attempts answered 502/503/504 or cut off, then retried with the same Idempotency-Key.",
+				"unexpected: tasks never accepted, plus answers a client should not have seen in that phase.",
+				"time to recover, from the fault: component ready = stack.sh start/restart returned; first 202 = first",
+				"accepted request sent after the component was back; first task stored = first task stored after that.",
+			].join("\n"),
+		);
+	}, 600_000);
+
+	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
+		const posted = phases.flatMap(phase => phase.posted);
+		expect(posted).toHaveLength(SCENARIOS.length * TASKS_PER_PHASE);
+		expect(posted.filter(task => task.failure).map(task => `${task.title}: ${task.failure}`)).toEqual([]);
+		expect(accepted().filter(task => task.acceptedId !== nameBasedUuid(`idempotency-key:${task.key}`))).toEqual([]);
+	});
+
+	it("stores every accepted task exactly once, and nothing else of the run", () => {
+		const acceptedIds = accepted().map(task => task.acceptedId).sort();
+		expect(documents.map(document => document._id).sort()).toEqual(acceptedIds);
+		expect(new Set(documents.map(document => document.title)).size).toBe(documents.length);
+	});
+
+	it("answers nothing but 202, and 502/503/504 or a lost connection while a fault is on the request path", () => {
+		expect(phases.flatMap(unexpectedAttempts)).toEqual([]);
+	});
+
+	it("leaves task_queue empty, with nothing unacknowledged", () => {
+		expect(drained).toEqual(expect.objectContaining({ messages_ready: 0, messages_unacknowledged: 0 }));
+	});
+
+	it("dead-letters nothing", async () => {
+		expect(await deadLettered()).toBe(deadLetteredBefore);
+	});
+});
