@@ -20,8 +20,8 @@ export async function postTasks(url: string, load: { connections: number; durati
 		headers: { "content-type": "application/json" },
 		body: TASK_BODY,
 		connections: load.connections,
-		duration: load.durationSeconds,
-		amount: load.amount,
+		// autocannon rejects a key given as undefined: pass only the one that bounds the run.
+		...(load.amount ? { amount: load.amount } : { duration: load.durationSeconds }),
 		timeout: 10,
 	});
 	return {

@@ -35,8 +35,12 @@ function isAlive(pid: number): boolean {
 	}
 }
 
-export function stackUp(env: Record<string, string> = {}): void {
-	execFileSync(path.join(ROOT, "scripts/stack.sh"), ["up"], { stdio: "inherit", env: { ...process.env, ...env } });
+/** `stack.sh up`; quiet unless it fails, since the benchmark calls it between runs. */
+export function stackUp(env: Record<string, string> = {}, quiet = false): void {
+	execFileSync(path.join(ROOT, "scripts/stack.sh"), ["up"], {
+		stdio: quiet ? "pipe" : "inherit",
+		env: { ...process.env, ...env },
+	});
 }
 
 /**
@@ -48,7 +52,7 @@ export async function setWorkerCounts(py: number, go: number): Promise<void> {
 	const extra = stackNodes().filter(node => node.role in wanted && Number(node.id.split("-").pop()) > wanted[node.role]);
 	for (const node of extra) process.kill(node.pid, "SIGTERM");
 	while (extra.some(node => isAlive(node.pid))) await sleep(100);
-	if (py + go > 0) stackUp({ WORKER_PY_COUNT: String(py), WORKER_GO_COUNT: String(go) });
+	if (py + go > 0) stackUp({ WORKER_PY_COUNT: String(py), WORKER_GO_COUNT: String(go) }, true);
 }
 
 /** Resident set sizes of every node, sampled until `stop`; keeps each node's peak. */

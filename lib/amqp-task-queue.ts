@@ -1,5 +1,5 @@
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
-import { DeliveryBatcher, sleep, type Outcome } from "./delivery-batcher";
+import { batchSizeFor, DeliveryBatcher, sleep, type Outcome } from "./delivery-batcher";
 import { decodeTaskMessage, encodeTaskMessage, type QueuedTask } from "./task";
 import {
 	deadLetterQueueOf,
@@ -19,7 +19,7 @@ export interface QueueLogger {
 export interface AmqpQueueOptions {
 	url: string;
 	queue: string;
-	/** Unacknowledged deliveries per consumer; also the largest store batch. */
+	/** Unacknowledged deliveries per consumer; a store batch holds up to half of them. */
 	prefetch: number;
 	publishTimeoutMs: number;
 	maxAttempts: number;
@@ -238,7 +238,7 @@ class AmqpConsumer implements TaskConsumer {
 		const { options } = queue;
 		this.batcher = new DeliveryBatcher<Delivery>({
 			handler,
-			maxBatch: options.prefetch,
+			maxBatch: batchSizeFor(options.prefetch),
 			maxAttempts: options.maxAttempts,
 			retryDelayMs: options.retryDelayMs,
 			settle: (delivery, outcome, reason) => this.settle(delivery, outcome, reason),

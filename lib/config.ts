@@ -15,7 +15,7 @@ export interface ClusterConfig {
 	/** amqp:// URL of RabbitMQ, or null for the embedded in-process queue. */
 	rabbitUrl: string | null;
 	taskQueue: string;
-	/** Unacknowledged deliveries a worker holds at once; also the largest store batch. */
+	/** Unacknowledged deliveries a worker holds at once; a store batch holds up to half of them. */
 	workerPrefetch: number;
 	/** How long a gateway waits for RabbitMQ to confirm a publish before answering 503. */
 	publishTimeoutMs: number;
@@ -82,7 +82,7 @@ export function loadConfig(env: Env = process.env): ClusterConfig {
 		logFormat: oneOf(env, "LOG_FORMAT", ["full", "short", "simple", "json"], "short"),
 		rabbitUrl: rabbitUrl(env),
 		taskQueue: text(env, "RABBIT_QUEUE", "task_queue"),
-		workerPrefetch: integer(env, "WORKER_PREFETCH", 200, 1),
+		workerPrefetch: integer(env, "WORKER_PREFETCH", 400, 1),
 		publishTimeoutMs: integer(env, "PUBLISH_TIMEOUT_MS", 2000, 1),
 		storeMaxAttempts: integer(env, "STORE_MAX_ATTEMPTS", 10, 1),
 		mongoUri: optionalText(env, "MONGO_URI"),

@@ -3,6 +3,11 @@ import type { TaskBatchHandler } from "./task-queue";
 
 export type Outcome = "stored" | "dead-letter" | "released";
 
+/** Half the prefetch window is written while the other half arrives. */
+export function batchSizeFor(prefetch: number): number {
+	return Math.max(1, Math.ceil(prefetch / 2));
+}
+
 export interface BatcherOptions<H> {
 	handler: TaskBatchHandler;
 	/** Largest batch handed to the handler at once. */
@@ -23,15 +28,19 @@ interface Pending<H> {
 const defaultRetryDelay = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 5000);
 
 /**
- * Groups deliveries that arrive together into one store call, retries a failed batch with a
- * growing delay (never a hot requeue loop), and settles every delivery exactly once: acked
- * after its batch is stored, dead-lettered after the last attempt, or released (left for
- * redelivery) when the consumer stops mid-retry.
+ * Groups deliveries into store calls, retries a failed batch with a growing delay (never a hot
+ * requeue loop), and settles every delivery exactly once: acked after its batch is stored,
+ * dead-lettered after the last attempt, or released (left for redelivery) when the consumer
+ * stops mid-retry.
+ *
+ * One batch is written at a time: what arrives meanwhile waits and goes in the next batch. An
+ * idle consumer so writes a single task at once, and a busy one writes few large batches
+ * instead of many small concurrent ones, which is what a store commits fastest.
  */
 export class DeliveryBatcher<H> {
 	private buffer: Pending<H>[] = [];
 	private flushScheduled = false;
-	private readonly inFlight = new Set<Promise<void>>();
+	private writing: Promise<void> | null = null;
 	private stopping = false;
 	private readonly retryDelay: (attempt: number) => number;
 
@@ -54,20 +63,17 @@ export class DeliveryBatcher<H> {
 	async drain(): Promise<void> {
 		this.stopping = true;
 		this.flush();
-		while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
-	}
-
-	get pending(): number {
-		return this.buffer.length;
+		while (this.writing) await this.writing;
 	}
 
 	private flush(): void {
 		this.flushScheduled = false;
-		while (this.buffer.length > 0) {
-			const batch = this.buffer.splice(0, this.options.maxBatch);
-			const run = this.store(batch).finally(() => this.inFlight.delete(run));
-			this.inFlight.add(run);
-		}
+		if (this.writing || this.buffer.length === 0) return;
+		const batch = this.buffer.splice(0, this.options.maxBatch);
+		this.writing = this.store(batch).finally(() => {
+			this.writing = null;
+			this.flush();
+		});
 	}
 
 	private async store(batch: Pending<H>[]): Promise<void> {

@@ -1,4 +1,4 @@
-import { DeliveryBatcher, type Outcome } from "./delivery-batcher";
+import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
 import type { QueuedTask } from "./task";
 import type { QueueDepth, TaskBatchHandler, TaskConsumer, TaskQueue } from "./task-queue";
 
@@ -38,7 +38,7 @@ export class MemoryTaskQueue implements TaskQueue {
 			unsettled: 0,
 			batcher: new DeliveryBatcher<QueuedTask>({
 				handler,
-				maxBatch: this.options.prefetch,
+				maxBatch: batchSizeFor(this.options.prefetch),
 				maxAttempts: this.options.maxAttempts,
 				retryDelayMs: this.options.retryDelayMs,
 				onError: this.options.onError ?? (() => undefined),
