@@ -6,12 +6,14 @@ import amqp from "amqplib";
 import { MongoClient } from "mongodb";
 import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
 import { postTasks, type LoadFigures } from "./load";
-import { ROOT, RssSampler, setWorkerCounts, sleep, stackUp } from "./stack-control";
+import { ROOT, RssSampler, setWorkerCounts, sleep, stackUp, useDatabase } from "./stack-control";
 
 const NGINX = "http://127.0.0.1:8080";
 const RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F";
 const MONGO_URI = "mongodb://127.0.0.1:27017/";
 const QUEUE = "task_queue";
+/** The nodes write here during the run; it is dropped afterwards. */
+const BENCH_DB = "notes_tasks_bench";
 const INGEST = { connections: 64, durationSeconds: Number(process.env.BENCH_SECONDS ?? 15) };
 const END_TO_END_TASKS = Number(process.env.BENCH_TASKS ?? 50_000);
 const BACKLOG_TASKS = Number(process.env.BENCH_BACKLOG ?? 100_000);
@@ -43,7 +45,16 @@ async function queueDepth(): Promise<number> {
 async function storedCount(): Promise<number> {
 	const client = await MongoClient.connect(MONGO_URI);
 	try {
-		return await client.db("mydb").collection("tasks").estimatedDocumentCount();
+		return await client.db(BENCH_DB).collection("tasks").estimatedDocumentCount();
+	} finally {
+		await client.close();
+	}
+}
+
+async function dropBenchDatabase(): Promise<void> {
+	const client = await MongoClient.connect(MONGO_URI);
+	try {
+		await client.db(BENCH_DB).dropDatabase();
 	} finally {
 		await client.close();
 	}
@@ -111,6 +122,19 @@ async function main() {
 	stackUp();
 	await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
 	await waitUntilStored(0);
+	await dropBenchDatabase();
+	useDatabase(BENCH_DB);
+	try {
+		await measure();
+	} finally {
+		await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
+		await waitUntilStored(0);
+		useDatabase(null);
+		await dropBenchDatabase();
+	}
+}
+
+async function measure() {
 	const sampler = new RssSampler();
 	sampler.start();
 

@@ -35,12 +35,29 @@ function isAlive(pid: number): boolean {
 	}
 }
 
+/** Settings every node the benchmark (re)starts gets, on top of the stack's own. */
+let nodeEnv: Record<string, string> = {};
+
+function stackScript(args: string[], env: Record<string, string>, quiet: boolean): void {
+	execFileSync(path.join(ROOT, "scripts/stack.sh"), args, {
+		stdio: quiet ? "pipe" : "inherit",
+		env: { ...process.env, ...nodeEnv, ...env },
+	});
+}
+
 /** `stack.sh up`; quiet unless it fails, since the benchmark calls it between runs. */
 export function stackUp(env: Record<string, string> = {}, quiet = false): void {
-	execFileSync(path.join(ROOT, "scripts/stack.sh"), ["up"], {
-		stdio: quiet ? "pipe" : "inherit",
-		env: { ...process.env, ...env },
-	});
+	stackScript(["up"], env, quiet);
+}
+
+/**
+ * Restarts every node on database `name` (or the stack's default, for null), so that the
+ * benchmark's hundreds of thousands of tasks never land in the developer's `mydb`.
+ */
+export function useDatabase(name: string | null): void {
+	nodeEnv = name ? { DB_NAME: name } : {};
+	for (const node of stackNodes()) stackScript(["restart", node.id], {}, true);
+	stackUp({}, true);
 }
 
 /**

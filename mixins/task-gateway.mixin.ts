@@ -1,9 +1,9 @@
-import { isUtf8 } from "node:buffer";
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../lib/config";
-import { MAX_NESTING, nameBasedUuid, nestedDeeperThan, newTask, titleRule, type QueuedTask } from "../lib/task";
+import { assertJsonBody, jsonBodyParser, MethodNotAllowedError } from "../lib/request-guards";
+import { nameBasedUuid, newTask, titleRule, type QueuedTask } from "../lib/task";
 import { QueueUnavailableError, type TaskQueue } from "../lib/task-queue";
 import { acquireTaskQueue, releaseTaskQueue } from "../lib/task-queue-registry";
 import { asMixin } from "../lib/as-mixin";
@@ -41,86 +41,12 @@ type AcceptedTask = QueuedTask & { status: "queued" };
 const RETRY_AFTER_SECONDS = "1";
 /** Idempotency keys remembered per gateway; older ones fall back on the deterministic task id. */
 const REMEMBERED_KEYS = 10_000;
-const FORBIDDEN_KEYS = ["__proto__", "constructor", "prototype"];
 /** Above Nginx's upstream keepalive_timeout, so that Nginx always closes idle connections first. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000;
-
-class UnsupportedMediaTypeError extends Errors.MoleculerClientError {
-	constructor(contentType: string | undefined) {
-		super(`Content-Type must be application/json, got ${contentType ?? "none"}`, 415, "UNSUPPORTED_MEDIA_TYPE");
-	}
-}
-
-class MethodNotAllowedError extends Errors.MoleculerClientError {
-	constructor(method: string | undefined, allowed: string) {
-		super(`${method} is not allowed here; use ${allowed}`, 405, "METHOD_NOT_ALLOWED");
-	}
-}
-
-class InvalidUtf8Error extends Errors.MoleculerClientError {
-	constructor() {
-		super("The request body is not valid UTF-8.", 400, "entity.parse.failed");
-	}
-}
-
-/**
- * body-parser decodes invalid UTF-8 into U+FFFD replacement characters, which would queue
- * another title than the one sent; JSON text must be UTF-8, so such a body is invalid JSON.
- */
-function rejectInvalidUtf8(_req: IncomingMessage, _res: unknown, body: Buffer, encoding: string): void {
-	if (encoding === "utf-8" && !isUtf8(body)) throw new InvalidUtf8Error();
-}
-
-type BodyParserError = Error & { status?: number; type?: string };
-
-/**
- * moleculer-web's JSON body parser, its errors handed on as client errors. body-parser puts the
- * HTTP status of an error in `status`, but a body that fails to decompress also keeps zlib's
- * string `code` (Z_DATA_ERROR), which moleculer-web prefers and, as it is not a number, answers with a 500.
- */
-function jsonBodyParser(limit: number) {
-	const parse = ApiGateway.bodyParser.json({ limit, verify: rejectInvalidUtf8 });
-	return (req: IncomingMessage, res: ServerResponse, next: (err?: Error) => void) =>
-		parse(req, res, (err?: BodyParserError) => {
-			if (err && !(err instanceof Errors.MoleculerError) && typeof err.status === "number" && err.status < 500) {
-				next(new Errors.MoleculerClientError(err.message, err.status, err.type ?? "BAD_REQUEST"));
-			} else {
-				next(err);
-			}
-		});
-}
 
 function serviceUnavailable(ctx: Context<unknown, GatewayMeta>, reason: string): Errors.MoleculerError {
 	ctx.meta.$responseHeaders = { "Retry-After": RETRY_AFTER_SECONDS };
 	return new Errors.MoleculerError(reason, 503, "SERVICE_UNAVAILABLE");
-}
-
-/**
- * Refuses, before the action's validation, what must not reach it: keys that JSON.parse lets
- * through but Object.assign would turn into a prototype change, fields nested too deeply for
- * the validator (see MAX_NESTING), and query parameters, which moleculer-web would merge over
- * the body's fields (`POST /tasks?title=...` would replace the body's title).
- */
-function assertAcceptableInput(body: unknown, query: Record<string, unknown> | undefined): void {
-	const problems: { type: string; field: string; message: string }[] = [];
-	if (body !== null && typeof body === "object") {
-		for (const field of FORBIDDEN_KEYS.filter(key => Object.prototype.hasOwnProperty.call(body, key))) {
-			problems.push({ type: "forbidden", field, message: `The '${field}' field is not allowed.` });
-		}
-		for (const [field, value] of Object.entries(body)) {
-			if (nestedDeeperThan(value, MAX_NESTING)) {
-				problems.push({ type: "nesting", field, message: `The '${field}' field is nested deeper than ${MAX_NESTING} levels.` });
-			}
-		}
-	}
-	for (const field of Object.keys(query ?? {})) {
-		problems.push({ type: "query", field, message: `The '${field}' query parameter is not allowed; send fields in the JSON body.` });
-	}
-	if (problems.length > 0) throw new Errors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", problems);
-}
-
-function isJson(contentType: string | undefined): boolean {
-	return contentType !== undefined && /^application\/json\s*(;|$)/i.test(contentType);
 }
 
 /**
@@ -215,10 +141,7 @@ const TaskGatewayMixin: GatewaySchema = {
 					ctx.meta.$responseHeaders = { Allow: alias.method };
 					throw new MethodNotAllowedError(req.method, alias.method);
 				}
-				if (req.method === "POST") {
-					if (!isJson(req.headers["content-type"])) throw new UnsupportedMediaTypeError(req.headers["content-type"]);
-					assertAcceptableInput(req.body, req.query);
-				}
+				if (req.method === "POST") assertJsonBody(req);
 				const key = req.headers["idempotency-key"];
 				if (typeof key === "string" && key.length > 0 && key.length <= 200) ctx.meta.idempotencyKey = key;
 				// Nginx tells where it mounts this gateway (/flask, /go) so Location points there.

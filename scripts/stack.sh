@@ -12,7 +12,7 @@
 #   scripts/stack.sh start <node>    start one node that is down, from the current build, and wait until ready
 #
 # Settings (environment): NGINX_PORT (8080), FLASK_PORT (5001), GO_PORT (5002), WORKER_PY_COUNT (2),
-# WORKER_GO_COUNT (2), NAMESPACE (notes-tasks), RABBIT_QUEUE (task_queue), LOG_LEVEL (info),
+# WORKER_GO_COUNT (2), NAMESPACE (notes-tasks), DB_NAME (mydb), RABBIT_QUEUE (task_queue), LOG_LEVEL (info),
 # MAX_BODY_BYTES (16384), STACK_TIMEOUT (seconds each component may take to come up, 60).
 set -euo pipefail
 
@@ -31,6 +31,7 @@ GO_PORT=${GO_PORT:-5002}
 WORKER_PY_COUNT=${WORKER_PY_COUNT:-2}
 WORKER_GO_COUNT=${WORKER_GO_COUNT:-2}
 NAMESPACE=${NAMESPACE:-notes-tasks}
+DB_NAME=${DB_NAME:-mydb}
 RABBIT_QUEUE=${RABBIT_QUEUE:-task_queue}
 LOG_LEVEL=${LOG_LEVEL:-info}
 MAX_BODY_BYTES=${MAX_BODY_BYTES:-16384}
@@ -263,7 +264,7 @@ start_node() {
 	(cd "$ROOT" && spawn "$node" "$LOGS/$node.log" env NO_COLOR=1 \
 		SERVICEDIR=dist/services SERVICES="$role,tasks" NODE_ID="$node" NAMESPACE="$NAMESPACE" \
 		RABBIT_HOST=127.0.0.1 RABBIT_PORT="$RABBIT_PORT" RABBIT_QUEUE="$RABBIT_QUEUE" \
-		MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" DB_NAME=mydb \
+		MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" DB_NAME="$DB_NAME" \
 		FLASK_PORT="$FLASK_PORT" GO_PORT="$GO_PORT" MAX_BODY_BYTES="$MAX_BODY_BYTES" LOG_LEVEL="$LOG_LEVEL" \
 		"$NODE" node_modules/moleculer/bin/moleculer-runner.js --config dist/moleculer.config.js)
 }
@@ -316,7 +317,7 @@ write_env() {
 		RABBIT_QUEUE=$RABBIT_QUEUE
 		RABBITMQ_MANAGEMENT_PORT=$RABBIT_MANAGEMENT_PORT
 		MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
-		DB_NAME=mydb
+		DB_NAME=$DB_NAME
 		NGINX_PORT=$NGINX_PORT
 		FLASK_PORT=$FLASK_PORT
 		GO_PORT=$GO_PORT
