@@ -25,6 +25,25 @@ describe("DeliveryBatcher", () => {
 		expect(settled).toHaveLength(120);
 	});
 
+	it("writes one batch at a time, gathering what arrives meanwhile into the next", async () => {
+		let writing = 0;
+		let mostAtOnce = 0;
+		const sizes: number[] = [];
+		const { batcher, settled } = batcherWith(async tasks => {
+			mostAtOnce = Math.max(mostAtOnce, ++writing);
+			sizes.push(tasks.length);
+			await new Promise(resolve => setTimeout(resolve, 5));
+			writing--;
+		});
+		batcher.push(newTask("alone", "go"), "alone");
+		await new Promise(resolve => setImmediate(resolve));
+		for (let n = 0; n < 30; n++) batcher.push(newTask(`t${n}`, "go"), `t${n}`);
+		await batcher.drain();
+		expect(mostAtOnce).toBe(1);
+		expect(sizes).toEqual([1, 30]);
+		expect(settled).toHaveLength(31);
+	});
+
 	it("retries a failed batch and settles it stored once the handler succeeds", async () => {
 		let calls = 0;
 		const { batcher, settled } = batcherWith(async () => {
