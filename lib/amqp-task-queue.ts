@@ -1,4 +1,5 @@
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
+import { AckWatermark } from "./ack-watermark";
 import { batchSizeFor, DeliveryBatcher, sleep, type Outcome } from "./delivery-batcher";
 import { decodeTaskMessage, encodeTaskMessage, type QueuedTask } from "./task";
 import {
@@ -226,6 +227,8 @@ interface Delivery {
 /** One competing consumer of the task queue, on a channel of its own. */
 class AmqpConsumer implements TaskConsumer {
 	private channel: ConfirmChannel | null = null;
+	/** Acks of the current channel; a new channel starts its own. */
+	private acks: AckWatermark | null = null;
 	private consumerTag: string | null = null;
 	private stopped = false;
 	private readonly batcher: DeliveryBatcher<Delivery>;
@@ -258,6 +261,7 @@ class AmqpConsumer implements TaskConsumer {
 		});
 		await channel.prefetch(options.prefetch);
 		this.channel = channel;
+		this.acks = new AckWatermark(channel);
 		const { consumerTag } = await channel.consume(options.queue, message => {
 			if (message) this.onMessage({ channel, message });
 		});
@@ -266,6 +270,7 @@ class AmqpConsumer implements TaskConsumer {
 
 	detach(): void {
 		this.channel = null;
+		this.acks = null;
 		this.consumerTag = null;
 	}
 
@@ -283,6 +288,9 @@ class AmqpConsumer implements TaskConsumer {
 	}
 
 	private onMessage(delivery: Delivery): void {
+		// A late delivery of a channel that is gone: RabbitMQ redelivers it on the new one.
+		if (delivery.channel !== this.channel || !this.acks) return;
+		this.acks.received(delivery.message);
 		let decoded: ReturnType<typeof decodeTaskMessage>;
 		try {
 			decoded = decodeTaskMessage(delivery.message.content, delivery.message.properties.messageId);
@@ -297,17 +305,21 @@ class AmqpConsumer implements TaskConsumer {
 
 	private settle(delivery: Delivery, outcome: Outcome, reason?: string): void {
 		// Delivery tags belong to their channel; if it is gone, RabbitMQ redelivers the message.
-		if (delivery.channel !== this.channel) return;
+		if (delivery.channel !== this.channel || !this.acks) return;
 		try {
-			if (outcome === "stored") delivery.channel.ack(delivery.message);
-			else if (outcome === "released") delivery.channel.nack(delivery.message, false, true);
-			else this.deadLetter(delivery, reason ?? "store failed");
+			if (outcome === "stored") this.acks.settle(delivery.message);
+			else if (outcome === "dead-letter") this.deadLetter(delivery, reason ?? "store failed");
+			// "released" stays unacked: stop() closes the channel, which hands it back to RabbitMQ.
 		} catch {
 			// The channel closed under us: the message stays unacked and is redelivered.
 		}
 	}
 
-	/** Moves a message to the dead-letter queue with the reason, acking it once that is confirmed. */
+	/**
+	 * Moves a message to the dead-letter queue with the reason and acks it once that is confirmed.
+	 * If RabbitMQ refuses the copy, the channel is closed: everything it holds unacked comes back,
+	 * rather than the acks of every later batch waiting behind this message.
+	 */
 	private deadLetter({ channel, message }: Delivery, reason: string): void {
 		const { options, deadLetterQueue } = this.queue;
 		options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}`);
@@ -323,7 +335,9 @@ class AmqpConsumer implements TaskConsumer {
 					"x-dead-at": new Date().toISOString(),
 				},
 			}, err => {
-				if (!err && channel === this.channel) channel.ack(message);
+				if (channel !== this.channel || !this.acks) return;
+				if (err) channel.close().catch(() => undefined);
+				else this.acks.settle(message);
 			});
 		} catch {
 			// The channel closed under us: the message is redelivered and judged again.
