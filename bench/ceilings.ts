@@ -3,11 +3,12 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import amqp from "amqplib";
 import { MongoClient } from "mongodb";
 import { renderNginxTemplate } from "../test/support/deployment-files";
 import { postTasks, type LoadFigures } from "./load";
-import { sleep, STACK } from "./stack-control";
+import { STACK } from "./stack-control";
 
 const BARE_PORT = 5101;
 const CEILING_NGINX_PORT = 8081;

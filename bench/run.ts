@@ -2,11 +2,12 @@
 // ceiling measured in the same run (these machines are noisy; ratios travel, raw numbers do not).
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import amqp from "amqplib";
 import { MongoClient } from "mongodb";
 import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
 import { postTasks, type LoadFigures } from "./load";
-import { ROOT, RssSampler, setWorkerCounts, sleep, stackUp, useDatabase } from "./stack-control";
+import { ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "./stack-control";
 
 const NGINX = "http://127.0.0.1:8080";
 const RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F";

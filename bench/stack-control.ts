@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 
 export const ROOT = path.resolve(__dirname, "..");
 export const STACK = path.join(ROOT, ".stack");
@@ -108,8 +109,4 @@ function rssMb(pid: number, field: "VmRSS" | "VmHWM"): number {
 	} catch {
 		return 0;
 	}
-}
-
-export function sleep(ms: number): Promise<void> {
-	return new Promise(resolve => setTimeout(resolve, ms));
 }

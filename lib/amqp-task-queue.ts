@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
 import { AckWatermark } from "./ack-watermark";
-import { batchSizeFor, DeliveryBatcher, sleep, type Outcome } from "./delivery-batcher";
+import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
 import { decodeTaskMessage, encodeTaskMessage, type QueuedTask } from "./task";
 import {
 	deadLetterQueueOf,

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { QueuedTask } from "./task";
 import type { TaskBatchHandler } from "./task-queue";
 
@@ -101,8 +102,4 @@ export class DeliveryBatcher<H> {
 	private settleAll(batch: Pending<H>[], outcome: Outcome, reason?: string): void {
 		for (const pending of batch) this.options.settle(pending.handle, outcome, reason);
 	}
-}
-
-export function sleep(ms: number): Promise<void> {
-	return new Promise(resolve => setTimeout(resolve, ms));
 }

@@ -2,6 +2,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseEnv } from "node:util";
 
+/** Shared with the unit and integration suites. */
+export { eventually } from "../support/eventually";
+
 /**
  * The running local stack (`npm run stack:up`), as .stack/stack.env describes it. The e2e specs
  * talk to it through Nginx only, plus FerretDB and RabbitMQ where they check what was stored.
@@ -67,17 +70,6 @@ export function postTask(stack: Stack, gateway: "flask" | "go", title: string): 
 		headers: { "Content-Type": "application/json" },
 		body: JSON.stringify({ title }),
 	});
-}
-
-/** Polls until `probe` returns a value, or fails with `what` after `timeoutMs`. */
-export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-	const deadline = Date.now() + timeoutMs;
-	for (;;) {
-		const value = await probe();
-		if (value !== undefined) return value;
-		if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-		await new Promise(resolve => setTimeout(resolve, 200));
-	}
 }
 
 /** Runs `work` on every item with at most `limit` running at once. */

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
 import { nameBasedUuid } from "../../lib/task";
 import { eventually, type Stack } from "../e2e/stack";
@@ -55,7 +56,6 @@ interface Phase {
 	faults: Fault[];
 }
 
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 async function restartOnce(component: string, gateway?: Gateway): Promise<Fault[]> {
 	await sleep(FAULT_AT_MS);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { inParallel } from "../e2e/stack";
 
 export type Gateway = "flask" | "go";
@@ -30,7 +31,6 @@ export const RETRYABLE_STATUSES: readonly number[] = [502, 503, 504];
 const ATTEMPT_TIMEOUT_MS = 20_000;
 
 const backoff = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 1000);
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 /**
  * Posts one task until it gets a 202, as a careful client would: the same Idempotency-Key on

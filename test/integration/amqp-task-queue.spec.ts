@@ -4,7 +4,7 @@ import type { ChannelModel } from "amqplib";
 import type { AmqpTaskQueue } from "../../lib/amqp-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
 import { QueueUnavailableError } from "../../lib/task-queue";
-import { eventually } from "../support/embedded-cluster";
+import { eventually } from "../support/eventually";
 import { connectOrExplain, management, openQueue, queueCounters, scratchQueueName } from "../support/rabbitmq";
 
 
@@ -53,7 +53,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 
 		const received: QueuedTask[] = [];
 		const consumer = await open(name).consume(async tasks => void received.push(...tasks));
-		await eventually(async () => (received.length === 1 ? true : undefined), 5000);
+		await eventually("the task consumed", async () => (received.length === 1 ? true : undefined), 5000);
 		await consumer.stop();
 		expect(received).toEqual([task]);
 		expect(await depthOf(name)).toBe(0);
@@ -112,7 +112,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 			attempts++;
 			throw new Error("store is down");
 		});
-		await eventually(async () => (attempts >= 3 ? true : undefined), 5000);
+		await eventually("three store attempts", async () => (attempts >= 3 ? true : undefined), 5000);
 		await consumer.stop();
 		expect(await depthOf(name)).toBe(1);
 	});
@@ -142,7 +142,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 
 		const redelivered: QueuedTask[] = [];
 		const survivor = await open(name).consume(async batch => void redelivered.push(...batch));
-		await eventually(async () => (redelivered.length === tasks.length ? true : undefined), 10_000);
+		await eventually("both tasks redelivered", async () => (redelivered.length === tasks.length ? true : undefined), 10_000);
 		await survivor.stop();
 		expect(redelivered.map(task => task.id).sort()).toEqual(tasks.map(task => task.id).sort());
 	});
@@ -160,8 +160,8 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 
 		const received: QueuedTask[] = [];
 		const consumer = await producer.consume(async tasks => void received.push(...tasks));
-		await eventually(async () => (received.length === 1 ? true : undefined), 5000);
-		await eventually(async () => ((await depthOf(`${name}.dead`)) === 1 ? true : undefined), 5000);
+		await eventually("the good task consumed", async () => (received.length === 1 ? true : undefined), 5000);
+		await eventually("the poison message dead-lettered", async () => ((await depthOf(`${name}.dead`)) === 1 ? true : undefined), 5000);
 		await consumer.stop();
 		expect(received).toEqual([good]);
 
@@ -188,18 +188,18 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		const received: QueuedTask[] = [];
 		const consumer = await queue.consume(async tasks => void received.push(...tasks));
 
-		const connections = await eventually(async () => {
+		const connections = await eventually("the queue's connection listed", async () => {
 			const all = await management<{ name: string; client_properties: { connection_name?: string } }[]>("/connections");
 			const ours = all.filter(connection => connection.client_properties.connection_name === `test ${name}`);
 			return ours.length > 0 ? ours : undefined;
 		}, 10_000);
 		for (const connection of connections) await management(`/connections/${encodeURIComponent(connection.name)}`, "DELETE");
-		await eventually(async () => (queue.isConnected() ? undefined : true), 5000);
+		await eventually("the dropped connection noticed", async () => (queue.isConnected() ? undefined : true), 5000);
 
 		await queue.whenConnected(10_000);
 		const after = newTask("after reconnect", "flask");
 		await queue.publish(after);
-		await eventually(async () => (received.some(task => task.id === after.id) ? true : undefined), 10_000);
+		await eventually("the task published after reconnecting consumed", async () => (received.some(task => task.id === after.id) ? true : undefined), 10_000);
 		await consumer.stop();
 	});
 });

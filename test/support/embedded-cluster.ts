@@ -52,17 +52,6 @@ export function postTask(baseUrl: string, body: string, headers: Record<string, 
 	return fetch(`${baseUrl}/tasks`, { method: "POST", headers, body });
 }
 
-/** Polls until `probe` returns a value, or fails after `timeoutMs`. */
-export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 2000): Promise<T> {
-	const deadline = Date.now() + timeoutMs;
-	for (;;) {
-		const value = await probe();
-		if (value !== undefined) return value;
-		if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-		await new Promise(resolve => setTimeout(resolve, 20));
-	}
-}
-
 /** The JSON body of a response, typed loosely: tests assert its shape. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function readJson(res: Response): Promise<any> {

@@ -1,5 +1,6 @@
 import amqp, { type ChannelModel } from "amqplib";
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { AmqpTaskQueue, type AmqpQueueOptions } from "../../lib/amqp-task-queue";
 
 export const RABBIT_URL = process.env.TEST_RABBIT_URL ?? "amqp://guest:guest@127.0.0.1:5672/%2F";
@@ -55,6 +56,6 @@ export async function queueCounters(
 		const counters = await management<{ messages_ready: number; messages_unacknowledged: number }>(`/queues/%2F/${encodeURIComponent(queue)}`);
 		if (done(counters)) return counters;
 		if (Date.now() > deadline) throw new Error(`queue ${queue} counters stayed at ${JSON.stringify(counters)}`);
-		await new Promise(resolve => setTimeout(resolve, 250));
+		await sleep(250);
 	}
 }

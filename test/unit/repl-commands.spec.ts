@@ -1,6 +1,7 @@
 import { ServiceBroker } from "moleculer";
 import { replCommands } from "../../lib/repl-commands";
-import { eventually, startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
+import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
+import { eventually } from "../support/eventually";
 
 const command = (name: string) => {
 	const found = replCommands.find(candidate => candidate.command.split(" ")[0] === name);
@@ -36,7 +37,7 @@ describe("REPL commands on an operator node", () => {
 		await command("post").action(operator, { options: { via: "api-flask" }, title: "from the REPL" });
 		expect(printed[0][0]).toMatchObject({ title: "from the REPL", status: "queued", source: "flask" });
 
-		await eventually(async () => {
+		await eventually("the posted task among the latest", async () => {
 			printed = [];
 			await command("latest").action(operator, { options: {}, count: "5" });
 			const rows = printed[0][0] as { title: string; processed_by: string }[];

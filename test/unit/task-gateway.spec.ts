@@ -1,5 +1,6 @@
 import { QueueUnavailableError } from "../../lib/task-queue";
-import { eventually, postTask, readJson, startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
+import { postTask, readJson, startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
+import { eventually } from "../support/eventually";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -41,7 +42,7 @@ describe("task gateways (api-flask, api-go)", () => {
 		await new Promise(resolve => setTimeout(resolve, 5));
 		await postTask(cluster.goUrl, JSON.stringify({ title: "second" }));
 		for (const url of [cluster.flaskUrl, cluster.goUrl]) {
-			const titles = await eventually(async () => {
+			const titles = await eventually("both titles listed", async () => {
 				const all = await listTitles(url);
 				return all.includes("first") && all.includes("second") ? all : undefined;
 			});
@@ -70,7 +71,7 @@ describe("task gateways (api-flask, api-go)", () => {
 
 	it("returns one stored task, and 404 for an unknown id", async () => {
 		const { id } = await readJson(await postTask(cluster.flaskUrl, JSON.stringify({ title: "find me" })));
-		const task = await eventually(async () => {
+		const task = await eventually("the task stored", async () => {
 			const res = await fetch(`${cluster.goUrl}/tasks/${id}`);
 			return res.status === 200 ? readJson(res) : undefined;
 		});
@@ -159,7 +160,7 @@ describe("task gateways (api-flask, api-go)", () => {
 		const viaFlask = await readJson(await postTask(cluster.flaskUrl, JSON.stringify({ title: "retried" }), headers));
 		const viaGo = await readJson(await postTask(cluster.goUrl, JSON.stringify({ title: "retried" }), headers));
 		expect(viaGo.id).toBe(viaFlask.id);
-		await eventually(async () => ((await listTitles(cluster.flaskUrl)).includes("retried") ? true : undefined));
+		await eventually("the retried task listed", async () => ((await listTitles(cluster.flaskUrl)).includes("retried") ? true : undefined));
 		await new Promise(resolve => setTimeout(resolve, 50));
 		expect((await listTitles(cluster.flaskUrl)).filter(title => title === "retried")).toHaveLength(1);
 	});

@@ -1,7 +1,8 @@
 import { ServiceBroker } from "moleculer";
 import { newTask } from "../../lib/task";
-import { eventually, startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
+import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
 import TasksService from "../../services/tasks.service";
+import { eventually } from "../support/eventually";
 
 interface Row {
 	id: string;
@@ -28,7 +29,7 @@ describe("task workers (worker-py, worker-go)", () => {
 	it("stamps each task with the worker role, the node and the processing time", async () => {
 		const task = newTask("stamp me", "flask");
 		await cluster.queue.publish(task);
-		const row = await eventually(async () => (await storedRows()).find(stored => stored.id === task.id));
+		const row = await eventually("the task stored", async () => (await storedRows()).find(stored => stored.id === task.id));
 		expect(row).toMatchObject({
 			id: task.id,
 			title: "stamp me",
@@ -43,7 +44,7 @@ describe("task workers (worker-py, worker-go)", () => {
 
 	it("lets both worker roles compete for the queue", async () => {
 		await Promise.all(Array.from({ length: 400 }, (_, n) => cluster.queue.publish(newTask(`load ${n}`, "go"))));
-		const rows = await eventually(async () => {
+		const rows = await eventually("all 400 tasks stored", async () => {
 			const all = (await storedRows()).filter(row => row.title.startsWith("load "));
 			return all.length === 400 ? all : undefined;
 		});
@@ -54,7 +55,7 @@ describe("task workers (worker-py, worker-go)", () => {
 		const task = newTask("delivered twice", "go");
 		await cluster.queue.publish(task);
 		await cluster.queue.publish(task);
-		await eventually(async () => (await storedRows()).find(row => row.id === task.id));
+		await eventually("the task stored", async () => (await storedRows()).find(row => row.id === task.id));
 		await new Promise(resolve => setTimeout(resolve, 50));
 		expect((await storedRows()).filter(row => row.id === task.id)).toHaveLength(1);
 	});
@@ -64,7 +65,7 @@ describe("task workers (worker-py, worker-go)", () => {
 		const failOnce = jest.spyOn(tasks, "storeProcessed").mockRejectedValueOnce(new Error("store is away"));
 		const task = newTask("survives a store error", "flask");
 		await cluster.queue.publish(task);
-		await eventually(async () => (await storedRows()).find(row => row.id === task.id), 3000);
+		await eventually("the task stored after a retry", async () => (await storedRows()).find(row => row.id === task.id), 3000);
 		expect(failOnce.mock.calls.length).toBeGreaterThanOrEqual(2);
 		expect((await cluster.queue.depth()).deadLettered).toBe(0);
 		failOnce.mockRestore();
