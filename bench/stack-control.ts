@@ -40,10 +40,16 @@ function isAlive(pid: number): boolean {
 let nodeEnv: Record<string, string> = {};
 
 function stackScript(args: string[], env: Record<string, string>, quiet: boolean): void {
-	execFileSync(path.join(ROOT, "scripts/stack.sh"), args, {
-		stdio: quiet ? "pipe" : "inherit",
-		env: { ...process.env, ...nodeEnv, ...env },
-	});
+	try {
+		execFileSync(path.join(ROOT, "scripts/stack.sh"), args, {
+			stdio: quiet ? "pipe" : "inherit",
+			env: { ...process.env, ...nodeEnv, ...env },
+		});
+	} catch (err) {
+		// Quiet runs keep the script's own account of what failed for the error.
+		const output = (err as { stderr?: Buffer }).stderr?.toString() ?? "";
+		throw new Error(`stack.sh ${args.join(" ")} failed${output ? `:\n${output}` : ""}`);
+	}
 }
 
 /** `stack.sh up`; quiet unless it fails, since the benchmark calls it between runs. */

@@ -17,6 +17,8 @@ export interface ClusterConfig {
 	taskQueue: string;
 	/** Unacknowledged deliveries a worker holds at once; a store batch holds up to half of them. */
 	workerPrefetch: number;
+	/** Longest a worker lets a short store batch wait for more tasks, from its first one. */
+	workerBatchWaitMs: number;
 	/** How long a gateway waits for RabbitMQ to confirm a publish before answering 503. */
 	publishTimeoutMs: number;
 	/** Store attempts for one batch before its messages go to the dead-letter queue. */
@@ -83,6 +85,7 @@ export function loadConfig(env: Env = process.env): ClusterConfig {
 		rabbitUrl: rabbitUrl(env),
 		taskQueue: text(env, "RABBIT_QUEUE", "task_queue"),
 		workerPrefetch: integer(env, "WORKER_PREFETCH", 400, 1),
+		workerBatchWaitMs: integer(env, "WORKER_BATCH_WAIT_MS", 20),
 		publishTimeoutMs: integer(env, "PUBLISH_TIMEOUT_MS", 2000, 1),
 		storeMaxAttempts: integer(env, "STORE_MAX_ATTEMPTS", 10, 1),
 		mongoUri: optionalText(env, "MONGO_URI"),

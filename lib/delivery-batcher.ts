@@ -13,6 +13,12 @@ export interface BatcherOptions<H> {
 	handler: TaskBatchHandler;
 	/** Largest batch handed to the handler at once. */
 	maxBatch: number;
+	/**
+	 * Longest a short batch waits for more deliveries, from its first one; 0 writes whatever one
+	 * event-loop turn brought. Every write costs the store a transaction and RabbitMQ an ack
+	 * whatever its size, so under a trickle a few milliseconds buy far fewer, larger writes.
+	 */
+	maxWaitMs?: number;
 	/** Attempts for one batch before its tasks are dead-lettered. */
 	maxAttempts: number;
 	/** Called once per delivery with what became of it. */
@@ -41,6 +47,9 @@ const defaultRetryDelay = (attempt: number) => Math.min(100 * 2 ** (attempt - 1)
 export class DeliveryBatcher<H> {
 	private buffer: Pending<H>[] = [];
 	private flushScheduled = false;
+	/** Set while a short batch lingers; cleared when it is written. */
+	private lingerTimer: NodeJS.Timeout | null = null;
+	private lingerExpired = false;
 	private writing: Promise<void> | null = null;
 	private stopping = false;
 	private readonly retryDelay: (attempt: number) => number;
@@ -53,6 +62,13 @@ export class DeliveryBatcher<H> {
 		this.buffer.push({ task, handle });
 		if (this.buffer.length >= this.options.maxBatch) {
 			this.flush();
+		} else if (this.options.maxWaitMs) {
+			if (this.buffer.length === 1 && !this.lingerTimer && !this.lingerExpired) {
+				this.lingerTimer = setTimeout(() => {
+					this.lingerExpired = true;
+					this.flush();
+				}, this.options.maxWaitMs);
+			}
 		} else if (!this.flushScheduled) {
 			// Deliveries parsed from one socket read arrive in the same turn: batch them.
 			this.flushScheduled = true;
@@ -70,7 +86,13 @@ export class DeliveryBatcher<H> {
 	private flush(): void {
 		this.flushScheduled = false;
 		if (this.writing || this.buffer.length === 0) return;
+		const full = this.buffer.length >= this.options.maxBatch;
+		if (this.options.maxWaitMs && !full && !this.lingerExpired && !this.stopping) return;
+		if (this.lingerTimer) clearTimeout(this.lingerTimer);
+		this.lingerTimer = null;
 		const batch = this.buffer.splice(0, this.options.maxBatch);
+		// What is left waited behind a full batch already: it goes next, without lingering again.
+		this.lingerExpired = this.buffer.length > 0;
 		this.writing = this.store(batch).finally(() => {
 			this.writing = null;
 			this.flush();

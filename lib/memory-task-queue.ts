@@ -5,6 +5,8 @@ import type { QueueDepth, TaskBatchHandler, TaskConsumer, TaskQueue } from "./ta
 export interface MemoryQueueOptions {
 	queue: string;
 	prefetch: number;
+	/** See BatcherOptions.maxWaitMs. */
+	batchWaitMs?: number;
 	maxAttempts: number;
 	onError?: (err: Error, attempt: number) => void;
 	retryDelayMs?: (attempt: number) => number;
@@ -39,6 +41,7 @@ export class MemoryTaskQueue implements TaskQueue {
 			batcher: new DeliveryBatcher<QueuedTask>({
 				handler,
 				maxBatch: batchSizeFor(this.options.prefetch),
+				maxWaitMs: this.options.batchWaitMs,
 				maxAttempts: this.options.maxAttempts,
 				retryDelayMs: this.options.retryDelayMs,
 				onError: this.options.onError ?? (() => undefined),

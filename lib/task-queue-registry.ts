@@ -41,6 +41,7 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 		return new MemoryTaskQueue({
 			queue: settings.taskQueue,
 			prefetch: settings.workerPrefetch,
+			batchWaitMs: settings.workerBatchWaitMs,
 			maxAttempts: settings.storeMaxAttempts,
 			onError,
 		});
@@ -49,6 +50,7 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 		url: settings.rabbitUrl,
 		queue: settings.taskQueue,
 		prefetch: settings.workerPrefetch,
+		batchWaitMs: settings.workerBatchWaitMs,
 		publishTimeoutMs: settings.publishTimeoutMs,
 		maxAttempts: settings.storeMaxAttempts,
 		connectionName: `${broker.nodeID} task queue`,

@@ -39,7 +39,7 @@ TIMEOUT=${STACK_TIMEOUT:-60}
 RABBIT_PORT=5672
 RABBIT_MANAGEMENT_PORT=15672
 MONGO_PORT=27017
-PACKAGES=(rabbitmq-server nginx gettext-base chromium)
+PACKAGES=(rabbitmq-server nginx gettext-base chromium tcpdump)
 
 say() { printf '[stack] %s\n' "$*"; }
 

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { Socket } from "node:net";
 import path from "node:path";
 import type { ChannelModel } from "amqplib";
 import type { AmqpTaskQueue } from "../../lib/amqp-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
 import { QueueUnavailableError } from "../../lib/task-queue";
 import { eventually } from "../support/eventually";
-import { connectOrExplain, management, openQueue, queueCounters, scratchQueueName } from "../support/rabbitmq";
+import { connectOrExplain, management, openQueue, queueCounters, RABBIT_URL, scratchQueueName } from "../support/rabbitmq";
 
 
 describe("AmqpTaskQueue against RabbitMQ", () => {
@@ -57,6 +58,37 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		await consumer.stop();
 		expect(received).toEqual([task]);
 		expect(await depthOf(name)).toBe(0);
+	});
+
+	it("sends publishes made in separate event-loop turns within a millisecond as one socket write", async () => {
+		const name = scratch();
+		const producer = open(name);
+		await producer.whenConnected(5000);
+		await producer.publish(newTask("warm-up", "go"));
+		// Counts the writes of every socket of this process that goes to RabbitMQ's port.
+		const rabbitPort = Number(new URL(RABBIT_URL).port || 5672);
+		const prototype = Socket.prototype as unknown as Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
+		const original = { _write: prototype._write, _writev: prototype._writev };
+		let writes = 0;
+		for (const method of ["_write", "_writev"] as const) {
+			prototype[method] = function (this: Socket, ...args: unknown[]) {
+				if (this.remotePort === rabbitPort) writes++;
+				return original[method].apply(this, args);
+			};
+		}
+		try {
+			const confirmed: Promise<void>[] = [];
+			for (let n = 0; n < 10; n++) {
+				confirmed.push(producer.publish(newTask(`turn ${n}`, "go")));
+				await new Promise(resolve => setImmediate(resolve));
+			}
+			await Promise.all(confirmed);
+		} finally {
+			Object.assign(prototype, original);
+		}
+		// One write per publish without the window; a window may close mid-way, hence a few.
+		expect(writes).toBeLessThanOrEqual(3);
+		expect(await depthOf(name)).toBe(11);
 	});
 
 	it("publishes persistent JSON messages whose messageId is the task id", async () => {

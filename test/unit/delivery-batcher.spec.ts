@@ -1,11 +1,13 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryBatcher, type Outcome } from "../../lib/delivery-batcher";
 import { newTask, type QueuedTask } from "../../lib/task";
 
-function batcherWith(handler: (tasks: QueuedTask[]) => Promise<void>, maxAttempts = 3) {
+function batcherWith(handler: (tasks: QueuedTask[]) => Promise<void>, maxAttempts = 3, maxWaitMs = 0) {
 	const settled: { id: string; outcome: Outcome; reason?: string }[] = [];
 	const batcher = new DeliveryBatcher<string>({
 		handler,
 		maxBatch: 50,
+		maxWaitMs,
 		maxAttempts,
 		retryDelayMs: () => 1,
 		onError: () => undefined,
@@ -42,6 +44,45 @@ describe("DeliveryBatcher", () => {
 		expect(mostAtOnce).toBe(1);
 		expect(sizes).toEqual([1, 30]);
 		expect(settled).toHaveLength(31);
+	});
+
+	describe("with maxWaitMs", () => {
+		const pushed = (batcher: DeliveryBatcher<string>, from: number, count: number) => {
+			for (let n = from; n < from + count; n++) batcher.push(newTask(`t${n}`, "go"), `t${n}`);
+		};
+
+		it("lets a short batch wait for more deliveries, from its first one", async () => {
+			const sizes: number[] = [];
+			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 40);
+			pushed(batcher, 0, 1);
+			await sleep(10);
+			pushed(batcher, 1, 4);
+			expect(sizes).toEqual([]);
+			await sleep(60);
+			expect(sizes).toEqual([5]);
+		});
+
+		it("writes a full batch at once, and what piled up behind it without waiting again", async () => {
+			const sizes: number[] = [];
+			const { batcher } = batcherWith(async tasks => {
+				sizes.push(tasks.length);
+				await sleep(10);
+			}, 3, 60_000);
+			pushed(batcher, 0, 50);
+			expect(sizes).toEqual([50]);
+			pushed(batcher, 50, 120);
+			await sleep(100);
+			expect(sizes).toEqual([50, 50, 50, 20]);
+		});
+
+		it("does not hold back a lingering batch when drained", async () => {
+			const sizes: number[] = [];
+			const { batcher, settled } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 60_000);
+			pushed(batcher, 0, 3);
+			await batcher.drain();
+			expect(sizes).toEqual([3]);
+			expect(settled.map(entry => entry.outcome)).toEqual(["stored", "stored", "stored"]);
+		});
 	});
 
 	it("retries a failed batch and settles it stored once the handler succeeds", async () => {
