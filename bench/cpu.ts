@@ -25,13 +25,15 @@ function cpuMs(pid: number): number {
 	}
 }
 
-/** The pids of every process whose command line matches `pattern` (pgrep -f). */
-export function pidsMatching(pattern: string): number[] {
-	try {
-		return execFileSync("pgrep", ["-f", pattern], { encoding: "utf8" }).trim().split("\n").map(Number);
-	} catch {
-		return [];
-	}
+/**
+ * The process listening on a TCP port of this network namespace: the local stack's RabbitMQ,
+ * say, and not the one a container runs beside it.
+ */
+export function pidListeningOn(port: number): number {
+	const line = execFileSync("ss", ["-ltnpH", `sport = :${port}`], { encoding: "utf8" });
+	const pid = /pid=(\d+)/.exec(line)?.[1];
+	if (!pid) throw new Error(`nothing listens on port ${port}`);
+	return Number(pid);
 }
 
 /** A process and its direct children (Nginx's master and workers). */

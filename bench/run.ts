@@ -6,7 +6,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import amqp from "amqplib";
 import { MongoClient } from "mongodb";
 import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
+import { costDirect, costOfPeer, costThroughNginx, peerUnavailable, type CostRun } from "./cost";
 import { postTasks, type LoadFigures } from "./load";
+import { listFlood, readLatencies } from "./reads";
 import { ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "./stack-control";
 
 const NGINX = "http://127.0.0.1:8080";
@@ -18,8 +20,12 @@ const BENCH_DB = "notes_tasks_bench";
 const INGEST = { connections: 64, durationSeconds: Number(process.env.BENCH_SECONDS ?? 15) };
 const END_TO_END_TASKS = Number(process.env.BENCH_TASKS ?? 50_000);
 const BACKLOG_TASKS = Number(process.env.BENCH_BACKLOG ?? 100_000);
-const DEFAULT_WORKERS = { py: 2, go: 2 };
+/** The local stack's worker counts (scripts/stack.sh's defaults, or the same variables). */
+const DEFAULT_WORKERS = { py: Number(process.env.WORKER_PY_COUNT ?? 1), go: Number(process.env.WORKER_GO_COUNT ?? 1) };
 const WORKER_CURVE: [number, number][] = [[1, 0], [1, 1], [2, 2]];
+const COST_TASKS = Number(process.env.BENCH_COST_TASKS ?? 30_000);
+/** Phases to run, e.g. BENCH_PHASES=cost for the CPU figures alone; all of them by default. */
+const PHASES = new Set((process.env.BENCH_PHASES ?? "ceilings,ingest,cost,end-to-end,backlog").split(","));
 const OUT = process.env.BENCH_OUT ?? path.join(ROOT, "bench/results/latest.json");
 
 interface EndToEnd {
@@ -135,60 +141,133 @@ async function main() {
 	}
 }
 
+/** CPU-ms per 1,000 tasks of the cluster over the peer's, component by component. */
+function costRatios(ours: CostRun, peer: CostRun): Record<string, number> {
+	const ratios: Record<string, number> = {};
+	for (const [component, value] of Object.entries(peer.cpu.perThousandTasks)) {
+		ratios[component] = round(ours.cpu.perThousandTasks[component] / value);
+	}
+	ratios.tasksPerSecond = round(ours.tasksPerSecond / peer.tasksPerSecond);
+	return ratios;
+}
+
+async function costPhase() {
+	await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
+	log(`cost: ${COST_TASKS} tasks straight to both gateways, CPU of every component`);
+	const direct = await costDirect(COST_TASKS, QUEUE, BENCH_DB);
+	log(`cost: ${COST_TASKS} tasks through Nginx`);
+	const throughNginx = await costThroughNginx(COST_TASKS, QUEUE, BENCH_DB);
+	const unavailable = peerUnavailable();
+	if (unavailable) {
+		log(`cost: Go peer skipped: ${unavailable}`);
+		return { runs: [direct, throughNginx], peerSkipped: unavailable };
+	}
+	log(`cost: ${COST_TASKS} tasks through the Go peer (1 api + 2 workers), on its own queue and database`);
+	const peer = await costOfPeer(COST_TASKS);
+	return { runs: [direct, throughNginx, peer], ratiosToPeer: costRatios(direct, peer) };
+}
+
+function costRows(cost: Awaited<ReturnType<typeof costPhase>>) {
+	const components = ["gateways", "workers", "store", "rabbitmq", "nginx", "total"];
+	return cost.runs.map(run => ({
+		figure: `CPU-ms / 1000 tasks: ${run.name}`,
+		value: components.filter(name => name in run.cpu.perThousandTasks).map(name => `${name} ${run.cpu.perThousandTasks[name]}`).join(", "),
+		ceiling: "",
+		ratio: `${run.tasksPerSecond} tasks/s`,
+		target: "",
+	}));
+}
+
 async function measure() {
 	const sampler = new RssSampler();
 	sampler.start();
+	const results: Record<string, unknown> = { measuredAt: new Date().toISOString() };
+	const rows: Record<string, unknown>[] = [];
 
-	log("ceiling: Nginx in front of a bare Node server");
-	const httpCeiling = await nginxToBareNode(INGEST);
-	log("ceiling: raw amqplib publishing with pipelined confirms");
-	const publishCeiling = await amqpPublish(RABBIT_URL, 50_000);
-	log("ceiling: unordered inserts of 200 documents into the store");
-	const storeCeiling = await storeInsert(MONGO_URI, 20_000);
+	if (PHASES.has("ceilings")) {
+		log("ceiling: Nginx in front of a bare Node server");
+		const httpCeiling = await nginxToBareNode(INGEST);
+		log("ceiling: raw amqplib publishing with pipelined confirms");
+		const publishCeiling = await amqpPublish(RABBIT_URL, 50_000);
+		log("ceiling: unordered inserts of 200 documents into the store");
+		const storeCeiling = await storeInsert(MONGO_URI, 20_000);
+		results.ceilings = { nginxToBareNode: httpCeiling, amqpPublish: publishCeiling, storeInsert: storeCeiling };
+		rows.push(
+			{ figure: "ceiling: Nginx -> bare Node req/s, p50 / p99 ms", value: `${httpCeiling.requestsPerSecond}, ${httpCeiling.p50Ms} / ${httpCeiling.p99Ms}`, ceiling: "", ratio: "", target: "" },
+			{ figure: "ceiling: publish msg/s (amqplib)", value: publishCeiling.messagesPerSecond, ceiling: "", ratio: "", target: "" },
+			{ figure: "ceiling: store docs/s", value: storeCeiling.documentsPerSecond, ceiling: "", ratio: "", target: "" },
+		);
+	}
+	const ceilings = results.ceilings as { nginxToBareNode: LoadFigures } | undefined;
+	const httpCeiling = ceilings?.nginxToBareNode;
 
-	log(`ingest: POST /flask/tasks through Nginx, ${INGEST.connections} connections, ${INGEST.durationSeconds} s`);
-	const ingest: LoadFigures = await postTasks(`${NGINX}/flask/tasks`, INGEST);
-	await waitUntilStored(0);
-
-	const endToEndRuns: EndToEnd[] = [];
-	for (const [py, go] of [[DEFAULT_WORKERS.py, DEFAULT_WORKERS.go], ...WORKER_CURVE]) {
-		log(`end to end: ${END_TO_END_TASKS} tasks with ${py} worker-py + ${go} worker-go`);
-		endToEndRuns.push(await endToEnd({ py, go }, END_TO_END_TASKS));
+	if (PHASES.has("ingest")) {
+		log(`ingest: POST /flask/tasks through Nginx, ${INGEST.connections} connections, ${INGEST.durationSeconds} s`);
+		const ingest: LoadFigures = await postTasks(`${NGINX}/flask/tasks`, INGEST);
+		await waitUntilStored(0);
+		results.ingest = ingest;
+		rows.push(
+			{ figure: "ingest req/s (POST via Nginx)", value: ingest.requestsPerSecond, ceiling: httpCeiling?.requestsPerSecond ?? "", ratio: httpCeiling ? ratio(ingest.requestsPerSecond, httpCeiling.requestsPerSecond) : "", target: "" },
+			{ figure: "ingest p50 / p99 ms", value: `${ingest.p50Ms} / ${ingest.p99Ms}`, ceiling: httpCeiling ? `${httpCeiling.p50Ms} / ${httpCeiling.p99Ms}` : "", ratio: httpCeiling ? `p99 ${round(ingest.p99Ms / httpCeiling.p99Ms)}x` : "", target: "p99 ≤ 2x" },
+			{ figure: "ingest non-2xx / errors", value: `${ingest.non2xx} / ${ingest.errors}`, ceiling: "", ratio: "", target: "0" },
+		);
 	}
 
-	log(`backlog: ${BACKLOG_TASKS} tasks posted while the workers are stopped`);
-	const backlogRun = await backlog(sampler);
-	sampler.stop();
+	if (PHASES.has("cost")) {
+		const cost = await costPhase();
+		results.cost = cost;
+		rows.push(...costRows(cost));
+		if ("ratiosToPeer" in cost && cost.ratiosToPeer) {
+			const r = cost.ratiosToPeer;
+			rows.push({
+				figure: "cluster / Go peer (straight to the gateways)",
+				value: `total ${r.total}x, gateways ${r.gateways}x, workers ${r.workers}x, store ${r.store}x, rabbitmq ${r.rabbitmq}x`,
+				ceiling: "",
+				ratio: `${r.tasksPerSecond}x tasks/s`,
+				target: "total ≤ 1.0, gateways ≤ 1.5, workers ≤ 1.0, tasks/s ≥ 1.0",
+			});
+		}
+	}
 
-	const results = {
-		measuredAt: new Date().toISOString(),
-		ceilings: { nginxToBareNode: httpCeiling, amqpPublish: publishCeiling, storeInsert: storeCeiling },
-		ingest,
-		endToEnd: endToEndRuns,
-		backlog: backlogRun,
-		peakRssMb: Object.fromEntries([...sampler.peakMb].sort()),
-	};
+	if (PHASES.has("end-to-end")) {
+		const endToEndRuns: EndToEnd[] = [];
+		for (const [py, go] of [[DEFAULT_WORKERS.py, DEFAULT_WORKERS.go], ...WORKER_CURVE]) {
+			log(`end to end: ${END_TO_END_TASKS} tasks with ${py} worker-py + ${go} worker-go`);
+			endToEndRuns.push(await endToEnd({ py, go }, END_TO_END_TASKS));
+		}
+		results.endToEnd = endToEndRuns;
+		rows.push(...endToEndRuns.map(run => ({ figure: `end to end tasks/s, ${run.workers} worker(s)`, value: run.tasksPerSecond, ceiling: "", ratio: "", target: "" })));
+	}
+
+	if (PHASES.has("backlog")) {
+		log(`backlog: ${BACKLOG_TASKS} tasks posted while the workers are stopped`);
+		const backlogRun = await backlog(sampler);
+		results.backlog = backlogRun;
+		rows.push(
+			{ figure: "backlog ingest req/s, workers stopped", value: backlogRun.ingest.requestsPerSecond, ceiling: httpCeiling?.requestsPerSecond ?? "", ratio: httpCeiling ? ratio(backlogRun.ingest.requestsPerSecond, httpCeiling.requestsPerSecond) : "", target: "holds" },
+			{ figure: "api-flask RSS MB before / after backlog", value: `${backlogRun.gatewayRssMb.before} / ${backlogRun.gatewayRssMb.after}`, ceiling: "", ratio: "", target: "flat" },
+			{ figure: `backlog drain tasks/s (${backlogRun.waiting} waiting)`, value: backlogRun.drainTasksPerSecond, ceiling: "", ratio: "", target: "" },
+		);
+	}
+	if (PHASES.has("reads")) {
+		log("reads: list and get latency at each store size, then a flood of lists beside posts and gets");
+		const reads = { latencies: await readLatencies(MONGO_URI), flood: await listFlood(NGINX, MONGO_URI, BENCH_DB) };
+		results.reads = reads;
+		const ms = (timing: { medianMs: number | null; errors: string[] }) => (timing.medianMs === null ? `timed out (${timing.errors[0]})` : `${timing.medianMs} ms`);
+		rows.push(
+			...reads.latencies.map(size => ({ figure: `list / get at ${size.stored} stored, before`, value: `${ms(size.before.list)} / ${ms(size.before.get)}`, ceiling: "", ratio: "", target: "" })),
+			...reads.latencies.map(size => ({ figure: `list / after cursor / get at ${size.stored} stored, now`, value: `${ms(size.after.listFirstPage)} / ${ms(size.after.listAfterCursor)} / ${ms(size.after.getStored)}`, ceiling: "", ratio: "", target: "" })),
+			{ figure: `list flood at ${reads.flood.stored}: p99 POST / GET by id, flooded / alone`, value: `${reads.flood.postP99Ratio}x / ${reads.flood.getP99Ratio}x`, ceiling: "", ratio: "", target: "≤ 2x" },
+			{ figure: "list flood: store idle after the clients left", value: `${reads.flood.flooded.storeIdle.seconds} s`, ceiling: "", ratio: "", target: "≤ 15 s" },
+		);
+	}
+	sampler.stop();
+	results.peakRssMb = Object.fromEntries([...sampler.peakMb].sort());
+	rows.push(...[...sampler.peakMb].sort().map(([node, mb]) => ({ figure: `peak RSS MB ${node}`, value: mb, ceiling: "", ratio: "", target: "≤ 150" })));
+
 	mkdirSync(path.dirname(OUT), { recursive: true });
 	writeFileSync(OUT, `${JSON.stringify(results, null, 2)}\n`);
-
-	const defaultRun = endToEndRuns[0];
-	console.table([
-		{ figure: "ingest req/s (POST via Nginx)", value: ingest.requestsPerSecond, ceiling: httpCeiling.requestsPerSecond, ratio: ratio(ingest.requestsPerSecond, httpCeiling.requestsPerSecond), target: "≥ 33%" },
-		{ figure: "ingest p50 / p99 ms", value: `${ingest.p50Ms} / ${ingest.p99Ms}`, ceiling: `${httpCeiling.p50Ms} / ${httpCeiling.p99Ms}`, ratio: "", target: "p99 ≤ 20" },
-		{ figure: "ingest non-2xx / errors", value: `${ingest.non2xx} / ${ingest.errors}`, ceiling: "", ratio: "", target: "0" },
-		{ figure: "publish ceiling msg/s (amqplib)", value: publishCeiling.messagesPerSecond, ceiling: "", ratio: "", target: "" },
-		...endToEndRuns.map(run => ({
-			figure: `end to end tasks/s, ${run.workers} worker(s)`,
-			value: run.tasksPerSecond,
-			ceiling: storeCeiling.documentsPerSecond,
-			ratio: ratio(run.tasksPerSecond, storeCeiling.documentsPerSecond),
-			target: run === defaultRun ? "≥ 5000" : "",
-		})),
-		{ figure: "backlog ingest req/s, workers stopped", value: backlogRun.ingest.requestsPerSecond, ceiling: httpCeiling.requestsPerSecond, ratio: ratio(backlogRun.ingest.requestsPerSecond, httpCeiling.requestsPerSecond), target: "holds" },
-		{ figure: "api-flask RSS MB before / after backlog", value: `${backlogRun.gatewayRssMb.before} / ${backlogRun.gatewayRssMb.after}`, ceiling: "", ratio: "", target: "flat" },
-		{ figure: `backlog drain tasks/s (${backlogRun.waiting} waiting)`, value: backlogRun.drainTasksPerSecond, ceiling: storeCeiling.documentsPerSecond, ratio: ratio(backlogRun.drainTasksPerSecond, storeCeiling.documentsPerSecond), target: "" },
-		...[...sampler.peakMb].sort().map(([node, mb]) => ({ figure: `peak RSS MB ${node}`, value: mb, ceiling: "", ratio: "", target: "≤ 150" })),
-	]);
+	console.table(rows);
 	log(`figures written to ${path.relative(ROOT, OUT)}`);
 }
 

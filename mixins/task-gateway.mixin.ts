@@ -91,15 +91,16 @@ const TaskGatewayMixin: GatewaySchema = {
 				$$strict: "remove",
 				page: { type: "number", integer: true, positive: true, convert: true, optional: true },
 				pageSize: { type: "number", integer: true, positive: true, max: 100, convert: true, optional: true },
+				after: { type: "string", min: 1, max: 200, optional: true },
 			},
-			handler(ctx: Context<{ page?: number; pageSize?: number }>) {
-				return ctx.call("tasks.list", { ...ctx.params, sort: "-created_at" });
+			handler(ctx: Context<{ page?: number; pageSize?: number; after?: string }, GatewayMeta>) {
+				return ctx.call("tasks.list", ctx.params).catch(err => retryLater(ctx, err));
 			},
 		},
 		getTask: {
 			params: { id: { type: "string", min: 1, max: 100 } },
-			handler(ctx: Context<{ id: string }>) {
-				return ctx.call("tasks.get", { id: ctx.params.id });
+			handler(ctx: Context<{ id: string }, GatewayMeta>) {
+				return ctx.call("tasks.get", { id: ctx.params.id }).catch(err => retryLater(ctx, err));
 			},
 		},
 		live() {
@@ -160,6 +161,15 @@ const TaskGatewayMixin: GatewaySchema = {
 		await releaseTaskQueue(this.broker);
 	},
 };
+
+/** A store read that timed out (504) or was shed (503) tells the client when to come back. */
+function retryLater(ctx: Context<unknown, GatewayMeta>, err: { code?: number; data?: { retryAfterSeconds?: number } }): never {
+	const seconds = err.data?.retryAfterSeconds;
+	if ((err.code === 503 || err.code === 504) && typeof seconds === "number") {
+		ctx.meta.$responseHeaders = { "Retry-After": String(seconds) };
+	}
+	throw err;
+}
 
 function accepted(ctx: Context<unknown, GatewayMeta>, task: AcceptedTask): AcceptedTask {
 	ctx.meta.$statusCode = 202;

@@ -67,13 +67,17 @@ describe("tasks store on a MongoDB-protocol server", () => {
 	});
 
 	it("lists newest first in moleculer-db's shape and finds one by id", async () => {
-		const page = await broker.call<{ rows: { id: string; created_at: Date }[]; total: number; pageSize: number }, object>(
-			"tasks.list",
-			{ sort: "-created_at", pageSize: 2 },
-		);
-		expect(page.total).toBe(4);
+		type Page = { rows: { id: string; created_at: Date }[]; total: number | null; pageSize: number; next: string | null };
+		const page = await broker.call<Page, object>("tasks.list", { pageSize: 2 });
+		// An estimate on MongoDB; null on FerretDB, which would read every document to count.
+		expect([4, null]).toContain(page.total);
 		expect(page.rows).toHaveLength(2);
 		expect(page.rows[0].created_at.getTime()).toBeGreaterThanOrEqual(page.rows[1].created_at.getTime());
+		const rest = await broker.call<Page, object>("tasks.list", { pageSize: 2, after: page.next });
+		expect(rest.rows).toHaveLength(2);
+		expect(rest.next).toBeNull();
+		expect(rest.rows[0].created_at.getTime()).toBeLessThanOrEqual(page.rows[1].created_at.getTime());
+		expect(new Set([...page.rows, ...rest.rows].map(row => row.id)).size).toBe(4);
 		const one = await broker.call<{ id: string }, object>("tasks.get", { id: page.rows[0].id });
 		expect(one.id).toBe(page.rows[0].id);
 		await expect(broker.call("tasks.get", { id: randomUUID() })).rejects.toMatchObject({ code: 404 });

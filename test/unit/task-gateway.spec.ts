@@ -54,7 +54,7 @@ describe("task gateways (api-flask, api-go)", () => {
 		const res = await fetch(`${cluster.flaskUrl}/tasks?page=1&pageSize=1`);
 		expect(res.status).toBe(200);
 		const page = await readJson(res);
-		expect(Object.keys(page).sort()).toEqual(["page", "pageSize", "rows", "total", "totalPages"]);
+		expect(Object.keys(page).sort()).toEqual(["next", "page", "pageSize", "rows", "total", "totalPages"]);
 		expect(page).toMatchObject({ page: 1, pageSize: 1 });
 		expect(page.rows).toHaveLength(1);
 		expect(page.totalPages).toBe(page.total);

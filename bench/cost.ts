@@ -1,0 +1,197 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import amqp, { type Channel, type ChannelModel } from "amqplib";
+import { MongoClient } from "mongodb";
+import { measureCpu, pidListeningOn, withChildren, type Components, type CpuPerTask } from "./cpu";
+import { postTasks } from "./load";
+import { ROOT, STACK, stackNodes } from "./stack-control";
+
+/**
+ * The cost phase: a fixed number of tasks through the cluster, timed until every one is stored,
+ * with the CPU each component spent on them; then the same for the Go peer
+ * (../shared/peers/gin) on the same RabbitMQ and store, on a queue and database of its own.
+ */
+
+export interface CostRun {
+	name: string;
+	tasks: number;
+	non2xx: number;
+	tasksPerSecond: number;
+	seconds: number;
+	cpu: CpuPerTask;
+}
+
+const RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F";
+const MONGO_URI = "mongodb://127.0.0.1:27017/";
+const CONNECTIONS = 64;
+const WARM_UP_TASKS = 4000;
+const PEER_SOURCE = path.resolve(ROOT, "../shared/peers/gin");
+const PEER_BUILD = path.join(STACK, "peer-gin");
+const PEER_RUN = path.join(STACK, "peer-gin-run");
+const PEER_PORT = 5003;
+const PEER_QUEUE = "peer_task_queue";
+const PEER_DB = "notes_tasks_bench_peer";
+
+/** RabbitMQ's Erlang VM and FerretDB: shared by the cluster and the peer. */
+function sharedServers(): Components {
+	const ferretdb = Number(readFileSync(path.join(STACK, "run/ferretdb.pid"), "utf8"));
+	return { store: [ferretdb], rabbitmq: [pidListeningOn(5672)] };
+}
+
+function stackComponents(withNginx: boolean): Components {
+	const nodes = stackNodes();
+	const components: Components = {
+		gateways: nodes.filter(node => node.role.startsWith("api-")).map(node => node.pid),
+		workers: nodes.filter(node => node.role.startsWith("worker-")).map(node => node.pid),
+		...sharedServers(),
+	};
+	if (withNginx) components.nginx = withChildren(Number(readFileSync(path.join(STACK, "nginx/nginx.pid"), "utf8")));
+	return components;
+}
+
+/** Watches one queue over a single long-lived channel, so that polling costs RabbitMQ next to nothing. */
+class QueueWatch {
+	private constructor(private readonly connection: ChannelModel, private readonly channel: Channel, private readonly queue: string) {}
+
+	static async open(queue: string): Promise<QueueWatch> {
+		const connection = await amqp.connect(RABBIT_URL);
+		return new QueueWatch(connection, await connection.createChannel(), queue);
+	}
+
+	async ready(): Promise<number> {
+		return (await this.channel.checkQueue(this.queue)).messageCount;
+	}
+
+	async close(): Promise<void> {
+		await this.connection.close();
+	}
+}
+
+/**
+ * Resolves once the queue has no ready message and the consuming processes have gone idle
+ * (under 2 ms of CPU in 100 ms, three times running), with the moment the work ended. The
+ * store's count is not polled: on FerretDB every count reads the whole collection, and that
+ * would be charged to the run. It is checked once afterwards instead.
+ */
+async function drained(watch: QueueWatch, consumers: number[]): Promise<number> {
+	while ((await watch.ready()) > 0) await sleep(50);
+	const cpu = () => measureCpu({ consumers }, 1, () => sleep(100)).then(({ cpu }) => cpu.perThousandTasks.total / 1000);
+	let idleSince = performance.now();
+	for (let quiet = 0; quiet < 3; ) {
+		const busy = (await cpu()) >= 2;
+		if (busy) idleSince = performance.now();
+		quiet = busy ? 0 : quiet + 1;
+	}
+	return idleSince;
+}
+
+async function waitForQueue(queue: string): Promise<void> {
+	for (let tries = 0; ; tries++) {
+		const watch = await QueueWatch.open(queue);
+		const exists = await watch.ready().then(() => true, () => false);
+		await watch.close().catch(() => undefined);
+		if (exists) return;
+		if (tries === 100) throw new Error(`queue ${queue} was not declared within 10 s`);
+		await sleep(100);
+	}
+}
+
+async function storedCount(db: string): Promise<number> {
+	const client = await MongoClient.connect(MONGO_URI);
+	try {
+		return await client.db(db).collection("tasks").countDocuments();
+	} finally {
+		await client.close();
+	}
+}
+
+async function runCost(
+	name: string,
+	components: Components,
+	queue: string,
+	db: string,
+	tasks: number,
+	urls: string[],
+): Promise<CostRun> {
+	const watch = await QueueWatch.open(queue);
+	try {
+		// Long-running services are warm: JIT compilation and pool set-up are not a task's cost.
+		const warmUp = { connections: CONNECTIONS / urls.length, amount: WARM_UP_TASKS / urls.length };
+		await Promise.all(urls.map(url => postTasks(url, warmUp)));
+		await drained(watch, [...components.workers, ...components.store]);
+		const storedBefore = await storedCount(db);
+		let non2xx = 0;
+		let seconds = 0;
+		const { cpu } = await measureCpu(components, tasks, async () => {
+			const started = performance.now();
+			const load = { connections: CONNECTIONS / urls.length, amount: tasks / urls.length };
+			const posted = await Promise.all(urls.map(url => postTasks(url, load)));
+			non2xx = posted.reduce((sum, figures) => sum + figures.non2xx + figures.errors, 0);
+			const ended = await drained(watch, [...components.workers, ...components.store]);
+			seconds = (ended - started) / 1000;
+		});
+		const stored = (await storedCount(db)) - storedBefore;
+		if (stored !== tasks - non2xx) throw new Error(`${name}: ${tasks - non2xx} tasks accepted but ${stored} stored`);
+		return { name, tasks, non2xx, tasksPerSecond: Math.round(tasks / seconds), seconds: Math.round(seconds * 100) / 100, cpu };
+	} finally {
+		await watch.close();
+	}
+}
+
+/** Tasks posted straight to both gateways, half each: the figure to set beside the peer's. */
+export function costDirect(tasks: number, queue: string, db: string): Promise<CostRun> {
+	return runCost("cluster, straight to the gateways", stackComponents(false), queue, db, tasks, [
+		"http://127.0.0.1:5001/tasks",
+		"http://127.0.0.1:5002/tasks",
+	]);
+}
+
+/** The same through Nginx, which is how users reach the cluster. */
+export function costThroughNginx(tasks: number, queue: string, db: string): Promise<CostRun> {
+	return runCost("cluster, through Nginx", stackComponents(true), queue, db, tasks, [
+		"http://127.0.0.1:8080/flask/tasks",
+		"http://127.0.0.1:8080/go/tasks",
+	]);
+}
+
+/** Why the peer cannot run here, or null when it can. */
+export function peerUnavailable(): string | null {
+	if (!existsSync(PEER_SOURCE)) return `no Go peer at ${PEER_SOURCE}`;
+	if (spawnSync("go", ["version"]).status !== 0) return "Go is not installed";
+	return null;
+}
+
+function peerScript(args: string[], env: Record<string, string> = {}): void {
+	execFileSync(path.join(PEER_BUILD, "run.sh"), args, { stdio: "pipe", env: { ...process.env, ...env } });
+}
+
+/**
+ * Builds the peer in a copy of its own (shared/ is read-only), runs its api and 2 workers on
+ * its own queue and database, measures the same run shape, and stops it again.
+ */
+export async function costOfPeer(tasks: number): Promise<CostRun> {
+	cpSync(PEER_SOURCE, PEER_BUILD, { recursive: true, filter: source => !source.includes(`${path.sep}bin`) });
+	execFileSync("go", ["build", "-o", "bin/", "./cmd/..."], { cwd: PEER_BUILD, stdio: "pipe" });
+	rmSync(PEER_RUN, { recursive: true, force: true });
+	const env = { GO_PORT: String(PEER_PORT), RABBIT_QUEUE: PEER_QUEUE, DB_NAME: PEER_DB, WORKERS: "2" };
+	peerScript([PEER_RUN], env);
+	try {
+		const pid = (name: string) => Number(readFileSync(path.join(PEER_RUN, name), "utf8"));
+		const workers = readdirSync(PEER_RUN).filter(file => /^worker-\d+\.pid$/.test(file)).map(pid);
+		// The workers declare the queue; a publish before that would be dropped as unroutable.
+		await waitForQueue(PEER_QUEUE);
+		return await runCost("Go peer (1 api + 2 workers)", { gateways: [pid("api.pid")], workers, ...sharedServers() }, PEER_QUEUE, PEER_DB, tasks, [
+			`http://127.0.0.1:${PEER_PORT}/tasks`,
+		]);
+	} finally {
+		peerScript(["stop", PEER_RUN]);
+		const connection = await amqp.connect(RABBIT_URL);
+		await (await connection.createChannel()).deleteQueue(PEER_QUEUE);
+		await connection.close();
+		const client = await MongoClient.connect(MONGO_URI);
+		await client.db(PEER_DB).dropDatabase();
+		await client.close();
+	}
+}

@@ -1,0 +1,159 @@
+import { Errors } from "moleculer";
+
+/**
+ * What `GET /tasks` and `GET /tasks/:id` ask of the store, in the shapes MongoDB serves from an
+ * index: newest first by `{created_at: -1, _id: -1}` (the `_id` breaks ties between tasks of the
+ * same millisecond, so a page boundary never skips or repeats one), one `findOne` by `_id`.
+ */
+export const LIST_SORT = { created_at: -1, _id: -1 } as const;
+/** Created by the tasks service at start; it serves LIST_SORT and the keyset filter below. */
+export const LIST_INDEX = { key: LIST_SORT, name: "created_at_-1__id_-1" } as const;
+
+/**
+ * Equality on stored fields, for operators (`call tasks.list {"query": {...}}` in the REPL); the
+ * HTTP API passes none. `id` names the document's `_id`.
+ */
+export type TaskQuery = Record<string, string>;
+
+/** Turns the caller's field names into the document's (`id` is `_id`). */
+export function storedQuery(query: TaskQuery): TaskQuery {
+	return Object.fromEntries(Object.entries(query).map(([field, value]) => [field === "id" ? "_id" : field, value]));
+}
+
+/** The position after the last task of a page: its `created_at` and `_id`. */
+export interface ListPosition {
+	createdAt: Date;
+	id: string;
+}
+
+export interface ListPlan {
+	filter: Record<string, unknown>;
+	skip: number;
+	/** One more than the page, to know whether a next page exists without counting. */
+	limit: number;
+}
+
+export class InvalidCursorError extends Errors.ValidationError {
+	constructor() {
+		super("The cursor is not one this API handed out", "VALIDATION_ERROR", [
+			{ type: "cursor", field: "after", message: "The 'after' field must be the 'next' value of an earlier page." },
+		]);
+	}
+}
+
+/** Opaque to clients: base64url of `[created_at in ms, _id]`. */
+export function encodeCursor(position: ListPosition): string {
+	return Buffer.from(JSON.stringify([position.createdAt.getTime(), position.id])).toString("base64url");
+}
+
+export function decodeCursor(cursor: string): ListPosition {
+	let decoded: unknown;
+	try {
+		decoded = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
+	} catch {
+		throw new InvalidCursorError();
+	}
+	if (!Array.isArray(decoded) || decoded.length !== 2) throw new InvalidCursorError();
+	const [ms, id] = decoded as unknown[];
+	if (!Number.isSafeInteger(ms) || typeof id !== "string" || id.length === 0 || id.length > 100) throw new InvalidCursorError();
+	return { createdAt: new Date(ms as number), id };
+}
+
+/**
+ * A page by number (moleculer-db's shape, for the first pages: the store walks `skip` entries of
+ * the index) or after a cursor (a range on the index, as fast at any depth).
+ */
+export function listPlan(pageSize: number, page: number, after?: ListPosition, query: TaskQuery = {}): ListPlan {
+	if (!after) return { filter: { ...query }, skip: (page - 1) * pageSize, limit: pageSize + 1 };
+	return {
+		filter: {
+			...query,
+			$or: [
+				{ created_at: { $lt: after.createdAt } },
+				{ created_at: after.createdAt, _id: { $lt: after.id } },
+			],
+		},
+		skip: 0,
+		limit: pageSize + 1,
+	};
+}
+
+/**
+ * The time a store read may take: most of the call's own timeout, so the store gives up (and stops
+ * working on it) first, and its error still reaches the gateway before the call times out.
+ */
+export function readBudgetMs(requestTimeoutMs: number): number {
+	return Math.max(1, Math.floor(requestTimeoutMs * 0.8));
+}
+
+/** 404, named as moleculer-db names it. */
+export class EntityNotFoundError extends Errors.MoleculerClientError {
+	constructor(id: string) {
+		super("Entity not found", 404, "ENTITY_NOT_FOUND", { id });
+	}
+}
+
+/** MongoDB's (and FerretDB's) error code for a command stopped by its `maxTimeMS`. */
+export const MAX_TIME_MS_EXPIRED = 50;
+
+/** A read the store gave up on: 504, with the seconds after which a retry may succeed. */
+export class StoreReadTimeoutError extends Errors.MoleculerRetryableError {
+	constructor(budgetMs: number, retryAfterSeconds: number) {
+		super(`The tasks store did not answer within ${budgetMs} ms and stopped the read`, 504, "STORE_READ_TIMEOUT", { maxTimeMS: budgetMs, retryAfterSeconds });
+	}
+}
+
+/** A read refused without asking the store, because its last ones ran out of time: 503. */
+export class StoreReadsShedError extends Errors.MoleculerRetryableError {
+	constructor(retryAfterSeconds: number) {
+		super("The tasks store is too slow for this read now; retry later", 503, "STORE_READS_SHED", { retryAfterSeconds });
+	}
+}
+
+/**
+ * One kind of read (list or get) against a store that may be too slow for it. At most
+ * `concurrency` run at once; up to `maxWaiting` more wait their turn, and beyond that a read is
+ * refused at once, so slow reads never pile up in the store. After a read runs out of time,
+ * waiting and new reads are refused for a pause that doubles with each timeout in a row (up to
+ * `maxPauseMs`) and ends with the first read that succeeds: a store that cannot serve the read
+ * spends at most one budget per pause on it, while a fast store never notices the gate.
+ */
+export class ReadGate {
+	private running = 0;
+	private readonly waiting: (() => void)[] = [];
+	private timeoutsInARow = 0;
+	private closedUntil = 0;
+
+	constructor(
+		private readonly limits: { concurrency: number; maxWaiting: number; firstPauseMs: number; maxPauseMs: number },
+		private readonly now: () => number = Date.now,
+	) {}
+
+	async run<T>(budgetMs: number, read: () => Promise<T>): Promise<T> {
+		this.refuseWhileClosed();
+		if (this.running >= this.limits.concurrency) {
+			if (this.waiting.length >= this.limits.maxWaiting) throw new StoreReadsShedError(1);
+			await new Promise<void>(resolve => this.waiting.push(resolve));
+		}
+		this.running++;
+		try {
+			this.refuseWhileClosed();
+			const result = await read();
+			this.timeoutsInARow = 0;
+			return result;
+		} catch (err) {
+			if ((err as { code?: unknown }).code !== MAX_TIME_MS_EXPIRED) throw err;
+			const pauseMs = Math.min(this.limits.maxPauseMs, this.limits.firstPauseMs * 2 ** this.timeoutsInARow++);
+			this.closedUntil = this.now() + pauseMs;
+			throw new StoreReadTimeoutError(budgetMs, Math.ceil(pauseMs / 1000));
+		} finally {
+			this.running--;
+			this.waiting.shift()?.();
+		}
+	}
+
+	private refuseWhileClosed(): void {
+		const waitMs = this.closedUntil - this.now();
+		if (waitMs > 0) throw new StoreReadsShedError(Math.ceil(waitMs / 1000));
+	}
+}

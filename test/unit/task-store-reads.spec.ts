@@ -1,0 +1,222 @@
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import type { Document } from "bson";
+import ApiFlaskService from "../../services/api-flask.service";
+import TasksService from "../../services/tasks.service";
+import { createTaskAdapter } from "../../mixins/task-store.mixin";
+import { config } from "../../lib/config";
+import { decodeCursor, encodeCursor, readBudgetMs, ReadGate } from "../../lib/task-reads";
+import { FakeMongoServer } from "../support/fake-mongo-server";
+import { readJson } from "../support/embedded-cluster";
+
+const BUDGET = readBudgetMs(config.requestTimeoutMs);
+const t = (ms: number) => new Date(Date.UTC(2026, 10, 29, 12, 0, 0, ms));
+/** Newest first, as the index would return them. */
+const STORED = [5, 4, 3, 2, 1].map(n => ({ _id: `id-${n}`, title: `task ${n}`, source: "go", created_at: t(n), status: "processed", processed_by: "worker-go", processed_at: t(n + 10), node_id: "n1" }));
+
+type Store = "mongodb" | "ferretdb";
+
+/** Answers like a MongoDB (or FerretDB) holding STORED; `stall` makes reads run out of time. */
+function storeAnswers(store: Store, stall: { reads: boolean }) {
+	return (command: Document): Document | undefined => {
+		if ("buildInfo" in command) return store === "ferretdb" ? { version: "7.0.77", ferretdbVersion: "v1.24.2", ok: 1 } : { version: "7.0.14", ok: 1 };
+		if (stall.reads && ("find" in command || "aggregate" in command)) {
+			return { ok: 0, code: 50, codeName: "MaxTimeMSExpired", errmsg: "operation exceeded time limit" };
+		}
+		if ("find" in command) {
+			const after = (command.filter.$or?.[0]?.created_at?.$lt as Date | undefined)?.getTime() ?? Infinity;
+			const matching = command.filter._id ? STORED.filter(doc => doc._id === command.filter._id) : STORED.filter(doc => doc.created_at.getTime() < after);
+			const batch = matching.slice(command.skip ?? 0).slice(0, command.limit);
+			return { cursor: { firstBatch: batch, id: 0, ns: "unitdb.tasks" }, ok: 1 };
+		}
+		if ("aggregate" in command) return { cursor: { firstBatch: [{ _id: 1, n: STORED.length }], id: 0, ns: "unitdb.tasks" }, ok: 1 };
+		return undefined;
+	};
+}
+
+async function startStore(store: Store) {
+	const stall = { reads: false };
+	const fake = new FakeMongoServer(storeAnswers(store, stall));
+	const uri = await fake.start();
+	const broker = new ServiceBroker({ nodeID: `reads-${store}`, logger: false });
+	broker.createService({ ...TasksService, adapter: createTaskAdapter({ ...config, mongoUri: uri, dbName: "unitdb" }) } as ServiceSchema);
+	broker.createService({ ...ApiFlaskService, settings: { ...ApiFlaskService.settings, port: 0 } } as ServiceSchema);
+	await broker.start();
+	const server = (broker.getLocalService("api-flask") as unknown as { server: Server }).server;
+	return {
+		fake,
+		broker,
+		stall,
+		url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+		async stop() {
+			await broker.stop();
+			await fake.stop();
+		},
+	};
+}
+
+describe("tasks store reads: the commands that reach MongoDB", () => {
+	let store: Awaited<ReturnType<typeof startStore>>;
+	beforeEach(async () => {
+		store = await startStore("mongodb");
+	});
+	afterEach(() => store.stop());
+
+	it("creates the index of the list's sort at start", () => {
+		expect(store.fake.named("createIndexes")).toEqual([
+			{ createIndexes: "tasks", indexes: [{ name: "created_at_-1__id_-1", key: { created_at: -1, _id: -1 } }], $db: "unitdb" },
+		]);
+	});
+
+	it("lists the first page with one sorted, limited, bounded find and an estimated count", async () => {
+		store.fake.commands.length = 0;
+		const page = await readJson(await fetch(`${store.url}/tasks?pageSize=2`));
+		expect(store.fake.commands).toEqual([
+			{ find: "tasks", filter: {}, sort: { created_at: -1, _id: -1 }, limit: 3, maxTimeMS: BUDGET, $db: "unitdb" },
+			{ aggregate: "tasks", pipeline: [{ $collStats: { count: {} } }, { $group: { _id: 1, n: { $sum: "$count" } } }], cursor: {}, maxTimeMS: BUDGET, $db: "unitdb" },
+		]);
+		expect(page).toMatchObject({ total: 5, page: 1, pageSize: 2, totalPages: 3 });
+		expect(page.rows.map((row: { id: string }) => row.id)).toEqual(["id-5", "id-4"]);
+		expect(page.rows[0]).toEqual({ id: "id-5", title: "task 5", source: "go", created_at: t(5).toISOString(), status: "processed", processed_by: "worker-go", processed_at: t(15).toISOString(), node_id: "n1" });
+		expect(decodeCursor(page.next)).toEqual({ createdAt: t(4), id: "id-4" });
+	});
+
+	it("follows the cursor with a range on the index, not a skip", async () => {
+		const first = await readJson(await fetch(`${store.url}/tasks?pageSize=2`));
+		store.fake.commands.length = 0;
+		const second = await readJson(await fetch(`${store.url}/tasks?pageSize=2&after=${first.next}`));
+		expect(store.fake.named("find")).toEqual([{
+			find: "tasks",
+			filter: { $or: [{ created_at: { $lt: t(4) } }, { created_at: t(4), _id: { $lt: "id-4" } }] },
+			sort: { created_at: -1, _id: -1 },
+			limit: 3,
+			maxTimeMS: BUDGET,
+			$db: "unitdb",
+		}]);
+		expect(second).toMatchObject({ page: null, pageSize: 2 });
+		expect(second.rows.map((row: { id: string }) => row.id)).toEqual(["id-3", "id-2"]);
+		const last = await readJson(await fetch(`${store.url}/tasks?pageSize=2&after=${second.next}`));
+		expect(last.rows.map((row: { id: string }) => row.id)).toEqual(["id-1"]);
+		expect(last.next).toBeNull();
+	});
+
+	it("keeps moleculer-db's numbered pages, by skip", async () => {
+		store.fake.commands.length = 0;
+		const page = await readJson(await fetch(`${store.url}/tasks?page=2&pageSize=2`));
+		expect(store.fake.named("find")[0]).toMatchObject({ filter: {}, skip: 2, limit: 3 });
+		expect(page.rows.map((row: { id: string }) => row.id)).toEqual(["id-3", "id-2"]);
+	});
+
+	it("filters an operator's list by field equality and counts its matches, bounded like every read", async () => {
+		store.fake.commands.length = 0;
+		const page = await store.broker.call<{ total: number }, object>("tasks.list", { query: { source: "go", id: "id-3" }, pageSize: 2 });
+		expect(store.fake.commands).toEqual([
+			{ find: "tasks", filter: { source: "go", _id: "id-3" }, sort: { created_at: -1, _id: -1 }, limit: 3, maxTimeMS: BUDGET, $db: "unitdb" },
+			{ aggregate: "tasks", pipeline: [{ $match: { source: "go", _id: "id-3" } }, { $group: { _id: 1, n: { $sum: 1 } } }], cursor: {}, maxTimeMS: BUDGET, $db: "unitdb" },
+		]);
+		expect(page.total).toBe(5);
+		// Only equality on known fields: an operator in a value never reaches the store.
+		await expect(store.broker.call("tasks.list", { query: { title: { $ne: "" } } })).rejects.toMatchObject({ code: 422 });
+		await expect(store.broker.call("tasks.list", { query: { $where: "1" } })).rejects.toMatchObject({ code: 422 });
+	});
+
+	it("gets one task with a single findOne by _id, and 404 when it is unknown", async () => {
+		store.fake.commands.length = 0;
+		const task = await readJson(await fetch(`${store.url}/tasks/id-3`));
+		expect(task).toMatchObject({ id: "id-3", title: "task 3" });
+		const missing = await fetch(`${store.url}/tasks/nope`);
+		expect(missing.status).toBe(404);
+		expect(await readJson(missing)).toMatchObject({ name: "EntityNotFoundError", code: 404, data: { id: "nope" } });
+		expect(store.fake.commands).toEqual([
+			{ find: "tasks", filter: { _id: "id-3" }, limit: 1, singleBatch: true, batchSize: 1, maxTimeMS: BUDGET, $db: "unitdb" },
+			{ find: "tasks", filter: { _id: "nope" }, limit: 1, singleBatch: true, batchSize: 1, maxTimeMS: BUDGET, $db: "unitdb" },
+		]);
+	});
+
+	it("refuses a cursor it did not hand out with 422, before asking the store", async () => {
+		store.fake.commands.length = 0;
+		for (const after of ["garbage", encodeURIComponent(Buffer.from('["x","y"]').toString("base64url"))]) {
+			const res = await fetch(`${store.url}/tasks?after=${after}`);
+			expect(res.status).toBe(422);
+			expect((await readJson(res)).data[0].field).toBe("after");
+		}
+		expect(store.fake.commands).toEqual([]);
+	});
+
+	it("answers a read that ran out of time with 504 and Retry-After, then sheds lists for a while", async () => {
+		store.stall.reads = true;
+		const timedOut = await fetch(`${store.url}/tasks`);
+		expect(timedOut.status).toBe(504);
+		expect(timedOut.headers.get("retry-after")).toBe("20");
+		expect(await readJson(timedOut)).toMatchObject({ name: "StoreReadTimeoutError", code: 504, type: "STORE_READ_TIMEOUT", data: { maxTimeMS: BUDGET } });
+
+		store.fake.commands.length = 0;
+		const shed = await fetch(`${store.url}/tasks`);
+		expect(shed.status).toBe(503);
+		expect(Number(shed.headers.get("retry-after"))).toBeGreaterThan(0);
+		expect(await readJson(shed)).toMatchObject({ name: "StoreReadsShedError", code: 503, type: "STORE_READS_SHED" });
+		expect(store.fake.named("find")).toEqual([]);
+
+		const get = await fetch(`${store.url}/tasks/id-1`);
+		expect(get.status).toBe(504);
+		expect(get.headers.get("retry-after")).toBe("1");
+	});
+});
+
+describe("tasks store reads on FerretDB", () => {
+	it("leaves total out rather than have FerretDB count", async () => {
+		const store = await startStore("ferretdb");
+		try {
+			store.fake.commands.length = 0;
+			const page = await readJson(await fetch(`${store.url}/tasks?pageSize=2`));
+			expect(page).toMatchObject({ total: null, totalPages: null, page: 1, pageSize: 2 });
+			expect(store.fake.named("aggregate")).toEqual([]);
+			expect(store.fake.named("count")).toEqual([]);
+		} finally {
+			await store.stop();
+		}
+	});
+});
+
+describe("ReadGate", () => {
+	const expired = () => Promise.reject(Object.assign(new Error("operation exceeded time limit"), { code: 50 }));
+
+	it("doubles the pause after each timeout in a row, up to its maximum, and reopens after a success", async () => {
+		let now = 0;
+		const gate = new ReadGate({ concurrency: 1, maxWaiting: 0, firstPauseMs: 5_000, maxPauseMs: 15_000 }, () => now);
+		const pauses: number[] = [];
+		for (let i = 0; i < 3; i++) {
+			await gate.run(100, expired).catch(err => pauses.push(err.data.retryAfterSeconds));
+			await expect(gate.run(100, async () => "read")).rejects.toMatchObject({ code: 503 });
+			now += pauses[i] * 1000;
+		}
+		expect(pauses).toEqual([5, 10, 15]);
+		await expect(gate.run(100, async () => "read")).resolves.toBe("read");
+		await gate.run(100, expired).catch(err => pauses.push(err.data.retryAfterSeconds));
+		expect(pauses[3]).toBe(5);
+	});
+
+	it("runs at most `concurrency` reads, queues `maxWaiting` more and refuses the rest", async () => {
+		const gate = new ReadGate({ concurrency: 1, maxWaiting: 1, firstPauseMs: 1_000, maxPauseMs: 1_000 });
+		let release = () => {};
+		const first = gate.run(100, () => new Promise<string>(resolve => (release = () => resolve("first"))));
+		const second = gate.run(100, async () => "second");
+		await expect(gate.run(100, async () => "third")).rejects.toMatchObject({ code: 503, data: { retryAfterSeconds: 1 } });
+		release();
+		await expect(Promise.all([first, second])).resolves.toEqual(["first", "second"]);
+	});
+
+	it("passes other errors through without pausing", async () => {
+		const gate = new ReadGate({ concurrency: 1, maxWaiting: 0, firstPauseMs: 1_000, maxPauseMs: 1_000 });
+		await expect(gate.run(100, () => Promise.reject(new Error("connection reset")))).rejects.toThrow("connection reset");
+		await expect(gate.run(100, async () => "read")).resolves.toBe("read");
+	});
+});
+
+describe("list cursor", () => {
+	it("round-trips a position", () => {
+		const position = { createdAt: t(7), id: "0d6c4f0e-8d3e-4c49-9a43-7d1f7c9b1a11" };
+		expect(decodeCursor(encodeCursor(position))).toEqual(position);
+	});
+});
