@@ -1,12 +1,15 @@
 /**
- * Four suites; integration, e2e and faults need the local stack (`npm test` brings it up).
- * faults restarts and kills parts of the stack, so it runs alone, after the others.
+ * Five suites; integration, e2e and faults need the local stack (`npm test` brings it up).
+ * faults restarts and kills parts of the stack, so it runs alone, after the others. compose
+ * needs the docker-compose stack that `npm run test:compose` brings up.
  */
 const project = (name, extra = {}) => ({
 	displayName: name,
 	preset: "ts-jest",
 	testEnvironment: "node",
 	testMatch: [`<rootDir>/test/${name}/**/*.spec.ts`],
+	// .compose/ holds Docker's data root (image layers with their own package.json files).
+	modulePathIgnorePatterns: ["<rootDir>/.compose/"],
 	...extra,
 });
 
@@ -16,6 +19,7 @@ module.exports = {
 		project("integration", { slowTestThreshold: 30 }),
 		project("e2e", { slowTestThreshold: 60 }),
 		project("faults", { slowTestThreshold: 300 }),
+		project("compose", { slowTestThreshold: 300 }),
 	],
 	testTimeout: 30_000,
 };

@@ -126,6 +126,16 @@ const brokerConfig: BrokerOptions = {
 	// No trimming of large objects in logs or messages.
 	maxSafeObjectSize: null,
 
+	// One stop per broker, shared by every caller. The REPL's `quit` stops the broker, and the end
+	// of its input (Ctrl+D, or piped commands running out) stops it again; a second stop would
+	// unbind the AMQP queues once more on the channel the first is closing, which amqplib
+	// reports as "Channel ended, no reply will be forthcoming" with a stack trace.
+	created(broker) {
+		const stop = broker.stop.bind(broker);
+		let stopping: Promise<void> | undefined;
+		broker.stop = () => (stopping ??= stop());
+	},
+
 	started(broker) {
 		const gateways = broker.registry.getServiceList({ onlyLocal: true }).filter(service => service.name.startsWith("api-"));
 		if (!config.rabbitUrl && gateways.length > 0) {

@@ -65,6 +65,7 @@ interface ListParams {
 /** Every store read carries this as `maxTimeMS`: the store stops the read, not only the caller. */
 const READ_BUDGET_MS = readBudgetMs(config.requestTimeoutMs);
 const DEFAULT_PAGE_SIZE = 20;
+const SUPERSEDED_INDEX = "created_at_-1";
 
 const NEDB_UNIQUE_VIOLATION = "uniqueViolated";
 const MONGO_DUPLICATE_KEY = 11000;
@@ -225,6 +226,11 @@ const TaskStoreMixin: StoreSchema = {
 	async afterConnected() {
 		if (this.adapter instanceof MongoAdapter) {
 			await this.adapter.collection.createIndex(LIST_INDEX.key, { name: LIST_INDEX.name });
+			// The list index of earlier versions: LIST_INDEX serves every read it served, and each
+			// index on the collection is one more write per stored task.
+			await this.adapter.collection.dropIndex(SUPERSEDED_INDEX).catch((err: { codeName?: string }) => {
+				if (err.codeName !== "IndexNotFound") throw err;
+			});
 			// FerretDB counts by reading every document, and ignores maxTimeMS on `count`.
 			const info = await (this.adapter as unknown as { db: { admin(): { command(command: object): Promise<object> } } }).db.admin().command({ buildInfo: 1 });
 			this.countIsCheap = !("ferretdbVersion" in info);

@@ -6,8 +6,10 @@ import { parseEnv } from "node:util";
 export { eventually } from "../support/eventually";
 
 /**
- * The running local stack (`npm run stack:up`), as .stack/stack.env describes it. The e2e specs
- * talk to it through Nginx only, plus FerretDB and RabbitMQ where they check what was stored.
+ * The running local stack (`npm run stack:up`), as .stack/stack.env describes it, or another
+ * stack described by the file that STACK_ENV names (`npm run test:compose` writes
+ * .compose/stack.env for the docker-compose stack). The e2e specs talk to it through Nginx only,
+ * plus FerretDB and RabbitMQ where they check what was stored.
  */
 export interface Stack {
 	env: Record<string, string>;
@@ -20,13 +22,31 @@ export interface Stack {
 	namespace: string;
 	/** Node ids of every cluster node: api-flask-1, worker-py-1, ... */
 	nodes: string[];
+	/** The role (api-flask, worker-py, ...) a node id runs, or undefined for an unknown node. */
+	roleOf(nodeId: string): string | undefined;
 }
 
 export const ROOT = path.resolve(__dirname, "../..");
-const ENV_FILE = path.join(ROOT, ".stack/stack.env");
-const NOT_RUNNING = "The e2e tests need the local stack: start it with `npm run stack:up`.";
+const ENV_FILE = process.env.STACK_ENV ? path.resolve(process.env.STACK_ENV) : path.join(ROOT, ".stack/stack.env");
+const NOT_RUNNING = process.env.STACK_ENV
+	? `The e2e tests need the stack that ${process.env.STACK_ENV} describes (STACK_ENV).`
+	: "The e2e tests need the local stack: start it with `npm run stack:up`.";
 
-/** Reads .stack/stack.env and checks that both gateways answer ready through Nginx; throws otherwise. */
+/**
+ * Roles by node id: STACK_NODE_ROLES ("id=role,...") where node ids do not name their role, as
+ * in compose (<container>-<pid>); otherwise the local stack's ids, <role>-<n>.
+ */
+function nodeRoles(env: Record<string, string>): (nodeId: string) => string | undefined {
+	const nodes = env.STACK_NODES.split(",");
+	const roles = new Map(
+		env.STACK_NODE_ROLES
+			? env.STACK_NODE_ROLES.split(",").map(pair => pair.split("=") as [string, string])
+			: nodes.map(node => [node, node.replace(/-\d+$/, "")]),
+	);
+	return nodeId => roles.get(nodeId);
+}
+
+/** Reads the stack's env file (.stack/stack.env unless STACK_ENV names another) and checks that both gateways answer ready through Nginx; throws otherwise. */
 export async function connectToStack(): Promise<Stack> {
 	let text: string;
 	try {
@@ -44,6 +64,7 @@ export async function connectToStack(): Promise<Stack> {
 		taskQueue: env.RABBIT_QUEUE,
 		namespace: env.NAMESPACE,
 		nodes: env.STACK_NODES.split(","),
+		roleOf: nodeRoles(env),
 	};
 	for (const gateway of ["flask", "go"]) {
 		const url = `${stack.baseUrl}/${gateway}/health/ready`;

@@ -1,7 +1,8 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from "node:net";
+import { BSON, type Document } from "mongodb";
 import path from "node:path";
 import { loadConfig } from "../../lib/config";
 import {
@@ -119,11 +120,17 @@ describe("docker-compose.yml: scaling", () => {
 		const publishing = Object.entries(services)
 			.filter(([, definition]) => definition.ports?.length)
 			.map(([name, definition]) => ({ name, ports: publishedPorts(definition) }));
-		const httpPort = Number(dotEnv.NGINX_PORT);
 		expect(publishing).toEqual([
-			{ name: "rabbitmq", ports: [{ host: 15672, container: 15672 }] },
-			{ name: "nginx", ports: [{ host: httpPort, container: httpPort }] },
+			{ name: "rabbitmq", ports: [{ host: Number(dotEnv.RABBITMQ_MANAGEMENT_HOST_PORT), container: 15672 }] },
+			{ name: "nginx", ports: [{ host: Number(dotEnv.NGINX_HOST_PORT), container: Number(dotEnv.NGINX_PORT) }] },
 		]);
+	});
+
+	it("takes the published host ports from .env, with the original's 80 and 15672 as defaults", () => {
+		expect(dotEnv).toMatchObject({ NGINX_HOST_PORT: "80", RABBITMQ_MANAGEMENT_HOST_PORT: "15672" });
+		const raw = readText("docker-compose.yml");
+		expect(raw).toContain('"${NGINX_HOST_PORT}:${NGINX_PORT}"');
+		expect(raw).toContain('"${RABBITMQ_MANAGEMENT_HOST_PORT}:15672"');
 	});
 });
 
@@ -135,9 +142,61 @@ describe("docker-compose.yml: health and start order", () => {
 		expect(check?.retries).toBeGreaterThan(0);
 	});
 
-	it("checks MongoDB with a mongosh ping and RabbitMQ with rabbitmq-diagnostics", () => {
-		expect(service("mongo").healthcheck?.test.join(" ")).toMatch(/^CMD mongosh .*ping/);
+	it("checks MongoDB with a wire-protocol ping in bash (no mongosh) and RabbitMQ with rabbitmq-diagnostics", () => {
+		expect(service("mongo").healthcheck?.test.slice(0, 3)).toEqual(["CMD", "bash", "-c"]);
+		expect(service("mongo").healthcheck?.test.join(" ")).not.toContain("mongosh");
 		expect(service("rabbitmq").healthcheck?.test.slice(0, 2)).toEqual(["CMD", "rabbitmq-diagnostics"]);
+	});
+
+	describe("the MongoDB healthcheck, run against a stand-in server", () => {
+		let server: NetServer;
+		let requests: Document[] = [];
+		let ok = 1;
+
+		/** An OP_MSG (opcode 2013) with one body section holding `document`. */
+		function opMsg(document: Document, responseTo: number): Buffer {
+			const body = BSON.serialize(document);
+			const header = Buffer.alloc(21);
+			header.writeInt32LE(21 + body.length, 0);
+			header.writeInt32LE(7, 4);
+			header.writeInt32LE(responseTo, 8);
+			header.writeInt32LE(2013, 12);
+			return Buffer.concat([header, body]);
+		}
+
+		beforeAll(async () => {
+			server = createNetServer(socket => {
+				socket.once("data", data => {
+					expect(data.readInt32LE(0)).toBe(data.length);
+					expect(data.readInt32LE(12)).toBe(2013);
+					expect(data[20]).toBe(0);
+					requests.push(BSON.deserialize(data.subarray(21)));
+					socket.write(opMsg({ ok: new BSON.Double(ok) }, data.readInt32LE(4)));
+				});
+				socket.on("error", () => undefined);
+			});
+			await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+		});
+		afterAll(() => new Promise(resolve => server.close(resolve)));
+
+		function runCheck(port: number): Promise<number | null> {
+			const [, command, flag, script] = service("mongo").healthcheck?.test ?? [];
+			expect(script).toContain("/dev/tcp/127.0.0.1/27017");
+			return new Promise((resolve, reject) => {
+				spawn(command, [flag, script.replace("/27017", `/${port}`)], { stdio: "ignore" }).on("error", reject).on("exit", resolve);
+			});
+		}
+
+		it("sends {ping: 1} to admin; healthy on {ok: 1}, unhealthy on {ok: 0} or no server", async () => {
+			const { port } = server.address() as AddressInfo;
+			requests = [];
+			ok = 1;
+			expect(await runCheck(port)).toBe(0);
+			expect(requests).toEqual([{ ping: 1, $db: "admin" }]);
+			ok = 0;
+			expect(await runCheck(port)).toBe(1);
+			expect(await runCheck(1)).toBe(1);
+		});
 	});
 
 	it.each(ROLES)("starts %s once RabbitMQ and MongoDB are healthy, and restarts it", role => {
@@ -153,6 +212,15 @@ describe("docker-compose.yml: health and start order", () => {
 		const grace = service(role).stop_grace_period;
 		expect(grace).toBeDefined();
 		expect(durationSeconds(grace as string)).toBeGreaterThanOrEqual(SHUTDOWN_TIMEOUT_SECONDS + 10);
+	});
+
+	it("checks Nginx through both gateways' liveness, with a wget that the alpine image has", () => {
+		const check = service("nginx").healthcheck;
+		expect(check?.test[0]).toBe("CMD-SHELL");
+		for (const gateway of ["flask", "go"]) {
+			expect(check?.test[1]).toContain(`wget -q -O /dev/null http://127.0.0.1:${dotEnv.NGINX_PORT}/${gateway}/health/live`);
+		}
+		expect(check?.retries).toBeGreaterThan(0);
 	});
 
 	it("starts nginx once both gateways are healthy", () => {

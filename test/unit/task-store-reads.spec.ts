@@ -63,10 +63,12 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 	});
 	afterEach(() => store.stop());
 
-	it("creates the index of the list's sort at start", () => {
+	it("creates the index of the list's sort at start, and drops the one it supersedes", () => {
 		expect(store.fake.named("createIndexes")).toEqual([
 			{ createIndexes: "tasks", indexes: [{ name: "created_at_-1__id_-1", key: { created_at: -1, _id: -1 } }], $db: "unitdb" },
 		]);
+		// The earlier single-field list index goes: one index less to write per task.
+		expect(store.fake.named("dropIndexes")).toEqual([{ dropIndexes: "tasks", index: "created_at_-1", $db: "unitdb" }]);
 	});
 
 	it("lists the first page with one sorted, limited, bounded find and an estimated count", async () => {

