@@ -20,10 +20,12 @@ RUN apt-get update \
 	&& apt-get install -y --no-install-recommends tini \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# A smaller young generation (8 MB semi-spaces instead of 16) keeps each node's peak RSS well
-# under 150 MB at full load without costing throughput (measured with npm run bench).
+# Each node's peak RSS stays under 150 MB at full load, at no cost in throughput (measured with
+# npm run bench): a smaller young generation (8 MB semi-spaces instead of 16), and an old
+# generation capped at 96 MB: without the cap V8 let a worker's grow to 158 MB of RSS while it
+# drained 50,000 queued tasks; with it the peak was 107 MB, at the same drain rate.
 ENV NODE_ENV=production \
-	NODE_OPTIONS=--max-semi-space-size=8 \
+	NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=96" \
 	SERVICEDIR=dist/services
 COPY package.json package-lock.json ./
 # The image's own Node 22 runs the code; the `node` npm package is a dev dependency and stays out.

@@ -263,9 +263,9 @@ start_node() {
 		api-go) port_open "$GO_PORT" && die "port $GO_PORT (GO_PORT) is taken by another process" ;;
 	esac
 	# Every node runs a `tasks` store beside its role, as in docker-compose, and the image's V8
-	# setting: a smaller young generation keeps its peak RSS down (see the Dockerfile).
+	# settings: a smaller young generation and a capped old one keep its peak RSS down (see the Dockerfile).
 	(cd "$ROOT" && spawn "$node" "$LOGS/$node.log" env NO_COLOR=1 \
-		NODE_OPTIONS="${NODE_OPTIONS:---max-semi-space-size=8}" SERVICEDIR=dist/services SERVICES="$role,tasks" NODE_ID="$node" NAMESPACE="$NAMESPACE" \
+		NODE_OPTIONS="${NODE_OPTIONS:---max-semi-space-size=8 --max-old-space-size=96}" SERVICEDIR=dist/services SERVICES="$role,tasks" NODE_ID="$node" NAMESPACE="$NAMESPACE" \
 		RABBIT_HOST=127.0.0.1 RABBIT_PORT="$RABBIT_PORT" RABBIT_QUEUE="$RABBIT_QUEUE" \
 		MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" DB_NAME="$DB_NAME" \
 		FLASK_PORT="$FLASK_PORT" GO_PORT="$GO_PORT" MAX_BODY_BYTES="$MAX_BODY_BYTES" LOG_LEVEL="$LOG_LEVEL" \
