@@ -48,7 +48,7 @@ export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "F
 	};
 }
 
-export function postTask(baseUrl: string, body: string, headers: Record<string, string> = { "Content-Type": "application/json" }) {
+export function postTask(baseUrl: string, body: string | Buffer, headers: Record<string, string> = { "Content-Type": "application/json" }) {
 	return fetch(`${baseUrl}/tasks`, { method: "POST", headers, body });
 }
 

@@ -1,3 +1,4 @@
+import { gzipSync } from "node:zlib";
 import { QueueUnavailableError } from "../../lib/task-queue";
 import { postTask, readJson, startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
 import { eventually } from "../support/eventually";
@@ -126,6 +127,33 @@ describe("task gateways (api-flask, api-go)", () => {
 		expect(res.status).toBe(status);
 		expect((await readJson(res)).code).toBe(status);
 		expect(published).not.toHaveBeenCalled();
+	});
+
+	describe("the JSON body reader", () => {
+		// Content-Encoding: identity takes body-parser's general path; without it the plain one.
+		const throughBodyParser = { "Content-Type": "application/json", "Content-Encoding": "identity" };
+		const plain = { "Content-Type": "application/json" };
+
+		it.each([
+			["broken JSON", '{"title": '],
+			["a JSON string", '"title"'],
+			["invalid UTF-8", Buffer.concat([Buffer.from('{"title": "a'), Buffer.from([0xff]), Buffer.from('b"}')])],
+			["JSON after a byte-order mark, with a bad tail", Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"title": "x"')])],
+		])("answers %s on the plain path exactly as body-parser does", async (_case, body) => {
+			const viaBodyParser = await postTask(cluster.flaskUrl, body, throughBodyParser);
+			const viaPlainPath = await postTask(cluster.flaskUrl, body, plain);
+			expect(viaPlainPath.status).toBe(viaBodyParser.status);
+			expect(await readJson(viaPlainPath)).toEqual(await readJson(viaBodyParser));
+		});
+
+		it.each([
+			["gzip", { ...plain, "Content-Encoding": "gzip" }, gzipSync('{"title": "gzipped"}')],
+			["a byte-order mark", plain, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"title": "after a BOM"}')])],
+			["charset=UTF-8", { "Content-Type": "application/json; charset=UTF-8" }, '{"title": "with a charset"}'],
+		])("accepts a body with %s", async (_case, headers, body) => {
+			const res = await postTask(cluster.flaskUrl, body, headers);
+			expect(res.status).toBe(202);
+		});
 	});
 
 	it("answers 503 with Retry-After when the queue cannot confirm, never 202", async () => {
