@@ -20,6 +20,13 @@ export function storedQuery(query: TaskQuery): TaskQuery {
 	return Object.fromEntries(Object.entries(query).map(([field, value]) => [field === "id" ? "_id" : field, value]));
 }
 
+/** How a caller names a page of the list: the same rules at the gateways and in the store. */
+export const pageRules = {
+	page: { type: "number", integer: true, positive: true, convert: true, optional: true },
+	pageSize: { type: "number", integer: true, positive: true, max: 100, convert: true, optional: true },
+	after: { type: "string", min: 1, max: 200, optional: true },
+} as const;
+
 /** The position after the last task of a page: its `created_at` and `_id`. */
 export interface ListPosition {
 	createdAt: Date;

@@ -5,6 +5,7 @@ import { config } from "../lib/config";
 import { assertJsonBody, jsonBodyParser, MethodNotAllowedError } from "../lib/request-guards";
 import { nameBasedUuid, newTask, titleRule, type QueuedTask } from "../lib/task";
 import { QueueUnavailableError, type TaskQueue } from "../lib/task-queue";
+import { pageRules } from "../lib/task-reads";
 import { acquireTaskQueue, releaseTaskQueue } from "../lib/task-queue-registry";
 import { asMixin } from "../lib/as-mixin";
 
@@ -89,9 +90,7 @@ const TaskGatewayMixin: GatewaySchema = {
 		listTasks: {
 			params: {
 				$$strict: "remove",
-				page: { type: "number", integer: true, positive: true, convert: true, optional: true },
-				pageSize: { type: "number", integer: true, positive: true, max: 100, convert: true, optional: true },
-				after: { type: "string", min: 1, max: 200, optional: true },
+				...pageRules,
 			},
 			handler(ctx: Context<{ page?: number; pageSize?: number; after?: string }, GatewayMeta>) {
 				return ctx.call("tasks.list", ctx.params).catch(err => retryLater(ctx, err));

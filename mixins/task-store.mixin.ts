@@ -4,7 +4,7 @@ import MongoAdapter from "moleculer-db-adapter-mongo";
 import { config, type ClusterConfig } from "../lib/config";
 import type { StoredTask } from "../lib/task";
 import { asMixin } from "../lib/as-mixin";
-import { decodeCursor, encodeCursor, EntityNotFoundError, LIST_INDEX, LIST_SORT, listPlan, readBudgetMs, ReadGate, storedQuery, type ListPlan, type TaskQuery } from "../lib/task-reads";
+import { decodeCursor, encodeCursor, EntityNotFoundError, LIST_INDEX, LIST_SORT, listPlan, pageRules, readBudgetMs, ReadGate, storedQuery, type ListPlan, type TaskQuery } from "../lib/task-reads";
 
 /** The adapter for the `tasks` collection: MongoDB when MONGO_URI is set, else in-memory NeDB. */
 export function createTaskAdapter(settings: ClusterConfig = config) {
@@ -124,9 +124,7 @@ const TaskStoreMixin: StoreSchema = {
 		list: {
 			params: {
 				$$strict: "remove",
-				page: { type: "number", integer: true, positive: true, convert: true, optional: true },
-				pageSize: { type: "number", integer: true, positive: true, max: 100, convert: true, optional: true },
-				after: { type: "string", min: 1, max: 200, optional: true },
+				...pageRules,
 				query: {
 					type: "record",
 					optional: true,

@@ -1,0 +1,91 @@
+// `npx tsx bench/gateway-layers.ts`: where a gateway's CPU per request goes, layer by layer. Each
+// variant answers POST /tasks in this process while a child process loads it (64 connections),
+// and this process's own CPU time is divided by the requests. Needs no stack: the real gateway
+// runs on the embedded (in-process) queue and store.
+import { fork } from "node:child_process";
+import http from "node:http";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import ApiGateway from "moleculer-web";
+import { jsonBodyParser } from "../lib/request-guards";
+import type { LoadFigures } from "./load";
+
+const PORT = 5191;
+const REQUESTS = Number(process.env.BENCH_LAYER_REQUESTS ?? 20_000);
+const WARM_UP = 4_000;
+
+/** Posts `amount` tasks from a child process, so that the load's CPU is not counted here. */
+function load(amount: number): Promise<LoadFigures> {
+	const child = fork(__filename, ["--load", String(amount)], { execArgv: ["--import", "tsx"] });
+	return new Promise((resolve, reject) => {
+		child.once("message", figures => resolve(figures as LoadFigures));
+		child.once("error", reject);
+	});
+}
+
+function trivialGateway(bodyParsed: boolean): ServiceSchema {
+	return <ServiceSchema>{
+		name: "layers",
+		mixins: [ApiGateway as unknown as ServiceSchema],
+		settings: {
+			port: PORT,
+			logRequest: "debug",
+			logResponse: "debug",
+			routes: [{ path: "/", mappingPolicy: "restrict", bodyParsers: false, use: bodyParsed ? [jsonBodyParser(16_384)] : [], aliases: { "POST /tasks": "layers.accept" } }],
+		},
+		actions: {
+			accept(ctx: { meta: { $statusCode?: number } }) {
+				ctx.meta.$statusCode = 202;
+				return { status: "queued" };
+			},
+		},
+	};
+}
+
+const VARIANTS: Record<string, () => Promise<() => Promise<void>>> = {
+	"bare Node HTTP server": async () => {
+		const server = http.createServer((req, res) => {
+			req.resume();
+			req.on("end", () => res.writeHead(202, { "content-type": "application/json" }).end('{"status":"queued"}'));
+		});
+		await new Promise<void>(resolve => server.listen(PORT, "127.0.0.1", resolve));
+		return () => new Promise(resolve => server.close(() => resolve()));
+	},
+	"moleculer-web, alias to a trivial action, no body parser": async () => started(trivialGateway(false)),
+	"moleculer-web, alias to a trivial action, the gateway's body parser": async () => started(trivialGateway(true)),
+	"the real gateway (api-flask) on the in-process queue": async () => {
+		const [{ default: ApiFlask }, { default: Tasks }] = await Promise.all([import("../services/api-flask.service"), import("../services/tasks.service")]);
+		return started(Tasks as ServiceSchema, { ...ApiFlask, settings: { ...ApiFlask.settings, port: PORT } } as ServiceSchema);
+	},
+};
+
+async function started(...schemas: ServiceSchema[]): Promise<() => Promise<void>> {
+	const broker = new ServiceBroker({ logger: false, tracking: { enabled: true, shutdownTimeout: 10_000 }, requestTimeout: 10_000 });
+	for (const schema of schemas) broker.createService(schema);
+	await broker.start();
+	return () => broker.stop();
+}
+
+async function main() {
+	for (const [name, start] of Object.entries(VARIANTS)) {
+		const stop = await start();
+		await load(WARM_UP);
+		const before = process.cpuUsage();
+		const figures = await load(REQUESTS);
+		const used = process.cpuUsage(before);
+		await stop();
+		const perRequest = (micros: number) => Math.round(micros / figures.requests);
+		console.log(`${name}: ${perRequest(used.user + used.system)} µs per request (user ${perRequest(used.user)}, system ${perRequest(used.system)}), ${figures.requestsPerSecond} req/s`);
+	}
+}
+
+if (process.argv[2] === "--load") {
+	void import("./load").then(async ({ postTasks }) => {
+		process.send?.(await postTasks(`http://127.0.0.1:${PORT}/tasks`, { connections: 64, amount: Number(process.argv[3]) }));
+		process.exit(0);
+	});
+} else {
+	main().catch(err => {
+		console.error(err);
+		process.exit(1);
+	});
+}
