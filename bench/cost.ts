@@ -4,7 +4,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import amqp, { type Channel, type ChannelModel } from "amqplib";
 import { MongoClient } from "mongodb";
-import { measureCpu, pidListeningOn, withChildren, type Components, type CpuPerTask } from "./cpu";
+import { cpuMsOf, measureCpu, pidListeningOn, withChildren, type Components, type CpuPerTask } from "./cpu";
 import { postTasks } from "./load";
 import { ROOT, STACK, stackNodes } from "./stack-control";
 
@@ -77,10 +77,11 @@ class QueueWatch {
  */
 async function drained(watch: QueueWatch, consumers: number[]): Promise<number> {
 	while ((await watch.ready()) > 0) await sleep(50);
-	const cpu = () => measureCpu({ consumers }, 1, () => sleep(100)).then(({ cpu }) => cpu.perThousandTasks.total / 1000);
 	let idleSince = performance.now();
 	for (let quiet = 0; quiet < 3; ) {
-		const busy = (await cpu()) >= 2;
+		const before = cpuMsOf(consumers);
+		await sleep(100);
+		const busy = cpuMsOf(consumers) - before >= 2;
 		if (busy) idleSince = performance.now();
 		quiet = busy ? 0 : quiet + 1;
 	}

@@ -13,6 +13,11 @@ const TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"], { encoding:
 /** The processes of each component, by name: gateways, workers, store, rabbitmq, nginx. */
 export type Components = Record<string, number[]>;
 
+/** CPU time, in ms, that these processes have spent since they started. */
+export function cpuMsOf(pids: number[]): number {
+	return pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+}
+
 function cpuMs(pid: number): number {
 	try {
 		// The command name (field 2) may hold spaces: the fields after it start after the last ")".
@@ -53,7 +58,7 @@ export interface CpuPerTask {
 
 /** Runs `work`, which handles `tasks` tasks, and charges each component's CPU time to them. */
 export async function measureCpu<T>(components: Components, tasks: number, work: () => Promise<T>): Promise<{ result: T; cpu: CpuPerTask }> {
-	const sample = () => Object.fromEntries(Object.entries(components).map(([name, pids]) => [name, pids.reduce((sum, pid) => sum + cpuMs(pid), 0)]));
+	const sample = () => Object.fromEntries(Object.entries(components).map(([name, pids]) => [name, cpuMsOf(pids)]));
 	const before = sample();
 	const result = await work();
 	const after = sample();
