@@ -48,7 +48,7 @@ function stackScript(args: string[], env: Record<string, string>, quiet: boolean
 	} catch (err) {
 		// Quiet runs keep the script's own account of what failed for the error.
 		const output = (err as { stderr?: Buffer }).stderr?.toString() ?? "";
-		throw new Error(`stack.sh ${args.join(" ")} failed${output ? `:\n${output}` : ""}`);
+		throw new Error(`stack.sh ${args.join(" ")} failed${output ? `:\n${output}` : ""}`, { cause: err });
 	}
 }
 

@@ -31,7 +31,7 @@ async function compose(args: string[], timeoutMs = 120_000): Promise<string> {
 		return (await run("docker", ["compose", ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 })).stdout;
 	} catch (err) {
 		const { stderr, stdout } = err as { stderr?: string; stdout?: string };
-		throw new Error(`docker compose ${args.join(" ")} failed: ${(err as Error).message}\n${stdout ?? ""}${stderr ?? ""}`);
+		throw new Error(`docker compose ${args.join(" ")} failed: ${(err as Error).message}\n${stdout ?? ""}${stderr ?? ""}`, { cause: err });
 	}
 }
 

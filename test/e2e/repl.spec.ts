@@ -1,9 +1,9 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import path from "node:path";
+import { stripVTControlCharacters } from "node:util";
 import { connectToStack, eventually, postTask, ROOT, runTag, type AcceptedTask, type Stack } from "./stack";
 
 const PROMPT = "notes-tasks $";
-const COLORS = /\x1b\[[0-9;]*m/g;
 
 /** `npm run repl` driven through pipes: each command's output ends at the next prompt. */
 class Repl {
@@ -11,7 +11,7 @@ class Repl {
 	readonly exited: Promise<number | null>;
 
 	constructor(private readonly child: ChildProcessWithoutNullStreams) {
-		const collect = (chunk: Buffer) => (this.output += chunk.toString().replace(COLORS, ""));
+		const collect = (chunk: Buffer) => (this.output += stripVTControlCharacters(chunk.toString()));
 		child.stdout.on("data", collect);
 		child.stderr.on("data", collect);
 		this.exited = new Promise(resolve => child.once("exit", code => resolve(code)));
@@ -29,7 +29,7 @@ class Repl {
 				return at >= 0 ? this.output.slice(from, at) : undefined;
 			}, timeoutMs);
 		} catch (err) {
-			throw new Error(`${(err as Error).message}; the REPL wrote:\n${this.output}`);
+			throw new Error(`${(err as Error).message}; the REPL wrote:\n${this.output}`, { cause: err });
 		}
 	}
 

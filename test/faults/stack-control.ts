@@ -19,7 +19,7 @@ export async function stackCommand(...args: string[]): Promise<void> {
 		await execFileAsync(STACK_SCRIPT, args, { cwd: ROOT, env: scriptEnv, timeout: 180_000 });
 	} catch (err) {
 		const { stdout = "", stderr = "", message } = err as Error & { stdout?: string; stderr?: string };
-		throw new Error(`scripts/stack.sh ${args.join(" ")} failed: ${message}\n${stdout}${stderr}`);
+		throw new Error(`scripts/stack.sh ${args.join(" ")} failed: ${message}\n${stdout}${stderr}`, { cause: err });
 	}
 }
 

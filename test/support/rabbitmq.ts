@@ -14,7 +14,7 @@ export async function connectOrExplain(): Promise<ChannelModel> {
 	try {
 		return await amqp.connect(RABBIT_URL);
 	} catch (err) {
-		throw new Error(`RabbitMQ is not reachable at ${RABBIT_URL} (${(err as Error).message}); start it with \`npm run stack:up\``);
+		throw new Error(`RabbitMQ is not reachable at ${RABBIT_URL} (${(err as Error).message}); start it with \`npm run stack:up\``, { cause: err });
 	}
 }
 

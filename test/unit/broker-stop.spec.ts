@@ -1,5 +1,5 @@
 import { ServiceBroker } from "moleculer";
-import brokerConfig = require("../../moleculer.config");
+import brokerConfig from "../../moleculer.config";
 
 /**
  * Leaving the REPL with `quit` while its input ends (Ctrl+D, or piped commands running out)
