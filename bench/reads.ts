@@ -8,9 +8,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { MongoClient, type Collection } from "mongodb";
 import TasksService from "../services/tasks.service";
-import { createTaskAdapter } from "../mixins/task-store.mixin";
+import { createDbServiceMixin } from "../mixins/db.mixin";
 import { config } from "../lib/config";
-import { encodeCursor, readBudgetMs } from "../lib/task-reads";
+import { encodeCursor, readBudgetMs } from "../lib/store/task-reads";
 import { STACK } from "./stack-control";
 
 /** Its own database, dropped afterwards: the seeded millions never meet the nodes' data. */
@@ -81,7 +81,7 @@ async function seedTo(collection: Collection<TaskDoc>, size: number): Promise<st
 /** The tasks service exactly as a node runs it, on the benchmark's database. */
 async function startTasksService(mongoUri: string, dbName: string): Promise<ServiceBroker> {
 	const broker = new ServiceBroker({ nodeID: "bench-reads", logger: false, requestTimeout: config.requestTimeoutMs });
-	broker.createService({ ...TasksService, adapter: createTaskAdapter({ ...config, mongoUri, dbName }) } as ServiceSchema);
+	broker.createService({ ...TasksService, mixins: [createDbServiceMixin("tasks", { ...config, mongoUri, dbName })] } as ServiceSchema);
 	await broker.start();
 	return broker;
 }

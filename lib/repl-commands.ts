@@ -1,18 +1,10 @@
 import type { ServiceBroker } from "moleculer";
+import type { TaskPage } from "./store/task-reads";
 import { acquireTaskQueue, releaseTaskQueue } from "./task-queue-registry";
 
 interface CommandArgs {
 	options: Record<string, string | boolean | undefined>;
 	[operand: string]: unknown;
-}
-
-interface StoredRow {
-	id: string;
-	title: string;
-	source: string;
-	processed_by: string;
-	node_id: string;
-	created_at: string;
 }
 
 const QUEUE_CONNECT_TIMEOUT_MS = 5000;
@@ -47,7 +39,7 @@ export const replCommands = [
 		description: "The newest processed tasks (default 10)",
 		async action(broker: ServiceBroker, args: CommandArgs) {
 			const pageSize = Math.min(Number(args.count ?? 10) || 10, 100);
-			const page = await broker.call<{ rows: StoredRow[]; total: number | null }, object>("tasks.list", { pageSize });
+			const page = await broker.call<TaskPage, object>("tasks.list", { pageSize });
 			console.table(page.rows.map(({ id, title, source, processed_by, node_id, created_at }) => ({
 				id, title, source, processed_by, node_id, created_at,
 			})));

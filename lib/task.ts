@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import Validator from "fastest-validator";
 
-/** A task as it travels on the queue (SPEC "Messages on the queue"). */
+/** A task as it travels on the queue (SPEC "Messages on the queue"); dates are ISO 8601 strings. */
 export interface QueuedTask {
 	id: string;
 	title: string;
@@ -9,16 +9,41 @@ export interface QueuedTask {
 	created_at: string;
 }
 
-/** A task as the `tasks` collection keeps it; `id` becomes the document's `_id`. */
-export interface StoredTask {
-	id: string;
-	title: string;
-	source: string;
-	created_at: Date;
+/** A task as `POST /tasks` answers it: queued, not yet processed. */
+export type AcceptedTask = QueuedTask & { status: "queued" };
+
+/** A processed task: what a worker hands to the store, and what the API and the REPL show. */
+export interface ProcessedTask extends QueuedTask {
 	status: "processed";
 	processed_by: string;
-	processed_at: Date;
+	processed_at: string;
 	node_id: string;
+}
+
+/** Every field of a processed task, in the order the API shows them. */
+export const TASK_FIELDS = ["id", "title", "source", "created_at", "status", "processed_by", "processed_at", "node_id"] as const;
+export type TaskField = (typeof TASK_FIELDS)[number];
+/** The fields that hold a date: a BSON date in the store, an ISO 8601 string everywhere else. */
+export const DATE_FIELDS = ["created_at", "processed_at"] as const satisfies readonly TaskField[];
+type DateField = (typeof DATE_FIELDS)[number];
+/** The fields a list may be filtered on by equality (dates are ordered, not matched). */
+export const MATCHABLE_FIELDS = TASK_FIELDS.filter((field): field is Exclude<TaskField, DateField> => !(DATE_FIELDS as readonly string[]).includes(field));
+
+/** The stored document (SPEC "Stored task"): the task id is the document's `_id`. */
+export type TaskDocument = Omit<ProcessedTask, "id" | DateField> & { _id: string } & Record<DateField, Date>;
+
+/** The one conversion between a processed task and its document. */
+export function toDocument(task: ProcessedTask): TaskDocument {
+	return {
+		_id: task.id,
+		title: task.title,
+		source: task.source,
+		created_at: new Date(task.created_at),
+		status: task.status,
+		processed_by: task.processed_by,
+		processed_at: new Date(task.processed_at),
+		node_id: task.node_id,
+	};
 }
 
 /** Who stamps a processed task: the worker role and the node it runs on. */
@@ -62,11 +87,31 @@ export function nestedDeeperThan(value: unknown, limit: number): boolean {
 /** Source stamp for messages from producers other than the two gateways. */
 export const EXTERNAL_SOURCE = "external";
 
+const idRule = { type: "string", min: 1, max: 100 } as const;
+const sourceRule = { type: "string", min: 1, max: 50 } as const;
+const isoDateRule = { type: "string", pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/ } as const;
+
+/** `tasks.storeProcessed` checks each task by this: a worker on another node sends them as JSON. */
+export const processedTaskRule = {
+	type: "object",
+	strict: "remove",
+	props: {
+		id: idRule,
+		title: titleRule,
+		source: sourceRule,
+		created_at: isoDateRule,
+		status: { type: "equal", value: "processed" },
+		processed_by: { type: "string", min: 1, max: 50 },
+		processed_at: isoDateRule,
+		node_id: { type: "string", min: 1, max: 200 },
+	},
+} as const;
+
 const queuedTaskCheck = new Validator({ useNewCustomCheckerFunction: true }).compile({
 	$$strict: "remove",
-	id: { type: "string", min: 1, max: 100, optional: true },
+	id: { ...idRule, optional: true },
 	title: titleRule,
-	source: { type: "string", min: 1, max: 50, optional: true },
+	source: { ...sourceRule, optional: true },
 	created_at: { type: "date", convert: true, optional: true },
 });
 
@@ -118,17 +163,8 @@ export function newTask(title: string, source: string, id: string = randomUUID()
 	return { id, title, source, created_at: new Date().toISOString() };
 }
 
-export function stampProcessed(task: QueuedTask, stamp: WorkerStamp, now = new Date()): StoredTask {
-	return {
-		id: task.id,
-		title: task.title,
-		source: task.source,
-		created_at: new Date(task.created_at),
-		status: "processed",
-		processed_by: stamp.processedBy,
-		processed_at: now,
-		node_id: stamp.nodeID,
-	};
+export function stampProcessed(task: QueuedTask, stamp: WorkerStamp, processedAt = new Date().toISOString()): ProcessedTask {
+	return { ...task, status: "processed", processed_by: stamp.processedBy, processed_at: processedAt, node_id: stamp.nodeID };
 }
 
 // Fixed namespace of this project's name-based UUIDs (RFC 9562 version 5).

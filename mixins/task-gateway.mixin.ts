@@ -3,9 +3,9 @@ import { Errors, type Context, type Service, type ServiceSchema } from "molecule
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../lib/config";
 import { assertJsonBody, jsonBodyParser, MethodNotAllowedError } from "../lib/request-guards";
-import { nameBasedUuid, newTask, titleRule, type QueuedTask } from "../lib/task";
+import { nameBasedUuid, newTask, titleRule, type AcceptedTask } from "../lib/task";
 import { QueueUnavailableError, type TaskQueue } from "../lib/task-queue";
-import { pageRules } from "../lib/task-reads";
+import { pageRules } from "../lib/store/task-reads";
 import { acquireTaskQueue, releaseTaskQueue } from "../lib/task-queue-registry";
 import { asMixin } from "../lib/as-mixin";
 
@@ -36,8 +36,6 @@ type GatewaySchema = Partial<ServiceSchema<
 	GatewayVars,
 	Service<ApiSettingsSchema & TaskGatewaySettings> & GatewayVars
 >>;
-
-type AcceptedTask = QueuedTask & { status: "queued" };
 
 const RETRY_AFTER_SECONDS = "1";
 /** Idempotency keys remembered per gateway; older ones fall back on the deterministic task id. */

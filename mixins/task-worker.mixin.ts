@@ -34,8 +34,8 @@ const TaskWorkerMixin: WorkerSchema = {
 	methods: {
 		async storeBatch(tasks: QueuedTask[]): Promise<void> {
 			const stamp = { processedBy: this.settings.processedBy, nodeID: this.broker.nodeID };
-			const now = new Date();
-			await this.broker.call("tasks.storeProcessed", { tasks: tasks.map(task => stampProcessed(task, stamp, now)) });
+			const processedAt = new Date().toISOString();
+			await this.broker.call("tasks.storeProcessed", { tasks: tasks.map(task => stampProcessed(task, stamp, processedAt)) });
 		},
 	},
 	async started() {

@@ -1,29 +1,105 @@
-import type { Context, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbServiceSettings } from "moleculer-db";
-import type { StoredTask } from "../lib/task";
-import TaskStoreMixin, { createTaskAdapter } from "../mixins/task-store.mixin";
+import { createDbServiceMixin } from "../mixins/db.mixin";
+import { decodeCursor, encodeCursor, EntityNotFoundError, listPlan, pageRules, storedQuery, type TaskQuery } from "../lib/store/task-reads";
+import { TaskStore, type TaskAdapter } from "../lib/store/task-store";
+import { MATCHABLE_FIELDS, processedTaskRule, TASK_FIELDS, type ProcessedTask } from "../lib/task";
+
+interface TasksVars {
+	adapter: TaskAdapter;
+	store: TaskStore;
+	transformDocuments(ctx: Context, params: object, docs: unknown): Promise<unknown>;
+}
+
+type TasksService = Service<DbServiceSettings> & TasksVars;
+
+interface ListParams {
+	page?: number;
+	pageSize?: number;
+	after?: string;
+	query?: TaskQuery;
+}
+
+const DEFAULT_PAGE_SIZE = 20;
 
 /**
  * Owns the `tasks` collection. Every cluster node runs one beside its role, so that a worker's
  * writes and a gateway's reads stay on the node; `call tasks.list` in the REPL reads it too.
+ * Tasks enter only through the queue: moleculer-db's writing actions stay closed, and
+ * `storeProcessed` inserts each task once by id, so a redelivered message never adds a document.
  */
-const TasksService: ServiceSchema<DbServiceSettings, { storeProcessed(tasks: StoredTask[]): Promise<void> }> & { adapter: unknown } = {
+const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, TasksVars, TasksService> & { afterConnected(this: TasksService): Promise<void> } = {
 	name: "tasks",
-	mixins: [TaskStoreMixin],
-	adapter: createTaskAdapter(),
+	mixins: [createDbServiceMixin("tasks")],
+	settings: {
+		idField: "id",
+		fields: [...TASK_FIELDS],
+		pageSize: DEFAULT_PAGE_SIZE,
+		maxPageSize: 100,
+		maxLimit: 1000,
+	},
 	actions: {
-		// Tasks enter only through the queue: moleculer-db's writing actions stay closed.
 		create: false,
 		insert: false,
 		update: false,
 		remove: false,
 		storeProcessed: {
-			params: { tasks: { type: "array", items: "object" } },
-			async handler(ctx: Context<{ tasks: StoredTask[] }>) {
-				await this.storeProcessed(ctx.params.tasks);
+			params: { tasks: { type: "array", items: processedTaskRule } },
+			async handler(this: TasksService, ctx: Context<{ tasks: ProcessedTask[] }>) {
+				await this.store.insertProcessed(ctx.params.tasks);
 				return { stored: ctx.params.tasks.length };
 			},
 		},
+		/**
+		 * Newest first, from the index on LIST_SORT: `?page=` for the first pages (moleculer-db's
+		 * shape), `?after=<next>` for any depth. `total` is the collection's estimated count, and
+		 * null where counting would scan the collection (FerretDB).
+		 */
+		list: {
+			params: {
+				$$strict: "remove",
+				...pageRules,
+				query: {
+					type: "record",
+					optional: true,
+					key: { type: "enum", values: MATCHABLE_FIELDS },
+					value: { type: "string", max: 200 },
+				},
+			},
+			async handler(this: TasksService, ctx: Context<ListParams>) {
+				const pageSize = ctx.params.pageSize ?? DEFAULT_PAGE_SIZE;
+				const after = ctx.params.after === undefined ? undefined : decodeCursor(ctx.params.after);
+				const page = after ? null : (ctx.params.page ?? 1);
+				const query = ctx.params.query && storedQuery(ctx.params.query);
+				const plan = listPlan(pageSize, page ?? 1, after, query);
+				// A filtered list counts its matches (an operator's question, bounded like every read).
+				const [found, total] = await Promise.all([this.store.findPage(plan), query ? this.store.countMatching(query) : this.store.estimatedTotal()]);
+				const documents = found.slice(0, pageSize);
+				const last = documents.at(-1);
+				return {
+					rows: await this.transformDocuments(ctx, {}, documents),
+					total,
+					page,
+					pageSize,
+					totalPages: total === null ? null : Math.ceil(total / pageSize),
+					next: found.length > pageSize && last ? encodeCursor({ createdAt: last.created_at, id: last._id }) : null,
+				};
+			},
+		},
+		get: {
+			params: { id: { type: "string", min: 1, max: 100 } },
+			async handler(this: TasksService, ctx: Context<{ id: string }>) {
+				const document = await this.store.findTask(ctx.params.id);
+				if (!document) throw new EntityNotFoundError(ctx.params.id);
+				return this.transformDocuments(ctx, {}, document);
+			},
+		},
+	},
+	created() {
+		this.store = new TaskStore(this.adapter);
+	},
+	async afterConnected() {
+		await this.store.prepare();
 	},
 };
 

@@ -2,6 +2,7 @@ import { execFile, spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { MongoClient } from "mongodb";
+import type { TaskDocument } from "../../lib/task";
 import { connectToStack, eventually, inParallel, postTask, ROOT, runTag, type AcceptedTask, type Stack } from "../e2e/stack";
 import { postPaced, type PlannedTask } from "../faults/retrying-client";
 
@@ -18,12 +19,6 @@ const UP_TIMEOUT_S = Number(process.env.COMPOSE_TEST_UP_TIMEOUT ?? 240);
 const ROLES = ["api-flask", "api-go", "worker-py", "worker-go"] as const;
 const WORKERS = { "worker-py": 3, "worker-go": 2 } as const;
 
-interface StoredDocument {
-	_id: string;
-	title: string;
-	processed_by: string;
-	node_id: string;
-}
 
 /** `docker compose <args>` in the project root; a failure carries compose's own words. */
 async function compose(args: string[], timeoutMs = 120_000): Promise<string> {
@@ -78,7 +73,7 @@ function up(): Promise<string> {
 describe("the docker-compose stack", () => {
 	let stack: Stack;
 	let mongo: MongoClient;
-	const tasks = () => mongo.db(stack.dbName).collection<StoredDocument>("tasks");
+	const tasks = () => mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 
 	beforeAll(async () => {
 		stack = await connectToStack();
@@ -88,7 +83,7 @@ describe("the docker-compose stack", () => {
 	afterAll(() => mongo?.close());
 
 	/** Waits until every id is stored, and returns the stored documents. */
-	function stored(ids: string[], timeoutMs: number): Promise<StoredDocument[]> {
+	function stored(ids: string[], timeoutMs: number): Promise<TaskDocument[]> {
 		return eventually(`${ids.length} tasks stored`, async () => {
 			const found = await tasks().find({ _id: { $in: ids } }).toArray();
 			return found.length === ids.length ? found : undefined;

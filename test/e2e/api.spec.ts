@@ -1,4 +1,6 @@
 import { MongoClient } from "mongodb";
+import type { TaskPage } from "../../lib/store/task-reads";
+import type { TaskDocument } from "../../lib/task";
 import { connectToStack, eventually, postTask, runTag, type AcceptedTask, type Stack } from "./stack";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -12,23 +14,6 @@ interface Posted {
 	task: AcceptedTask;
 }
 
-/** A document of the `tasks` collection, as SPEC "Stored task" describes it. */
-interface StoredDocument {
-	_id: string;
-	title: string;
-	source: string;
-	created_at: Date;
-	status: string;
-	processed_by: string;
-	processed_at: Date;
-	node_id: string;
-}
-
-interface TaskPage {
-	rows: { id: string; created_at: string }[];
-	/** The cursor of the next page; null on the last one. */
-	next: string | null;
-}
 
 describe("the task API through Nginx", () => {
 	let stack: Stack;
@@ -89,7 +74,7 @@ describe("the task API through Nginx", () => {
 
 	it("stores each task in MongoDB (FerretDB locally) with the SPEC's fields", async () => {
 		const ids = Object.values(posted).map(({ task }) => task.id);
-		const collection = mongo.db(stack.dbName).collection<StoredDocument>("tasks");
+		const collection = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 		const documents = await eventually("both tasks stored", async () => {
 			const found = await collection.find({ _id: { $in: ids } }).toArray();
 			return found.length === ids.length ? found : undefined;

@@ -1,15 +1,11 @@
 import { MongoClient } from "mongodb";
 import { ServiceBroker } from "moleculer";
+import type { TaskDocument } from "../../lib/task";
 import { connectToStack, eventually, inParallel, postTask, runTag, type AcceptedTask, type Stack } from "./stack";
 
 const BATCH = 300;
 const CONCURRENCY = 20;
 
-interface StoredTask {
-	_id: string;
-	processed_by: string;
-	node_id: string;
-}
 
 describe("the cluster under a batch of tasks", () => {
 	let stack: Stack;
@@ -47,7 +43,7 @@ describe("the cluster under a batch of tasks", () => {
 		const ids = accepted.map(task => task.id);
 		expect(new Set(ids).size).toBe(BATCH);
 
-		const tasks = mongo.db(stack.dbName).collection<StoredTask>("tasks");
+		const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 		const stored = await eventually(`${BATCH} tasks stored`, async () => {
 			const found = await tasks.find({ _id: { $in: ids } }, { projection: { processed_by: 1, node_id: 1 } }).toArray();
 			return found.length === BATCH ? found : undefined;

@@ -76,13 +76,7 @@ export async function connectToStack(): Promise<Stack> {
 	return stack;
 }
 
-export interface AcceptedTask {
-	id: string;
-	title: string;
-	source: string;
-	created_at: string;
-	status: string;
-}
+export type { AcceptedTask } from "../../lib/task";
 
 /** POST /<gateway>/tasks through Nginx. */
 export function postTask(stack: Stack, gateway: "flask" | "go", title: string): Promise<Response> {

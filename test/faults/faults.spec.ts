@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
-import { nameBasedUuid } from "../../lib/task";
+import { nameBasedUuid, type TaskDocument } from "../../lib/task";
 import { eventually, type Stack } from "../e2e/stack";
 import { connectOrExplain, queueCounters } from "../support/rabbitmq";
 import { publishReport, textTable } from "./fault-report";
@@ -44,11 +44,6 @@ interface Scenario {
 	inject(stack: Stack, loadDone: () => boolean): Promise<Fault[]>;
 }
 
-interface StoredDocument {
-	_id: string;
-	title: string;
-	processed_at: Date;
-}
 
 interface Phase {
 	scenario: Scenario;
@@ -127,7 +122,7 @@ function unexpectedAttempts({ scenario, posted }: Phase): string[] {
 	);
 }
 
-function recoveryMs(phase: Phase, fault: Fault, documents: StoredDocument[]): number {
+function recoveryMs(phase: Phase, fault: Fault, documents: TaskDocument[]): number {
 	switch (phase.scenario.recoveredBy) {
 		case "component ready":
 			return fault.readyAt - fault.startedAt;
@@ -145,7 +140,7 @@ function recoveryMs(phase: Phase, fault: Fault, documents: StoredDocument[]): nu
 	}
 }
 
-function describeRecovery(phase: Phase, documents: StoredDocument[]): string {
+function describeRecovery(phase: Phase, documents: TaskDocument[]): string {
 	const worst = Math.max(...phase.faults.map(fault => recoveryMs(phase, fault, documents)));
 	const seconds = Number.isFinite(worst) ? `${(worst / 1000).toFixed(1)} s` : "never";
 	const many = phase.faults.length > 1 ? `, worst of ${phase.faults.length}` : "";
@@ -157,7 +152,7 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	let mongo: MongoClient;
 	let deadLetteredBefore: number;
 	const phases: Phase[] = [];
-	let documents: StoredDocument[] = [];
+	let documents: TaskDocument[] = [];
 	let drained: { messages_ready: number; messages_unacknowledged: number } | Error;
 
 	const accepted = () => phases.flatMap(phase => phase.posted).filter(task => task.acceptedId);
@@ -190,7 +185,7 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 
 		// Drained: the store holds as many of the run's tasks as were accepted and the queue is empty.
 		// Shortfalls are reported in the table and fail the tests below.
-		const tasks = mongo.db(stack.dbName).collection<StoredDocument>("tasks");
+		const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 		const ofRun = { title: { $regex: `^${RUN} ` } };
 		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000)
 			.catch(() => undefined);

@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { ServiceBroker } from "moleculer";
 import { MongoClient } from "mongodb";
 import { config } from "../../lib/config";
-import { newTask, stampProcessed, type StoredTask } from "../../lib/task";
-import { createTaskAdapter } from "../../mixins/task-store.mixin";
+import { newTask, stampProcessed, type ProcessedTask } from "../../lib/task";
+import { createDbServiceMixin } from "../../mixins/db.mixin";
 import TasksService from "../../services/tasks.service";
 
 const MONGO_URI = process.env.TEST_MONGO_URI ?? "mongodb://127.0.0.1:27017/";
@@ -13,7 +13,7 @@ describe("tasks store on a MongoDB-protocol server", () => {
 	let broker: ServiceBroker;
 	let mongo: MongoClient;
 
-	const processed = (title: string, processedBy = "worker-py"): StoredTask =>
+	const processed = (title: string, processedBy = "worker-py"): ProcessedTask =>
 		stampProcessed(newTask(title, "flask"), { processedBy, nodeID: "store-test" });
 
 	beforeAll(async () => {
@@ -22,7 +22,7 @@ describe("tasks store on a MongoDB-protocol server", () => {
 			throw new Error(`No MongoDB-protocol server at ${MONGO_URI} (${err.message}); start it with \`npm run stack:up\``);
 		});
 		broker = new ServiceBroker({ logger: false });
-		const onTestDatabase = { ...TasksService, adapter: createTaskAdapter({ ...config, mongoUri: MONGO_URI, dbName }) };
+		const onTestDatabase = { ...TasksService, mixins: [createDbServiceMixin("tasks", { ...config, mongoUri: MONGO_URI, dbName })] };
 		broker.createService(onTestDatabase);
 		await broker.start();
 	});

@@ -8,6 +8,8 @@ import WorkerGoService from "../../services/worker-go.service";
 import WorkerPyService from "../../services/worker-py.service";
 import { MemoryTaskQueue } from "../../lib/memory-task-queue";
 import { acquireTaskQueue, releaseTaskQueue } from "../../lib/task-queue-registry";
+import type { TaskPage } from "../../lib/store/task-reads";
+import type { AcceptedTask } from "../../lib/task";
 
 export interface EmbeddedCluster {
 	broker: ServiceBroker;
@@ -52,8 +54,16 @@ export function postTask(baseUrl: string, body: string | Buffer, headers: Record
 	return fetch(`${baseUrl}/tasks`, { method: "POST", headers, body });
 }
 
-/** The JSON body of a response, typed loosely: tests assert its shape. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function readJson(res: Response): Promise<any> {
-	return res.json();
+/** An error as the gateways answer it (moleculer-web's JSON error); `data` lists a validation's problems. */
+export interface ApiError {
+	name: string;
+	code: number;
+	type: string;
+	message: string;
+	data: { field: string; message: string }[];
+}
+
+/** The JSON body of an answer, as the type the test expects: a task, a page or an error. */
+export async function readJson<T = AcceptedTask | TaskPage | ApiError>(res: Response): Promise<T> {
+	return (await res.json()) as T;
 }

@@ -1,6 +1,8 @@
 import { gzipSync } from "node:zlib";
 import { QueueUnavailableError } from "../../lib/task-queue";
-import { postTask, readJson, startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
+import type { TaskPage } from "../../lib/store/task-reads";
+import type { AcceptedTask, ProcessedTask } from "../../lib/task";
+import { postTask, readJson, startEmbeddedCluster, type ApiError, type EmbeddedCluster } from "../support/embedded-cluster";
 import { eventually } from "../support/eventually";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -15,14 +17,14 @@ describe("task gateways (api-flask, api-go)", () => {
 	afterEach(() => jest.restoreAllMocks());
 
 	async function listTitles(baseUrl: string): Promise<string[]> {
-		const page = await readJson(await fetch(`${baseUrl}/tasks?pageSize=100`));
-		return page.rows.map((row: { title: string }) => row.title);
+		const page = await readJson<TaskPage>(await fetch(`${baseUrl}/tasks?pageSize=100`));
+		return page.rows.map(row => row.title);
 	}
 
 	it("accepts a task with 202, a trimmed title, a UUID and a Location", async () => {
 		const res = await postTask(cluster.flaskUrl, JSON.stringify({ title: "  Test task from Flask  " }));
 		expect(res.status).toBe(202);
-		const body = await readJson(res);
+		const body = await readJson<AcceptedTask>(res);
 		expect(body).toMatchObject({ title: "Test task from Flask", status: "queued", source: "flask" });
 		expect(body.id).toMatch(UUID);
 		expect(res.headers.get("location")).toBe(`/tasks/${body.id}`);
@@ -33,7 +35,7 @@ describe("task gateways (api-flask, api-go)", () => {
 			"Content-Type": "application/json",
 			"X-Forwarded-Prefix": "/go",
 		});
-		const body = await readJson(res);
+		const body = await readJson<AcceptedTask>(res);
 		expect(body.source).toBe("go");
 		expect(res.headers.get("location")).toBe(`/go/tasks/${body.id}`);
 	});
@@ -54,7 +56,7 @@ describe("task gateways (api-flask, api-go)", () => {
 	it("pages the list in moleculer-db's shape", async () => {
 		const res = await fetch(`${cluster.flaskUrl}/tasks?page=1&pageSize=1`);
 		expect(res.status).toBe(200);
-		const page = await readJson(res);
+		const page = await readJson<TaskPage>(res);
 		expect(Object.keys(page).sort()).toEqual(["next", "page", "pageSize", "rows", "total", "totalPages"]);
 		expect(page).toMatchObject({ page: 1, pageSize: 1 });
 		expect(page.rows).toHaveLength(1);
@@ -67,20 +69,20 @@ describe("task gateways (api-flask, api-go)", () => {
 	])("refuses %s with 422", async (_case, query, field) => {
 		const res = await fetch(`${cluster.flaskUrl}/tasks?${query}`);
 		expect(res.status).toBe(422);
-		expect((await readJson(res)).data[0].field).toBe(field);
+		expect((await readJson<ApiError>(res)).data[0].field).toBe(field);
 	});
 
 	it("returns one stored task, and 404 for an unknown id", async () => {
-		const { id } = await readJson(await postTask(cluster.flaskUrl, JSON.stringify({ title: "find me" })));
+		const { id } = await readJson<AcceptedTask>(await postTask(cluster.flaskUrl, JSON.stringify({ title: "find me" })));
 		const task = await eventually("the task stored", async () => {
 			const res = await fetch(`${cluster.goUrl}/tasks/${id}`);
-			return res.status === 200 ? readJson(res) : undefined;
+			return res.status === 200 ? readJson<ProcessedTask>(res) : undefined;
 		});
 		expect(task).toMatchObject({ id, title: "find me", status: "processed", source: "flask" });
 
 		const missing = await fetch(`${cluster.goUrl}/tasks/00000000-0000-4000-8000-000000000000`);
 		expect(missing.status).toBe(404);
-		expect((await readJson(missing)).name).toBe("EntityNotFoundError");
+		expect((await readJson<ApiError>(missing)).name).toBe("EntityNotFoundError");
 	});
 
 	describe("bad input gets a JSON error and queues nothing", () => {
@@ -108,7 +110,7 @@ describe("task gateways (api-flask, api-go)", () => {
 			const res = await postTask(cluster.flaskUrl, body, headers);
 			expect(res.status).toBe(status);
 			expect(res.headers.get("content-type")).toMatch(/^application\/json/);
-			const error = await readJson(res);
+			const error = await readJson<ApiError>(res);
 			expect(error.code).toBe(status);
 			if (field) expect(error.data.map((problem: { field: string }) => problem.field)).toContain(field);
 			expect(published).not.toHaveBeenCalled();
@@ -125,7 +127,7 @@ describe("task gateways (api-flask, api-go)", () => {
 		const published = jest.spyOn(cluster.queue, "publish");
 		const res = await fetch(`${cluster.flaskUrl}${path}`, { method, headers, body });
 		expect(res.status).toBe(status);
-		expect((await readJson(res)).code).toBe(status);
+		expect((await readJson<ApiError>(res)).code).toBe(status);
 		expect(published).not.toHaveBeenCalled();
 	});
 
@@ -161,7 +163,7 @@ describe("task gateways (api-flask, api-go)", () => {
 		const res = await postTask(cluster.flaskUrl, JSON.stringify({ title: "while broker is down" }));
 		expect(res.status).toBe(503);
 		expect(res.headers.get("retry-after")).toBe("1");
-		expect((await readJson(res)).message).toBe("RabbitMQ is not connected");
+		expect((await readJson<ApiError>(res)).message).toBe("RabbitMQ is not connected");
 	});
 
 	it("reports not ready while the queue is disconnected", async () => {
@@ -176,7 +178,7 @@ describe("task gateways (api-flask, api-go)", () => {
 	it("answers a repeated Idempotency-Key with the same task and queues nothing new", async () => {
 		const headers = { "Content-Type": "application/json", "Idempotency-Key": "order-42" };
 		const published = jest.spyOn(cluster.queue, "publish");
-		const first = await readJson(await postTask(cluster.flaskUrl, JSON.stringify({ title: "once" }), headers));
+		const first = await readJson<AcceptedTask>(await postTask(cluster.flaskUrl, JSON.stringify({ title: "once" }), headers));
 		const again = await postTask(cluster.flaskUrl, JSON.stringify({ title: "once" }), headers);
 		expect(again.status).toBe(202);
 		expect(await readJson(again)).toEqual(first);
@@ -185,8 +187,8 @@ describe("task gateways (api-flask, api-go)", () => {
 
 	it("maps one Idempotency-Key to one task id on every gateway", async () => {
 		const headers = { "Content-Type": "application/json", "Idempotency-Key": "retry-elsewhere" };
-		const viaFlask = await readJson(await postTask(cluster.flaskUrl, JSON.stringify({ title: "retried" }), headers));
-		const viaGo = await readJson(await postTask(cluster.goUrl, JSON.stringify({ title: "retried" }), headers));
+		const viaFlask = await readJson<AcceptedTask>(await postTask(cluster.flaskUrl, JSON.stringify({ title: "retried" }), headers));
+		const viaGo = await readJson<AcceptedTask>(await postTask(cluster.goUrl, JSON.stringify({ title: "retried" }), headers));
 		expect(viaGo.id).toBe(viaFlask.id);
 		await eventually("the retried task listed", async () => ((await listTitles(cluster.flaskUrl)).includes("retried") ? true : undefined));
 		await new Promise(resolve => setTimeout(resolve, 50));

@@ -4,11 +4,12 @@ import { ServiceBroker, type ServiceSchema } from "moleculer";
 import type { Document } from "bson";
 import ApiFlaskService from "../../services/api-flask.service";
 import TasksService from "../../services/tasks.service";
-import { createTaskAdapter } from "../../mixins/task-store.mixin";
+import { createDbServiceMixin } from "../../mixins/db.mixin";
 import { config } from "../../lib/config";
-import { decodeCursor, encodeCursor, readBudgetMs, ReadGate } from "../../lib/task-reads";
+import { decodeCursor, encodeCursor, readBudgetMs, ReadGate, type TaskPage } from "../../lib/store/task-reads";
+import type { ProcessedTask } from "../../lib/task";
 import { FakeMongoServer } from "../support/fake-mongo-server";
-import { readJson } from "../support/embedded-cluster";
+import { readJson, type ApiError } from "../support/embedded-cluster";
 
 const BUDGET = readBudgetMs(config.requestTimeoutMs);
 const t = (ms: number) => new Date(Date.UTC(2026, 10, 29, 12, 0, 0, ms));
@@ -40,7 +41,7 @@ async function startStore(store: Store) {
 	const fake = new FakeMongoServer(storeAnswers(store, stall));
 	const uri = await fake.start();
 	const broker = new ServiceBroker({ nodeID: `reads-${store}`, logger: false });
-	broker.createService({ ...TasksService, adapter: createTaskAdapter({ ...config, mongoUri: uri, dbName: "unitdb" }) } as ServiceSchema);
+	broker.createService({ ...TasksService, mixins: [createDbServiceMixin("tasks", { ...config, mongoUri: uri, dbName: "unitdb" })] } as ServiceSchema);
 	broker.createService({ ...ApiFlaskService, settings: { ...ApiFlaskService.settings, port: 0 } } as ServiceSchema);
 	await broker.start();
 	const server = (broker.getLocalService("api-flask") as unknown as { server: Server }).server;
@@ -73,21 +74,21 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 
 	it("lists the first page with one sorted, limited, bounded find and an estimated count", async () => {
 		store.fake.commands.length = 0;
-		const page = await readJson(await fetch(`${store.url}/tasks?pageSize=2`));
+		const page = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2`));
 		expect(store.fake.commands).toEqual([
 			{ find: "tasks", filter: {}, sort: { created_at: -1, _id: -1 }, limit: 3, maxTimeMS: BUDGET, $db: "unitdb" },
 			{ aggregate: "tasks", pipeline: [{ $collStats: { count: {} } }, { $group: { _id: 1, n: { $sum: "$count" } } }], cursor: {}, maxTimeMS: BUDGET, $db: "unitdb" },
 		]);
 		expect(page).toMatchObject({ total: 5, page: 1, pageSize: 2, totalPages: 3 });
-		expect(page.rows.map((row: { id: string }) => row.id)).toEqual(["id-5", "id-4"]);
+		expect(page.rows.map(row => row.id)).toEqual(["id-5", "id-4"]);
 		expect(page.rows[0]).toEqual({ id: "id-5", title: "task 5", source: "go", created_at: t(5).toISOString(), status: "processed", processed_by: "worker-go", processed_at: t(15).toISOString(), node_id: "n1" });
-		expect(decodeCursor(page.next)).toEqual({ createdAt: t(4), id: "id-4" });
+		expect(decodeCursor(page.next ?? "")).toEqual({ createdAt: t(4), id: "id-4" });
 	});
 
 	it("follows the cursor with a range on the index, not a skip", async () => {
-		const first = await readJson(await fetch(`${store.url}/tasks?pageSize=2`));
+		const first = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2`));
 		store.fake.commands.length = 0;
-		const second = await readJson(await fetch(`${store.url}/tasks?pageSize=2&after=${first.next}`));
+		const second = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2&after=${first.next}`));
 		expect(store.fake.named("find")).toEqual([{
 			find: "tasks",
 			filter: { $or: [{ created_at: { $lt: t(4) } }, { created_at: t(4), _id: { $lt: "id-4" } }] },
@@ -97,17 +98,17 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 			$db: "unitdb",
 		}]);
 		expect(second).toMatchObject({ page: null, pageSize: 2 });
-		expect(second.rows.map((row: { id: string }) => row.id)).toEqual(["id-3", "id-2"]);
-		const last = await readJson(await fetch(`${store.url}/tasks?pageSize=2&after=${second.next}`));
-		expect(last.rows.map((row: { id: string }) => row.id)).toEqual(["id-1"]);
+		expect(second.rows.map(row => row.id)).toEqual(["id-3", "id-2"]);
+		const last = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2&after=${second.next}`));
+		expect(last.rows.map(row => row.id)).toEqual(["id-1"]);
 		expect(last.next).toBeNull();
 	});
 
 	it("keeps moleculer-db's numbered pages, by skip", async () => {
 		store.fake.commands.length = 0;
-		const page = await readJson(await fetch(`${store.url}/tasks?page=2&pageSize=2`));
+		const page = await readJson<TaskPage>(await fetch(`${store.url}/tasks?page=2&pageSize=2`));
 		expect(store.fake.named("find")[0]).toMatchObject({ filter: {}, skip: 2, limit: 3 });
-		expect(page.rows.map((row: { id: string }) => row.id)).toEqual(["id-3", "id-2"]);
+		expect(page.rows.map(row => row.id)).toEqual(["id-3", "id-2"]);
 	});
 
 	it("filters an operator's list by field equality and counts its matches, bounded like every read", async () => {
@@ -125,7 +126,7 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 
 	it("gets one task with a single findOne by _id, and 404 when it is unknown", async () => {
 		store.fake.commands.length = 0;
-		const task = await readJson(await fetch(`${store.url}/tasks/id-3`));
+		const task = await readJson<ProcessedTask>(await fetch(`${store.url}/tasks/id-3`));
 		expect(task).toMatchObject({ id: "id-3", title: "task 3" });
 		const missing = await fetch(`${store.url}/tasks/nope`);
 		expect(missing.status).toBe(404);
@@ -141,7 +142,7 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 		for (const after of ["garbage", encodeURIComponent(Buffer.from('["x","y"]').toString("base64url"))]) {
 			const res = await fetch(`${store.url}/tasks?after=${after}`);
 			expect(res.status).toBe(422);
-			expect((await readJson(res)).data[0].field).toBe("after");
+			expect((await readJson<ApiError>(res)).data[0].field).toBe("after");
 		}
 		expect(store.fake.commands).toEqual([]);
 	});
@@ -171,7 +172,7 @@ describe("tasks store reads on FerretDB", () => {
 		const store = await startStore("ferretdb");
 		try {
 			store.fake.commands.length = 0;
-			const page = await readJson(await fetch(`${store.url}/tasks?pageSize=2`));
+			const page = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2`));
 			expect(page).toMatchObject({ total: null, totalPages: null, page: 1, pageSize: 2 });
 			expect(store.fake.named("aggregate")).toEqual([]);
 			expect(store.fake.named("count")).toEqual([]);

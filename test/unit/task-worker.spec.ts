@@ -1,19 +1,11 @@
 import { ServiceBroker } from "moleculer";
-import { newTask } from "../../lib/task";
+import { newTask, stampProcessed, type ProcessedTask } from "../../lib/task";
+import type { TaskPage } from "../../lib/store/task-reads";
+import type { TaskStore } from "../../lib/store/task-store";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
 import TasksService from "../../services/tasks.service";
 import { eventually } from "../support/eventually";
 
-interface Row {
-	id: string;
-	title: string;
-	source: string;
-	status: string;
-	processed_by: string;
-	processed_at: Date;
-	created_at: Date;
-	node_id: string;
-}
 
 describe("task workers (worker-py, worker-go)", () => {
 	let cluster: EmbeddedCluster;
@@ -24,7 +16,7 @@ describe("task workers (worker-py, worker-go)", () => {
 	afterAll(() => cluster.stop());
 
 	// Local calls hand back the store's Date objects; JSON clients see ISO strings.
-	const storedRows = () => cluster.broker.call<Row[], object>("tasks.find", { limit: 1000 });
+	const storedRows = () => cluster.broker.call<ProcessedTask[], object>("tasks.find", { limit: 1000 });
 
 	it("stamps each task with the worker role, the node and the processing time", async () => {
 		const task = newTask("stamp me", "flask");
@@ -61,8 +53,8 @@ describe("task workers (worker-py, worker-go)", () => {
 	});
 
 	it("acknowledges nothing until the store write succeeds, then retries", async () => {
-		const tasks = cluster.broker.getLocalService("tasks") as unknown as { storeProcessed: (...args: unknown[]) => Promise<void> };
-		const failOnce = jest.spyOn(tasks, "storeProcessed").mockRejectedValueOnce(new Error("store is away"));
+		const { store } = cluster.broker.getLocalService("tasks") as unknown as { store: TaskStore };
+		const failOnce = jest.spyOn(store, "insertProcessed").mockRejectedValueOnce(new Error("store is away"));
 		const task = newTask("survives a store error", "flask");
 		await cluster.queue.publish(task);
 		await eventually("the task stored after a retry", async () => (await storedRows()).find(row => row.id === task.id), 3000);
@@ -95,9 +87,22 @@ describe("tasks store", () => {
 		};
 		await broker.call("tasks.storeProcessed", { tasks: [stored] });
 		await broker.call("tasks.storeProcessed", { tasks: [{ ...stored, processed_by: "worker-go", node_id: "b" }] });
-		const page = await broker.call<{ rows: Row[]; total: number }, object>("tasks.list", {});
+		const page = await broker.call<TaskPage, object>("tasks.list", {});
 		expect(page.total).toBe(1);
 		expect(page.rows[0]).toMatchObject({ id: stored.id, processed_by: "worker-py", node_id: "a" });
+	});
+
+	it.each([
+		["a date that is not ISO 8601", { created_at: "yesterday" }],
+		["another status", { status: "queued" }],
+		["no worker stamp", { processed_by: undefined }],
+		["a title with a newline", { title: "two\nlines" }],
+	])("refuses a batch holding a task with %s, and stores none of it", async (_problem, change) => {
+		const valid = stampProcessed(newTask("valid neighbour", "go"), { processedBy: "worker-go", nodeID: "n" });
+		const invalid = { ...stampProcessed(newTask("invalid", "go"), { processedBy: "worker-go", nodeID: "n" }), ...change };
+		await expect(broker.call("tasks.storeProcessed", { tasks: [valid, invalid] })).rejects.toMatchObject({ name: "ValidationError", code: 422 });
+		const page = await broker.call<TaskPage, object>("tasks.list", { query: { id: valid.id } });
+		expect(page.rows).toEqual([]);
 	});
 
 	it.each(["create", "insert", "update", "remove"])("does not expose moleculer-db's %s action", async action => {

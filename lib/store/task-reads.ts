@@ -1,4 +1,5 @@
 import { Errors } from "moleculer";
+import type { ProcessedTask } from "../task";
 
 /**
  * What `GET /tasks` and `GET /tasks/:id` ask of the store, in the shapes MongoDB serves from an
@@ -18,6 +19,19 @@ export type TaskQuery = Record<string, string>;
 /** Turns the caller's field names into the document's (`id` is `_id`). */
 export function storedQuery(query: TaskQuery): TaskQuery {
 	return Object.fromEntries(Object.entries(query).map(([field, value]) => [field === "id" ? "_id" : field, value]));
+}
+
+/** A page of the list, as `tasks.list` answers it (dates as JSON carries them). */
+export interface TaskPage {
+	rows: ProcessedTask[];
+	/** The collection's estimated size, or the filter's matches; null where counting would scan. */
+	total: number | null;
+	/** The page number, or null for a page after a cursor. */
+	page: number | null;
+	pageSize: number;
+	totalPages: number | null;
+	/** The cursor of the next page; null on the last one. */
+	next: string | null;
 }
 
 /** How a caller names a page of the list: the same rules at the gateways and in the store. */
