@@ -9,7 +9,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json moleculer.config.ts ./
 COPY lib ./lib
+COPY middlewares ./middlewares
 COPY mixins ./mixins
+COPY repl ./repl
 COPY services ./services
 RUN npm run build
 

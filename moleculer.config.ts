@@ -1,6 +1,7 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { config } from "./lib/config";
-import { replCommands } from "./lib/repl-commands";
+import { TaskQueueMiddleware } from "./middlewares/task-queue.middleware";
+import { replCommands } from "./repl/commands";
 
 /**
  * Broker options of every node (read by moleculer-runner): only what differs from Moleculer's
@@ -57,6 +58,8 @@ const brokerConfig: BrokerOptions = {
 		exporter: { type: "Console", options: { width: 100, colors: config.logFormat !== "json" } },
 	},
 
+	// broker.taskQueue: the durable task queue every gateway and worker of the node shares.
+	middlewares: [TaskQueueMiddleware()],
 	// The project's REPL commands: queue, post, latest.
 	replOptions: { customCommands: replCommands as unknown as NonNullable<BrokerOptions["replOptions"]>["customCommands"], delimiter: "notes-tasks $" },
 

@@ -6,7 +6,8 @@ import { fork } from "node:child_process";
 import http from "node:http";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { jsonBodyParser } from "../lib/request-guards";
+import { TaskQueueMiddleware } from "../middlewares/task-queue.middleware";
+import { jsonBodyParser } from "../lib/http/request-guards";
 import type { LoadFigures } from "./load";
 
 const PORT = 5191;
@@ -59,7 +60,7 @@ const VARIANTS: Record<string, () => Promise<() => Promise<void>>> = {
 };
 
 async function started(...schemas: ServiceSchema[]): Promise<() => Promise<void>> {
-	const broker = new ServiceBroker({ logger: false, tracking: { enabled: true, shutdownTimeout: 10_000 }, requestTimeout: 10_000 });
+	const broker = new ServiceBroker({ logger: false, tracking: { enabled: true, shutdownTimeout: 10_000 }, requestTimeout: 10_000, middlewares: [TaskQueueMiddleware()] });
 	for (const schema of schemas) broker.createService(schema);
 	await broker.start();
 	return () => broker.stop();

@@ -2,12 +2,11 @@ import type { IncomingMessage, Server } from "node:http";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../lib/config";
-import { assertJsonBody, jsonBodyParser, MethodNotAllowedError } from "../lib/request-guards";
+import { assertJsonBody, jsonBodyParser, MethodNotAllowedError } from "../lib/http/request-guards";
 import { nameBasedUuid, newTask, titleRule, type AcceptedTask } from "../lib/task";
-import { QueueUnavailableError, type TaskQueue } from "../lib/task-queue";
+import { QueueUnavailableError, type TaskQueue } from "../lib/queue/task-queue";
 import { pageRules } from "../lib/store/task-reads";
-import { acquireTaskQueue, releaseTaskQueue } from "../lib/task-queue-registry";
-import { asMixin } from "../lib/as-mixin";
+import { asMixin } from "./as-mixin";
 
 export interface TaskGatewaySettings {
 	port: number;
@@ -112,7 +111,8 @@ const TaskGatewayMixin: GatewaySchema = {
 	},
 	created() {
 		this.acceptedByKey = new Map();
-		this.queue = acquireTaskQueue(this.broker);
+		// Opens the node's queue now, so that it is connected before the first request.
+		this.queue = this.broker.taskQueue;
 		const own = (action: string) => `${this.name}.${action}`;
 		this.addRoute({
 			path: "/",
@@ -155,7 +155,6 @@ const TaskGatewayMixin: GatewaySchema = {
 	async stopped() {
 		// Stop accepting and answer what is in flight while the queue is still open.
 		if (this.server.listening) await new Promise(resolve => this.server.close(resolve));
-		await releaseTaskQueue(this.broker);
 	},
 };
 

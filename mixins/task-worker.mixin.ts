@@ -1,8 +1,7 @@
 import type { Service, ServiceSchema } from "moleculer";
 import { stampProcessed, type QueuedTask } from "../lib/task";
-import type { TaskConsumer } from "../lib/task-queue";
-import { acquireTaskQueue, releaseTaskQueue } from "../lib/task-queue-registry";
-import { asMixin } from "../lib/as-mixin";
+import type { TaskConsumer } from "../lib/queue/task-queue";
+import { asMixin } from "./as-mixin";
 
 export interface TaskWorkerSettings {
 	/** The `processed_by` stamp of this worker role: "worker-py" or "worker-go". */
@@ -39,12 +38,10 @@ const TaskWorkerMixin: WorkerSchema = {
 		},
 	},
 	async started() {
-		const queue = acquireTaskQueue(this.broker);
-		this.consumer = await queue.consume(tasks => this.storeBatch(tasks));
+		this.consumer = await this.broker.taskQueue.consume(tasks => this.storeBatch(tasks));
 	},
 	async stopped() {
 		await this.consumer.stop();
-		await releaseTaskQueue(this.broker);
 	},
 };
 

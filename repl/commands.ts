@@ -1,6 +1,5 @@
 import type { ServiceBroker } from "moleculer";
-import type { TaskPage } from "./store/task-reads";
-import { acquireTaskQueue, releaseTaskQueue } from "./task-queue-registry";
+import type { TaskPage } from "../lib/store/task-reads";
 
 interface CommandArgs {
 	options: Record<string, string | boolean | undefined>;
@@ -15,13 +14,8 @@ export const replCommands = [
 		command: "queue",
 		description: "Depth and consumers of the task queue and its dead-letter queue",
 		async action(broker: ServiceBroker) {
-			const queue = acquireTaskQueue(broker);
-			try {
-				await queue.whenConnected(QUEUE_CONNECT_TIMEOUT_MS);
-				console.table([await queue.depth()]);
-			} finally {
-				await releaseTaskQueue(broker);
-			}
+			await broker.taskQueue.whenConnected(QUEUE_CONNECT_TIMEOUT_MS);
+			console.table([await broker.taskQueue.depth()]);
 		},
 	},
 	{

@@ -3,7 +3,7 @@ import { Readable } from "node:stream";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { MAX_NESTING, nestedDeeperThan } from "./task";
+import { MAX_NESTING, nestedDeeperThan } from "../task";
 
 /**
  * What the gateways check of a request before an action sees it, beyond the actions' own

@@ -1,23 +1,18 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Writable } from "node:stream";
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
-import { AckWatermark } from "./ack-watermark";
-import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
-import { decodeTaskMessage, encodeTaskMessage, type QueuedTask } from "./task";
+import { AmqpConsumer } from "./amqp-consumer";
+import { backoffMs } from "./backoff";
+import { encodeTaskMessage, type QueuedTask } from "../task";
 import {
 	deadLetterQueueOf,
 	QueueUnavailableError,
 	type QueueDepth,
 	type TaskBatchHandler,
 	type TaskConsumer,
+	type QueueLogger,
 	type TaskQueue,
 } from "./task-queue";
-
-export interface QueueLogger {
-	info(...args: unknown[]): void;
-	warn(...args: unknown[]): void;
-	error(...args: unknown[]): void;
-}
 
 export interface AmqpQueueOptions {
 	url: string;
@@ -49,7 +44,7 @@ function socketOf(connection: ChannelModel): Writable {
 
 // At most 1 s apart: while RabbitMQ is away the gateways answer 503, and once it is back they
 // go on doing so until their next attempt.
-const defaultReconnectDelay = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 1000);
+const defaultReconnectDelay = (attempt: number) => backoffMs(attempt, 1000);
 
 /**
  * The task queue on RabbitMQ (amqplib 0.10, which does not reconnect by itself).
@@ -130,7 +125,7 @@ export class AmqpTaskQueue implements TaskQueue {
 	}
 
 	async consume(handler: TaskBatchHandler): Promise<TaskConsumer> {
-		const consumer = new AmqpConsumer(this, handler, () => this.consumers.delete(consumer));
+		const consumer = new AmqpConsumer(this.options, handler, () => this.consumers.delete(consumer));
 		this.consumers.add(consumer);
 		if (this.connection) await consumer.attach(this.connection);
 		return consumer;
@@ -246,132 +241,5 @@ export class AmqpTaskQueue implements TaskQueue {
 				resolve();
 			});
 		});
-	}
-}
-
-interface Delivery {
-	channel: ConfirmChannel;
-	message: ConsumeMessage;
-}
-
-/** One competing consumer of the task queue, on a channel of its own. */
-class AmqpConsumer implements TaskConsumer {
-	private channel: ConfirmChannel | null = null;
-	/** Acks of the current channel; a new channel starts its own. */
-	private acks: AckWatermark | null = null;
-	private consumerTag: string | null = null;
-	private stopped = false;
-	private readonly batcher: DeliveryBatcher<Delivery>;
-
-	constructor(
-		private readonly queue: AmqpTaskQueue,
-		handler: TaskBatchHandler,
-		private readonly onStopped: () => void,
-	) {
-		const { options } = queue;
-		this.batcher = new DeliveryBatcher<Delivery>({
-			handler,
-			maxBatch: batchSizeFor(options.prefetch),
-			maxWaitMs: options.batchWaitMs,
-			maxAttempts: options.maxAttempts,
-			retryDelayMs: options.retryDelayMs,
-			settle: (delivery, outcome, reason) => this.settle(delivery, outcome, reason),
-			onError: (err, attempt) =>
-				options.logger.warn(`Storing a batch failed (attempt ${attempt}/${options.maxAttempts}): ${err.message}`),
-		});
-	}
-
-	async attach(connection: ChannelModel): Promise<void> {
-		if (this.stopped) return;
-		const { options } = this.queue;
-		const channel = await connection.createConfirmChannel();
-		channel.on("error", err => options.logger.warn(`RabbitMQ consumer channel error: ${err.message}`));
-		// Closed by anything but our own stop(), the channel takes the connection down for a rebuild.
-		channel.on("close", () => {
-			if (!this.stopped) connection.close().catch(() => undefined);
-		});
-		await channel.prefetch(options.prefetch);
-		this.channel = channel;
-		this.acks = new AckWatermark(channel);
-		const { consumerTag } = await channel.consume(options.queue, message => {
-			if (message) this.onMessage({ channel, message });
-		});
-		this.consumerTag = consumerTag;
-	}
-
-	detach(): void {
-		this.channel = null;
-		this.acks = null;
-		this.consumerTag = null;
-	}
-
-	async stop(): Promise<void> {
-		this.stopped = true;
-		const channel = this.channel;
-		if (channel && this.consumerTag) await channel.cancel(this.consumerTag).catch(() => undefined);
-		await this.batcher.drain();
-		if (channel && channel === this.channel) {
-			await channel.waitForConfirms().catch(() => undefined);
-			this.detach();
-			await channel.close().catch(() => undefined);
-		}
-		this.onStopped();
-	}
-
-	private onMessage(delivery: Delivery): void {
-		// A late delivery of a channel that is gone: RabbitMQ redelivers it on the new one.
-		if (delivery.channel !== this.channel || !this.acks) return;
-		this.acks.received(delivery.message);
-		let decoded: ReturnType<typeof decodeTaskMessage>;
-		try {
-			decoded = decodeTaskMessage(delivery.message.content, delivery.message.properties.messageId);
-		} catch (err) {
-			// Thrown inside amqplib's delivery callback, an error would close the channel and bring
-			// the same message back for ever: whatever cannot be decoded is dead-lettered.
-			decoded = { ok: false, reason: `decoding failed: ${(err as Error).message}` };
-		}
-		if (decoded.ok) this.batcher.push(decoded.task, delivery);
-		else this.deadLetter(delivery, `unreadable message: ${decoded.reason}`);
-	}
-
-	private settle(delivery: Delivery, outcome: Outcome, reason?: string): void {
-		// Delivery tags belong to their channel; if it is gone, RabbitMQ redelivers the message.
-		if (delivery.channel !== this.channel || !this.acks) return;
-		try {
-			if (outcome === "stored") this.acks.settle(delivery.message);
-			else if (outcome === "dead-letter") this.deadLetter(delivery, reason ?? "store failed");
-			// "released" stays unacked: stop() closes the channel, which hands it back to RabbitMQ.
-		} catch {
-			// The channel closed under us: the message stays unacked and is redelivered.
-		}
-	}
-
-	/**
-	 * Moves a message to the dead-letter queue with the reason and acks it once that is confirmed.
-	 * If RabbitMQ refuses the copy, the channel is closed: everything it holds unacked comes back,
-	 * rather than the acks of every later batch waiting behind this message.
-	 */
-	private deadLetter({ channel, message }: Delivery, reason: string): void {
-		const { options, deadLetterQueue } = this.queue;
-		options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}`);
-		try {
-			channel.publish("", deadLetterQueue, message.content, {
-				persistent: true,
-				contentType: message.properties.contentType,
-				messageId: message.properties.messageId,
-				headers: {
-					...message.properties.headers,
-					"x-dead-reason": reason.slice(0, 1000),
-					"x-original-queue": options.queue,
-					"x-dead-at": new Date().toISOString(),
-				},
-			}, err => {
-				if (channel !== this.channel || !this.acks) return;
-				if (err) channel.close().catch(() => undefined);
-				else this.acks.settle(message);
-			});
-		} catch {
-			// The channel closed under us: the message is redelivered and judged again.
-		}
 	}
 }

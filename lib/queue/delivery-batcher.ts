@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { QueuedTask } from "./task";
+import { backoffMs } from "./backoff";
+import type { QueuedTask } from "../task";
 import type { TaskBatchHandler } from "./task-queue";
 
 export type Outcome = "stored" | "dead-letter" | "released";
@@ -32,7 +33,7 @@ interface Pending<H> {
 	handle: H;
 }
 
-const defaultRetryDelay = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 5000);
+const defaultRetryDelay = (attempt: number) => backoffMs(attempt, 5000);
 
 /**
  * Groups deliveries into store calls, retries a failed batch with a growing delay (never a hot

@@ -1,6 +1,6 @@
 import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
-import type { QueuedTask } from "./task";
-import type { QueueDepth, TaskBatchHandler, TaskConsumer, TaskQueue } from "./task-queue";
+import type { QueuedTask } from "../task";
+import { storeFailed, type QueueDepth, type QueueLogger, type TaskBatchHandler, type TaskConsumer, type TaskQueue } from "./task-queue";
 
 export interface MemoryQueueOptions {
 	queue: string;
@@ -8,7 +8,7 @@ export interface MemoryQueueOptions {
 	/** See BatcherOptions.maxWaitMs. */
 	batchWaitMs?: number;
 	maxAttempts: number;
-	onError?: (err: Error, attempt: number) => void;
+	logger: QueueLogger;
 	retryDelayMs?: (attempt: number) => number;
 }
 
@@ -44,7 +44,7 @@ export class MemoryTaskQueue implements TaskQueue {
 				maxWaitMs: this.options.batchWaitMs,
 				maxAttempts: this.options.maxAttempts,
 				retryDelayMs: this.options.retryDelayMs,
-				onError: this.options.onError ?? (() => undefined),
+				onError: (err, attempt) => storeFailed(this.options.logger, err, attempt, this.options.maxAttempts),
 				settle: (task, outcome, reason) => this.settle(consumer, task, outcome, reason),
 			}),
 		};

@@ -1,4 +1,4 @@
-import type { QueuedTask } from "./task";
+import type { QueuedTask } from "../task";
 
 /**
  * The durable work queue between the gateways and the workers.
@@ -16,6 +16,18 @@ export interface TaskQueue {
 	whenConnected(timeoutMs: number): Promise<void>;
 	depth(): Promise<QueueDepth>;
 	close(): Promise<void>;
+}
+
+/** Where a queue reports what it recovers from: the node's logger. */
+export interface QueueLogger {
+	info(...args: unknown[]): void;
+	warn(...args: unknown[]): void;
+	error(...args: unknown[]): void;
+}
+
+/** Both queues log a failed store attempt alike; the batch is retried, then dead-lettered. */
+export function storeFailed(logger: QueueLogger, err: Error, attempt: number, maxAttempts: number): void {
+	logger.warn(`Storing a batch failed (attempt ${attempt}/${maxAttempts}): ${err.message}`);
 }
 
 export type TaskBatchHandler = (tasks: QueuedTask[]) => Promise<void>;

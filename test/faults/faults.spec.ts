@@ -7,6 +7,7 @@ import { connectOrExplain, queueCounters } from "../support/rabbitmq";
 import { publishReport, textTable } from "./fault-report";
 import { postPaced, RETRYABLE_STATUSES, type Gateway, type PlannedTask, type PostedTask } from "./retrying-client";
 import { gatewaysReady, leaveStackHealthy, stackCommand } from "./stack-control";
+import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 /**
  * The promise under faults: a 202 means the task is stored exactly once. Phase after phase, 12
@@ -161,7 +162,7 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 		const connection = await connectOrExplain();
 		try {
 			const channel = await connection.createChannel();
-			return (await channel.checkQueue(`${stack.taskQueue}.dead`)).messageCount;
+			return (await channel.checkQueue(deadLetterQueueOf(stack.taskQueue))).messageCount;
 		} finally {
 			await connection.close();
 		}

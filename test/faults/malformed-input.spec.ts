@@ -5,6 +5,7 @@ import { loadConfig } from "../../lib/config";
 import { eventually, inParallel, postTask, type Stack } from "../e2e/stack";
 import { connectOrExplain } from "../support/rabbitmq";
 import { gatewaysReady, leaveStackHealthy, stackCommand } from "./stack-control";
+import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 /**
  * Bad input through Nginx to both gateways: every request gets a 4xx with a JSON error, no
@@ -351,7 +352,7 @@ describe("malformed input through Nginx to both gateways", () => {
 	async function deadLettered(): Promise<number> {
 		const connection = await connectOrExplain();
 		try {
-			return (await (await connection.createChannel()).checkQueue(`${stack.taskQueue}.dead`)).messageCount;
+			return (await (await connection.createChannel()).checkQueue(deadLetterQueueOf(stack.taskQueue))).messageCount;
 		} finally {
 			await connection.close();
 		}

@@ -4,6 +4,7 @@ import { encodeTaskMessage, newTask } from "../../lib/task";
 import { eventually, type Stack } from "../e2e/stack";
 import { connectOrExplain } from "../support/rabbitmq";
 import { gatewaysReady, leaveStackHealthy, stackCommand } from "./stack-control";
+import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 /**
  * Messages no worker can turn into a task, published straight to task_queue as a foreign
@@ -74,7 +75,7 @@ describe("poison messages on task_queue", () => {
 		// A foreign producer's title-only message is a task too: its messageId becomes the task id.
 		const foreign = { id: `${MARK}-foreign`, title: `${MARK} title only` };
 
-		const deadLetters = await watchDeadLetters(connection, `${stack.taskQueue}.dead`);
+		const deadLetters = await watchDeadLetters(connection, deadLetterQueueOf(stack.taskQueue));
 		const publishedAt = Date.now();
 		for (const poison of poisons) {
 			publisher.sendToQueue(stack.taskQueue, poison.body, { persistent: true, contentType: "application/json", messageId: poison.id });

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { backoffMs } from "../../lib/queue/backoff";
 import { inParallel } from "../e2e/stack";
 
 export type Gateway = "flask" | "go";
@@ -30,7 +31,6 @@ export const RETRYABLE_STATUSES: readonly number[] = [502, 503, 504];
 /** Above Nginx's proxy_read_timeout (15 s), so that Nginx answers a stuck request first. */
 const ATTEMPT_TIMEOUT_MS = 20_000;
 
-const backoff = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 1000);
 
 /**
  * Posts one task until it gets a 202, as a careful client would: the same Idempotency-Key on
@@ -70,7 +70,7 @@ export async function postUntilAccepted(baseUrl: string, task: PlannedTask, budg
 			posted.failure = `no 202 within ${budgetMs} ms; last answer: ${result}`;
 			return posted;
 		}
-		await sleep(backoff(attempt));
+		await sleep(backoffMs(attempt, 1000));
 	}
 }
 

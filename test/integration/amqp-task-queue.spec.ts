@@ -2,9 +2,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { Socket } from "node:net";
 import path from "node:path";
 import type { ChannelModel } from "amqplib";
-import type { AmqpTaskQueue } from "../../lib/amqp-task-queue";
+import type { AmqpTaskQueue } from "../../lib/queue/amqp-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
-import { QueueUnavailableError } from "../../lib/task-queue";
+import { deadLetterQueueOf, QueueUnavailableError } from "../../lib/queue/task-queue";
 import { eventually } from "../support/eventually";
 import { connectOrExplain, management, openQueue, queueCounters, RABBIT_URL, scratchQueueName } from "../support/rabbitmq";
 
@@ -16,7 +16,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 
 	const scratch = () => {
 		const name = scratchQueueName();
-		queueNames.push(name, `${name}.dead`);
+		queueNames.push(name, deadLetterQueueOf(name));
 		return name;
 	};
 	const open = (...args: Parameters<typeof openQueue>) => {
@@ -193,12 +193,12 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		const received: QueuedTask[] = [];
 		const consumer = await producer.consume(async tasks => void received.push(...tasks));
 		await eventually("the good task consumed", async () => (received.length === 1 ? true : undefined), 5000);
-		await eventually("the poison message dead-lettered", async () => ((await depthOf(`${name}.dead`)) === 1 ? true : undefined), 5000);
+		await eventually("the poison message dead-lettered", async () => ((await depthOf(deadLetterQueueOf(name))) === 1 ? true : undefined), 5000);
 		await consumer.stop();
 		expect(received).toEqual([good]);
 
 		const channel = await inspector.createChannel();
-		const dead = await channel.get(`${name}.dead`, { noAck: true });
+		const dead = await channel.get(deadLetterQueueOf(name), { noAck: true });
 		await channel.close();
 		expect(dead && dead.content.toString()).toBe("this is not JSON");
 		expect(dead && dead.properties.headers?.["x-dead-reason"]).toMatch(/^unreadable message: body is not JSON/);

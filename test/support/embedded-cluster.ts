@@ -6,8 +6,8 @@ import ApiGoService from "../../services/api-go.service";
 import TasksService from "../../services/tasks.service";
 import WorkerGoService from "../../services/worker-go.service";
 import WorkerPyService from "../../services/worker-py.service";
-import { MemoryTaskQueue } from "../../lib/memory-task-queue";
-import { acquireTaskQueue, releaseTaskQueue } from "../../lib/task-queue-registry";
+import { MemoryTaskQueue } from "../../lib/queue/memory-task-queue";
+import { TaskQueueMiddleware } from "../../middlewares/task-queue.middleware";
 import type { TaskPage } from "../../lib/store/task-reads";
 import type { AcceptedTask } from "../../lib/task";
 
@@ -31,7 +31,7 @@ function urlOf(broker: ServiceBroker, serviceName: string): string {
 
 /** Every role in one broker, as `npm start` runs them: in-process queue, in-memory store. */
 export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "Fake" | null = null): Promise<EmbeddedCluster> {
-	const broker = new ServiceBroker({ nodeID, transporter, logger: false, tracking: { enabled: true, shutdownTimeout: 5000 } });
+	const broker = new ServiceBroker({ nodeID, transporter, logger: false, tracking: { enabled: true, shutdownTimeout: 5000 }, middlewares: [TaskQueueMiddleware()] });
 	broker.createService(TasksService);
 	broker.createService(WorkerPyService);
 	broker.createService(WorkerGoService);
@@ -39,8 +39,7 @@ export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "F
 	broker.createService(onFreePort(ApiGoService));
 	await broker.start();
 	// The services share the broker's queue; holding a reference here lets tests inspect it.
-	const queue = acquireTaskQueue(broker) as MemoryTaskQueue;
-	await releaseTaskQueue(broker);
+	const queue = broker.taskQueue as MemoryTaskQueue;
 	return {
 		broker,
 		flaskUrl: urlOf(broker, "api-flask"),

@@ -1,13 +1,12 @@
 import amqp, { type ChannelModel } from "amqplib";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AmqpTaskQueue, type AmqpQueueOptions } from "../../lib/amqp-task-queue";
+import { AmqpTaskQueue, type AmqpQueueOptions } from "../../lib/queue/amqp-task-queue";
+import { SILENT_LOGGER } from "./silent-logger";
 
 export const RABBIT_URL = process.env.TEST_RABBIT_URL ?? "amqp://guest:guest@127.0.0.1:5672/%2F";
 export const RABBIT_MANAGEMENT_URL = process.env.TEST_RABBIT_MANAGEMENT_URL ?? "http://127.0.0.1:15672";
 const MANAGEMENT_AUTH = `Basic ${Buffer.from("guest:guest").toString("base64")}`;
-
-export const silentLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** A connection for inspecting queues from the side; fails loudly when RabbitMQ is not running. */
 export async function connectOrExplain(): Promise<ChannelModel> {
@@ -30,7 +29,7 @@ export function openQueue(queue: string, overrides: Partial<AmqpQueueOptions> = 
 		publishTimeoutMs: 2000,
 		maxAttempts: 3,
 		connectionName: `test ${queue}`,
-		logger: silentLogger,
+		logger: SILENT_LOGGER,
 		reconnectDelayMs: () => 100,
 		retryDelayMs: () => 20,
 		...overrides,

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { DeliveryBatcher, type Outcome } from "../../lib/delivery-batcher";
+import { DeliveryBatcher, type Outcome } from "../../lib/queue/delivery-batcher";
 import { newTask, type QueuedTask } from "../../lib/task";
 
 function batcherWith(handler: (tasks: QueuedTask[]) => Promise<void>, maxAttempts = 3, maxWaitMs = 0) {

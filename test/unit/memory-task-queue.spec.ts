@@ -1,8 +1,9 @@
-import { MemoryTaskQueue } from "../../lib/memory-task-queue";
+import { MemoryTaskQueue } from "../../lib/queue/memory-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
+import { SILENT_LOGGER } from "../support/silent-logger";
 
 const queueOf = (prefetch = 10, maxAttempts = 3) =>
-	new MemoryTaskQueue({ queue: "task_queue", prefetch, maxAttempts, retryDelayMs: () => 1 });
+	new MemoryTaskQueue({ queue: "task_queue", prefetch, maxAttempts, retryDelayMs: () => 1, logger: SILENT_LOGGER });
 
 describe("MemoryTaskQueue", () => {
 	it("holds tasks until a consumer arrives", async () => {

@@ -1,5 +1,5 @@
 import { ServiceBroker } from "moleculer";
-import { replCommands } from "../../lib/repl-commands";
+import { replCommands } from "../../repl/commands";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
 import { eventually } from "../support/eventually";
 

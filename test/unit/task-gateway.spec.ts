@@ -1,5 +1,5 @@
 import { gzipSync } from "node:zlib";
-import { QueueUnavailableError } from "../../lib/task-queue";
+import { QueueUnavailableError } from "../../lib/queue/task-queue";
 import type { TaskPage } from "../../lib/store/task-reads";
 import type { AcceptedTask, ProcessedTask } from "../../lib/task";
 import { postTask, readJson, startEmbeddedCluster, type ApiError, type EmbeddedCluster } from "../support/embedded-cluster";

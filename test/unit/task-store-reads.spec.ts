@@ -5,6 +5,7 @@ import type { Document } from "bson";
 import ApiFlaskService from "../../services/api-flask.service";
 import TasksService from "../../services/tasks.service";
 import { createDbServiceMixin } from "../../mixins/db.mixin";
+import { TaskQueueMiddleware } from "../../middlewares/task-queue.middleware";
 import { config } from "../../lib/config";
 import { decodeCursor, encodeCursor, readBudgetMs, ReadGate, type TaskPage } from "../../lib/store/task-reads";
 import type { ProcessedTask } from "../../lib/task";
@@ -40,7 +41,7 @@ async function startStore(store: Store) {
 	const stall = { reads: false };
 	const fake = new FakeMongoServer(storeAnswers(store, stall));
 	const uri = await fake.start();
-	const broker = new ServiceBroker({ nodeID: `reads-${store}`, logger: false });
+	const broker = new ServiceBroker({ nodeID: `reads-${store}`, logger: false, middlewares: [TaskQueueMiddleware()] });
 	broker.createService({ ...TasksService, mixins: [createDbServiceMixin("tasks", { ...config, mongoUri: uri, dbName: "unitdb" })] } as ServiceSchema);
 	broker.createService({ ...ApiFlaskService, settings: { ...ApiFlaskService.settings, port: 0 } } as ServiceSchema);
 	await broker.start();

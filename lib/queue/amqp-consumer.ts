@@ -1,0 +1,137 @@
+import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
+import { AckWatermark } from "./ack-watermark";
+import type { AmqpQueueOptions } from "./amqp-task-queue";
+import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
+import { deadLetterQueueOf, storeFailed, type TaskBatchHandler, type TaskConsumer } from "./task-queue";
+import { decodeTaskMessage } from "../task";
+
+interface Delivery {
+	channel: ConfirmChannel;
+	message: ConsumeMessage;
+}
+
+/**
+ * One competing consumer of the task queue, on a channel of its own (AmqpTaskQueue attaches it to
+ * each new connection). Acks follow the store write; what cannot be decoded or stored goes to the
+ * dead-letter queue with its reason, and is acked only once RabbitMQ confirmed the copy.
+ */
+export class AmqpConsumer implements TaskConsumer {
+	private channel: ConfirmChannel | null = null;
+	/** Acks of the current channel; a new channel starts its own. */
+	private acks: AckWatermark | null = null;
+	private consumerTag: string | null = null;
+	private stopped = false;
+	private readonly batcher: DeliveryBatcher<Delivery>;
+	private readonly deadLetterQueue: string;
+
+	constructor(
+		private readonly options: AmqpQueueOptions,
+		handler: TaskBatchHandler,
+		private readonly onStopped: () => void,
+	) {
+		this.deadLetterQueue = deadLetterQueueOf(options.queue);
+		this.batcher = new DeliveryBatcher<Delivery>({
+			handler,
+			maxBatch: batchSizeFor(options.prefetch),
+			maxWaitMs: options.batchWaitMs,
+			maxAttempts: options.maxAttempts,
+			retryDelayMs: options.retryDelayMs,
+			settle: (delivery, outcome, reason) => this.settle(delivery, outcome, reason),
+			onError: (err, attempt) => storeFailed(options.logger, err, attempt, options.maxAttempts),
+		});
+	}
+
+	async attach(connection: ChannelModel): Promise<void> {
+		if (this.stopped) return;
+		const { options } = this;
+		const channel = await connection.createConfirmChannel();
+		channel.on("error", err => options.logger.warn(`RabbitMQ consumer channel error: ${err.message}`));
+		// Closed by anything but our own stop(), the channel takes the connection down for a rebuild.
+		channel.on("close", () => {
+			if (!this.stopped) connection.close().catch(() => undefined);
+		});
+		await channel.prefetch(options.prefetch);
+		this.channel = channel;
+		this.acks = new AckWatermark(channel);
+		const { consumerTag } = await channel.consume(options.queue, message => {
+			if (message) this.onMessage({ channel, message });
+		});
+		this.consumerTag = consumerTag;
+	}
+
+	detach(): void {
+		this.channel = null;
+		this.acks = null;
+		this.consumerTag = null;
+	}
+
+	async stop(): Promise<void> {
+		this.stopped = true;
+		const channel = this.channel;
+		if (channel && this.consumerTag) await channel.cancel(this.consumerTag).catch(() => undefined);
+		await this.batcher.drain();
+		if (channel && channel === this.channel) {
+			await channel.waitForConfirms().catch(() => undefined);
+			this.detach();
+			await channel.close().catch(() => undefined);
+		}
+		this.onStopped();
+	}
+
+	private onMessage(delivery: Delivery): void {
+		// A late delivery of a channel that is gone: RabbitMQ redelivers it on the new one.
+		if (delivery.channel !== this.channel || !this.acks) return;
+		this.acks.received(delivery.message);
+		let decoded: ReturnType<typeof decodeTaskMessage>;
+		try {
+			decoded = decodeTaskMessage(delivery.message.content, delivery.message.properties.messageId);
+		} catch (err) {
+			// Thrown inside amqplib's delivery callback, an error would close the channel and bring
+			// the same message back for ever: whatever cannot be decoded is dead-lettered.
+			decoded = { ok: false, reason: `decoding failed: ${(err as Error).message}` };
+		}
+		if (decoded.ok) this.batcher.push(decoded.task, delivery);
+		else this.deadLetter(delivery, `unreadable message: ${decoded.reason}`);
+	}
+
+	private settle(delivery: Delivery, outcome: Outcome, reason?: string): void {
+		// Delivery tags belong to their channel; if it is gone, RabbitMQ redelivers the message.
+		if (delivery.channel !== this.channel || !this.acks) return;
+		try {
+			if (outcome === "stored") this.acks.settle(delivery.message);
+			else if (outcome === "dead-letter") this.deadLetter(delivery, reason ?? "store failed");
+			// "released" stays unacked: stop() closes the channel, which hands it back to RabbitMQ.
+		} catch {
+			// The channel closed under us: the message stays unacked and is redelivered.
+		}
+	}
+
+	/**
+	 * Moves a message to the dead-letter queue with the reason and acks it once that is confirmed.
+	 * If RabbitMQ refuses the copy, the channel is closed: everything it holds unacked comes back,
+	 * rather than the acks of every later batch waiting behind this message.
+	 */
+	private deadLetter({ channel, message }: Delivery, reason: string): void {
+		const { options, deadLetterQueue } = this;
+		options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}`);
+		try {
+			channel.publish("", deadLetterQueue, message.content, {
+				persistent: true,
+				contentType: message.properties.contentType,
+				messageId: message.properties.messageId,
+				headers: {
+					...message.properties.headers,
+					"x-dead-reason": reason.slice(0, 1000),
+					"x-original-queue": options.queue,
+					"x-dead-at": new Date().toISOString(),
+				},
+			}, err => {
+				if (channel !== this.channel || !this.acks) return;
+				if (err) channel.close().catch(() => undefined);
+				else this.acks.settle(message);
+			});
+		} catch {
+			// The channel closed under us: the message is redelivered and judged again.
+		}
+	}
+}
