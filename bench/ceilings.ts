@@ -6,9 +6,9 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import amqp from "amqplib";
 import { MongoClient } from "mongodb";
-import { renderNginxTemplate } from "../test/support/deployment-files";
+import { renderNginxTemplate } from "../scripts/nginx-template";
 import { postTasks, type LoadFigures } from "./load";
-import { STACK } from "./stack-control";
+import { STACK } from "../scripts/stack-control";
 
 const BARE_PORT = 5101;
 const CEILING_NGINX_PORT = 8081;

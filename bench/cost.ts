@@ -6,7 +6,7 @@ import amqp, { type Channel, type ChannelModel } from "amqplib";
 import { MongoClient } from "mongodb";
 import { cpuMsOf, measureCpu, pidListeningOn, withChildren, type Components, type CpuPerTask } from "./cpu";
 import { postTasks } from "./load";
-import { ROOT, STACK, stackNodes } from "./stack-control";
+import { ROOT, STACK, stackNodes } from "../scripts/stack-control";
 
 /**
  * The cost phase: a fixed number of tasks through the cluster, timed until every one is stored,

@@ -11,7 +11,7 @@ import TasksService from "../services/tasks.service";
 import { createDbServiceMixin } from "../mixins/db.mixin";
 import { config } from "../lib/config";
 import { encodeCursor, readBudgetMs } from "../lib/store/task-reads";
-import { STACK } from "./stack-control";
+import { STACK } from "../scripts/stack-control";
 
 /** Its own database, dropped afterwards: the seeded millions never meet the nodes' data. */
 const READS_DB = "notes_tasks_bench_reads";

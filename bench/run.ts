@@ -9,7 +9,7 @@ import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
 import { costDirect, costOfPeer, costThroughNginx, peerUnavailable, type CostRun } from "./cost";
 import { postTasks, type LoadFigures } from "./load";
 import { listFlood, readLatencies } from "./reads";
-import { ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "./stack-control";
+import { ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "../scripts/stack-control";
 
 const NGINX = "http://127.0.0.1:8080";
 const RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F";

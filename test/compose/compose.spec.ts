@@ -3,8 +3,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { MongoClient } from "mongodb";
 import type { TaskDocument } from "../../lib/task";
-import { connectToStack, eventually, inParallel, postTask, ROOT, runTag, type AcceptedTask, type Stack } from "../e2e/stack";
-import { postPaced, type PlannedTask } from "../faults/retrying-client";
+import { connectToStack, inParallel, runTag, type Stack } from "../support/stack";
+import { eventually } from "../support/eventually";
+import { postTask, titled } from "../support/http";
+import { ROOT } from "../../scripts/stack-control";
+import type { AcceptedTask } from "../../lib/task";
+import { postPaced, type PlannedTask } from "../support/retrying-client";
 
 /**
  * The docker-compose deployment on a real Docker engine, as users run it. scripts/compose-test.sh
@@ -107,7 +111,7 @@ describe("the docker-compose stack", () => {
 		const tag = runTag();
 		const titles = Array.from({ length: 500 }, (_, index) => `${tag} spread ${index}`);
 		const accepted = await inParallel(titles, 16, async (title, index) => {
-			const response = await postTask(stack, index % 2 ? "go" : "flask", title);
+			const response = await postTask(stack.gatewayUrl(index % 2 ? "go" : "flask"), titled(title));
 			expect(response.status).toBe(202);
 			return (await response.json()) as AcceptedTask;
 		});
@@ -132,7 +136,7 @@ describe("the docker-compose stack", () => {
 		// Nginx re-resolves api-go within `valid=5s`: post in rounds until both have answered.
 		await eventually("POST /go/tasks served by both api-go replicas", async () => {
 			await inParallel(Array.from({ length: 20 }, (_, index) => `${tag} ${index}`), 4, async title => {
-				expect((await postTask(stack, "go", title)).status).toBe(202);
+				expect((await postTask(stack.gatewayUrl("go"), titled(title))).status).toBe(202);
 			});
 			const after = await Promise.all(replicas.map(replica => enqueueCount(replica, "api-go")));
 			return after.every((count, index) => count > before[index]) ? after : undefined;
@@ -197,7 +201,7 @@ describe("the docker-compose stack", () => {
 
 	it("keeps the stored tasks across `down` and `up`", async () => {
 		const tag = runTag();
-		const response = await postTask(stack, "flask", `${tag} before down`);
+		const response = await postTask(stack.gatewayUrl("flask"), titled(`${tag} before down`));
 		expect(response.status).toBe(202);
 		const task = (await response.json()) as AcceptedTask;
 		await stored([task.id], 30_000);
@@ -216,7 +220,7 @@ describe("the docker-compose stack", () => {
 		}, 60_000);
 		expect(await read.json()).toMatchObject({ id: task.id, title: task.title, status: "processed" });
 		// And the restarted cluster takes new work.
-		const after = await postTask(stack, "go", `${tag} after up`);
+		const after = await postTask(stack.gatewayUrl("go"), titled(`${tag} after up`));
 		expect(after.status).toBe(202);
 		await stored([((await after.json()) as AcceptedTask).id], 30_000);
 	}, 420_000);

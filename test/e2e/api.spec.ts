@@ -1,7 +1,10 @@
 import { MongoClient } from "mongodb";
 import type { TaskPage } from "../../lib/store/task-reads";
 import type { TaskDocument } from "../../lib/task";
-import { connectToStack, eventually, postTask, runTag, type AcceptedTask, type Stack } from "./stack";
+import { connectToStack, runTag, type Stack } from "../support/stack";
+import { eventually } from "../support/eventually";
+import { postTask, titled } from "../support/http";
+import type { AcceptedTask } from "../../lib/task";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const GATEWAYS = ["flask", "go"] as const;
@@ -26,7 +29,7 @@ describe("the task API through Nginx", () => {
 		const tag = runTag();
 		for (const gateway of GATEWAYS) {
 			const title = `${tag} via ${gateway}`;
-			const response = await postTask(stack, gateway, title);
+			const response = await postTask(stack.gatewayUrl(gateway), titled(title));
 			posted[gateway] = { title, status: response.status, location: response.headers.get("location"), task: (await response.json()) as AcceptedTask };
 		}
 	});

@@ -1,7 +1,10 @@
 import { MongoClient } from "mongodb";
 import { ServiceBroker } from "moleculer";
 import type { TaskDocument } from "../../lib/task";
-import { connectToStack, eventually, inParallel, postTask, runTag, type AcceptedTask, type Stack } from "./stack";
+import { connectToStack, inParallel, runTag, type Stack } from "../support/stack";
+import { eventually } from "../support/eventually";
+import { postTask, titled } from "../support/http";
+import type { AcceptedTask } from "../../lib/task";
 
 const BATCH = 300;
 const CONCURRENCY = 20;
@@ -36,7 +39,7 @@ describe("the cluster under a batch of tasks", () => {
 	it(`processes ${BATCH} tasks from both gateways with both worker roles, each exactly once`, async () => {
 		const titles = Array.from({ length: BATCH }, (_, i) => `${tag} batch #${i}`);
 		const accepted = await inParallel(titles, CONCURRENCY, async (title, i) => {
-			const response = await postTask(stack, i % 2 === 0 ? "flask" : "go", title);
+			const response = await postTask(stack.gatewayUrl(i % 2 === 0 ? "flask" : "go"), titled(title));
 			expect(response.status).toBe(202);
 			return (await response.json()) as AcceptedTask;
 		});

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { connectToStack, inParallel, postTask, runTag, type Stack } from "./stack";
+import { connectToStack, inParallel, runTag, type Stack } from "../support/stack";
+import { postTask, titled } from "../support/http";
 
 /** What one upstream port received while `traffic` ran, read off the loopback with tcpdump. */
 interface Capture {
@@ -88,7 +89,7 @@ describe("Nginx in front of the gateways and the RabbitMQ UI", () => {
 		const tag = runTag();
 		const capture = await captureUpstream(gatewayPort(gateway), async () => {
 			const statuses = await inParallel(Array.from({ length: requests }), concurrency, async (_, index) => {
-				const response = await postTask(stack, gateway, `${tag} keep-alive ${index}`);
+				const response = await postTask(stack.gatewayUrl(gateway), titled(`${tag} keep-alive ${index}`));
 				await response.arrayBuffer();
 				return response.status;
 			});

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { connectToStack, ROOT, type Stack } from "./stack";
+import { connectToStack, type Stack } from "../support/stack";
+import { ROOT } from "../../scripts/stack-control";
 
 const GUEST = `Basic ${Buffer.from("guest:guest").toString("base64")}`;
 const CHROMIUM_ARGS = [

@@ -1,7 +1,11 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import path from "node:path";
 import { stripVTControlCharacters } from "node:util";
-import { connectToStack, eventually, postTask, ROOT, runTag, type AcceptedTask, type Stack } from "./stack";
+import { connectToStack, runTag, type Stack } from "../support/stack";
+import { eventually } from "../support/eventually";
+import { postTask, titled } from "../support/http";
+import { ROOT } from "../../scripts/stack-control";
+import type { AcceptedTask } from "../../lib/task";
 
 const PROMPT = "notes-tasks $";
 
@@ -58,7 +62,7 @@ describe("a REPL node joining the running cluster", () => {
 	beforeAll(async () => {
 		stack = await connectToStack();
 		for (const gateway of ["flask", "go"] as const) {
-			const response = await postTask(stack, gateway, tag);
+			const response = await postTask(stack.gatewayUrl(gateway), titled(tag));
 			expect(response.status).toBe(202);
 			tasks.push((await response.json()) as AcceptedTask);
 		}

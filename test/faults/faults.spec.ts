@@ -2,11 +2,13 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
 import { nameBasedUuid, type TaskDocument } from "../../lib/task";
-import { eventually, type Stack } from "../e2e/stack";
+import { eventually } from "../support/eventually";
+import type { Stack } from "../support/stack";
 import { connectOrExplain, queueCounters } from "../support/rabbitmq";
-import { publishReport, textTable } from "./fault-report";
-import { postPaced, RETRYABLE_STATUSES, type Gateway, type PlannedTask, type PostedTask } from "./retrying-client";
-import { gatewaysReady, leaveStackHealthy, stackCommand } from "./stack-control";
+import { publishReport, textTable } from "../support/fault-report";
+import { postPaced, RETRYABLE_STATUSES, type Gateway, type PlannedTask, type PostedTask } from "../support/retrying-client";
+import { gatewaysReady, leaveStackHealthy } from "../support/stack";
+import { stackCommand } from "../../scripts/stack-control";
 import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 /**

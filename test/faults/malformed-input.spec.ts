@@ -2,9 +2,12 @@ import { randomUUID } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { MongoClient } from "mongodb";
 import { loadConfig } from "../../lib/config";
-import { eventually, inParallel, postTask, type Stack } from "../e2e/stack";
+import { eventually } from "../support/eventually";
+import { inParallel, type Stack } from "../support/stack";
+import { postTask, titled } from "../support/http";
 import { connectOrExplain } from "../support/rabbitmq";
-import { gatewaysReady, leaveStackHealthy, stackCommand } from "./stack-control";
+import { gatewaysReady, leaveStackHealthy } from "../support/stack";
+import { stackCommand } from "../../scripts/stack-control";
 import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 /**
@@ -393,7 +396,7 @@ describe("malformed input through Nginx to both gateways", () => {
 		await expect(stackCommand("status")).resolves.toBeUndefined();
 		for (const gateway of GATEWAYS) {
 			expect((await fetch(`${stack.baseUrl}/${gateway}/health/ready`)).status).toBe(200);
-			expect((await postTask(stack, gateway, `${MARK} sentinel via ${gateway}`)).status).toBe(202);
+			expect((await postTask(stack.gatewayUrl(gateway), titled(`${MARK} sentinel via ${gateway}`))).status).toBe(202);
 		}
 	});
 

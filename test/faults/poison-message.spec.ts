@@ -1,9 +1,11 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { MongoClient } from "mongodb";
 import { encodeTaskMessage, newTask } from "../../lib/task";
-import { eventually, type Stack } from "../e2e/stack";
+import { eventually } from "../support/eventually";
+import type { Stack } from "../support/stack";
 import { connectOrExplain } from "../support/rabbitmq";
-import { gatewaysReady, leaveStackHealthy, stackCommand } from "./stack-control";
+import { gatewaysReady, leaveStackHealthy } from "../support/stack";
+import { stackCommand } from "../../scripts/stack-control";
 import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 /**

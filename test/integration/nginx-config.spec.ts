@@ -2,7 +2,8 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { environmentOf, loadCompose, renderNginxTemplate } from "../support/deployment-files";
+import { environmentOf, loadCompose } from "../support/deployment-files";
+import { renderNginxTemplate } from "../../scripts/nginx-template";
 
 /**
  * The Nginx template rendered with the docker-compose values, checked by a real `nginx -t`.

@@ -40,10 +40,10 @@ describe("tasks store on a MongoDB-protocol server", () => {
 			_id: task.id,
 			title: "stored as documented",
 			source: "flask",
-			created_at: task.created_at,
+			created_at: new Date(task.created_at),
 			status: "processed",
 			processed_by: "worker-py",
-			processed_at: task.processed_at,
+			processed_at: new Date(task.processed_at),
 			node_id: "store-test",
 		});
 	});

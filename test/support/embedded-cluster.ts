@@ -8,8 +8,6 @@ import WorkerGoService from "../../services/worker-go.service";
 import WorkerPyService from "../../services/worker-py.service";
 import { MemoryTaskQueue } from "../../lib/queue/memory-task-queue";
 import { TaskQueueMiddleware } from "../../middlewares/task-queue.middleware";
-import type { TaskPage } from "../../lib/store/task-reads";
-import type { AcceptedTask } from "../../lib/task";
 
 export interface EmbeddedCluster {
 	broker: ServiceBroker;
@@ -47,22 +45,4 @@ export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "F
 		queue,
 		stop: () => broker.stop(),
 	};
-}
-
-export function postTask(baseUrl: string, body: string | Buffer, headers: Record<string, string> = { "Content-Type": "application/json" }) {
-	return fetch(`${baseUrl}/tasks`, { method: "POST", headers, body });
-}
-
-/** An error as the gateways answer it (moleculer-web's JSON error); `data` lists a validation's problems. */
-export interface ApiError {
-	name: string;
-	code: number;
-	type: string;
-	message: string;
-	data: { field: string; message: string }[];
-}
-
-/** The JSON body of an answer, as the type the test expects: a task, a page or an error. */
-export async function readJson<T = AcceptedTask | TaskPage | ApiError>(res: Response): Promise<T> {
-	return (await res.json()) as T;
 }

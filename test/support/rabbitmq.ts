@@ -1,7 +1,7 @@
 import amqp, { type ChannelModel } from "amqplib";
 import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { AmqpTaskQueue, type AmqpQueueOptions } from "../../lib/queue/amqp-task-queue";
+import { eventually } from "./eventually";
 import { SILENT_LOGGER } from "./silent-logger";
 
 export const RABBIT_URL = process.env.TEST_RABBIT_URL ?? "amqp://guest:guest@127.0.0.1:5672/%2F";
@@ -45,16 +45,14 @@ export async function management<T>(path: string, method = "GET"): Promise<T> {
 }
 
 /** Waits until the management API's counters of `queue` satisfy `done` (they lag a few seconds). */
-export async function queueCounters(
-	queue: string,
-	done: (counters: { messages_ready: number; messages_unacknowledged: number }) => boolean,
-	timeoutMs = 15_000,
-) {
-	const deadline = Date.now() + timeoutMs;
-	for (;;) {
-		const counters = await management<{ messages_ready: number; messages_unacknowledged: number }>(`/queues/%2F/${encodeURIComponent(queue)}`);
-		if (done(counters)) return counters;
-		if (Date.now() > deadline) throw new Error(`queue ${queue} counters stayed at ${JSON.stringify(counters)}`);
-		await sleep(250);
-	}
+export function queueCounters(queue: string, done: (counters: QueueCounters) => boolean, timeoutMs = 15_000): Promise<QueueCounters> {
+	return eventually(`queue ${queue}'s counters`, async () => {
+		const counters = await management<QueueCounters>(`/queues/%2F/${encodeURIComponent(queue)}`);
+		return done(counters) ? counters : undefined;
+	}, timeoutMs);
+}
+
+interface QueueCounters {
+	messages_ready: number;
+	messages_unacknowledged: number;
 }

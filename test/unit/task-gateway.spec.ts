@@ -2,7 +2,8 @@ import { gzipSync } from "node:zlib";
 import { QueueUnavailableError } from "../../lib/queue/task-queue";
 import type { TaskPage } from "../../lib/store/task-reads";
 import type { AcceptedTask, ProcessedTask } from "../../lib/task";
-import { postTask, readJson, startEmbeddedCluster, type ApiError, type EmbeddedCluster } from "../support/embedded-cluster";
+import { postTask, readJson, type ApiError } from "../support/http";
+import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
 import { eventually } from "../support/eventually";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -10,7 +10,7 @@ import { config } from "../../lib/config";
 import { decodeCursor, encodeCursor, readBudgetMs, ReadGate, type TaskPage } from "../../lib/store/task-reads";
 import type { ProcessedTask } from "../../lib/task";
 import { FakeMongoServer } from "../support/fake-mongo-server";
-import { readJson, type ApiError } from "../support/embedded-cluster";
+import { readJson, type ApiError } from "../support/http";
 
 const BUDGET = readBudgetMs(config.requestTimeoutMs);
 const t = (ms: number) => new Date(Date.UTC(2026, 10, 29, 12, 0, 0, ms));

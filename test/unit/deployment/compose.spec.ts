@@ -4,26 +4,14 @@ import { createServer, type Server } from "node:http";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from "node:net";
 import { BSON, type Document } from "mongodb";
 import path from "node:path";
-import { loadConfig } from "../../lib/config";
-import {
-	configEnvNames,
-	durationSeconds,
-	environmentOf,
-	loadCompose,
-	loadDotEnv,
-	parseDockerfile,
-	publishedPorts,
-	readText,
-	renderNginxTemplate,
-	ROOT,
-	templateVariables,
-	type ComposeService,
-} from "../support/deployment-files";
+import { durationSeconds, environmentOf, loadCompose, loadDotEnv, publishedPorts, readText, type ComposeService, RUNNER_COMMAND } from "../../support/deployment-files";
+import { templateVariables } from "../../../scripts/nginx-template";
+import { ROOT } from "../../../scripts/stack-control";
 
 /**
- * The docker-compose deployment, checked from its files (no Docker engine needed): what SPEC
- * "docker-compose" promises, scale safety, and agreement between compose, .env, the Dockerfile
- * and the Nginx template.
+ * docker-compose.yml, checked from the file (no Docker engine needed): what SPEC "docker-compose"
+ * promises, scale safety, health and start order, and agreement with .env and the Nginx template.
+ * npm run test:compose runs it on a real engine.
  */
 
 const dotEnv = loadDotEnv();
@@ -34,7 +22,6 @@ const ROLES = ["api-flask", "api-go", "worker-py", "worker-go"] as const;
 const GATEWAYS = { "api-flask": "FLASK_PORT", "api-go": "GO_PORT" } as const;
 const WORKERS = ["worker-py", "worker-go"] as const;
 const BACKING = ["mongo", "rabbitmq"] as const;
-const RUNNER_COMMAND = ["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"];
 /** moleculer.config.ts: tracking.shutdownTimeout, the longest a service waits for running calls. */
 const SHUTDOWN_TIMEOUT_SECONDS = 10;
 
@@ -352,120 +339,5 @@ describe("docker-compose.yml: REPL", () => {
 		// The image sets SERVICEDIR; with it and no SERVICES, moleculer-runner would load every service.
 		expect(env.SERVICEDIR).toBe("");
 		expect(repl().command).toEqual([...RUNNER_COMMAND, "--repl"]);
-	});
-});
-
-describe(".env", () => {
-	it("keeps the original's variables and values", () => {
-		expect(dotEnv).toMatchObject({
-			RABBIT_HOST: "rabbitmq",
-			RABBIT_PORT: "5672",
-			RABBIT_QUEUE: "task_queue",
-			MONGO_URI: "mongodb://mongo:27017/",
-			DB_NAME: "mydb",
-			FLASK_PORT: "5001",
-			GO_PORT: "5002",
-		});
-	});
-
-	it("defines every variable lib/config.ts reads, except NODE_ID", () => {
-		const names = configEnvNames();
-		// Guards the scan itself: it must find the helpers' arguments.
-		expect(names).toEqual(expect.arrayContaining(["RABBIT_HOST", "RABBIT_PASSWORD", "FLASK_PORT", "METRICS_PORT", "TRACING", "NODE_ID"]));
-		const missing = names.filter(name => name !== "NODE_ID" && !(name in dotEnv));
-		expect(missing).toEqual([]);
-	});
-
-	it("is a valid configuration for a cluster node, with JSON logs and metrics on", () => {
-		const settings = loadConfig({ ...dotEnv, NODE_ID: "check" });
-		expect(settings.rabbitUrl).toBe(`amqp://guest:guest@rabbitmq:5672/${encodeURIComponent("/")}`);
-		expect(settings.mongoUri).toBe("mongodb://mongo:27017/");
-		expect(settings.logFormat).toBe("json");
-		expect(settings.metricsPort).not.toBeNull();
-	});
-
-	it("explains each group of variables with a comment", () => {
-		const lines = readText(".env").split("\n");
-		lines.forEach((line, index) => {
-			const startsGroup = /^[A-Z]/.test(line) && !/^[A-Z]/.test(lines[index - 1] ?? "");
-			if (startsGroup) expect({ line, above: lines[index - 1] }).toEqual({ line, above: expect.stringMatching(/^# /) });
-		});
-	});
-});
-
-describe("Dockerfile", () => {
-	const instructions = parseDockerfile(readText("Dockerfile"));
-	const froms = instructions.filter(instruction => instruction.keyword === "FROM");
-	const lastStage = froms.length - 1;
-	const args = (keyword: string, stage = lastStage) =>
-		instructions.filter(instruction => instruction.stage === stage && instruction.keyword === keyword).map(instruction => instruction.args);
-
-	it("builds in one stage and runs in another, both on Node 22", () => {
-		expect(froms.length).toBeGreaterThanOrEqual(2);
-		for (const from of froms) expect(from.args).toMatch(/^node:22(-bookworm-slim|-bookworm|-slim)? AS \w+$/i);
-	});
-
-	it("compiles with npm ci and npm run build in the build stage", () => {
-		const buildRuns = args("RUN", 0).join("\n");
-		expect(buildRuns).toContain("npm ci");
-		expect(buildRuns).toContain("npm run build");
-		const packageJson = JSON.parse(readText("package.json")) as { scripts: Record<string, string> };
-		expect(packageJson.scripts.build).toBe("tsc -p tsconfig.build.json");
-	});
-
-	it("ships production dependencies and the compiled dist/ only", () => {
-		const buildStage = /AS (\w+)$/i.exec(froms[0].args)?.[1];
-		expect(args("RUN").join("\n")).toMatch(/npm ci --omit=dev/);
-		expect(args("COPY")).toContain(`--from=${buildStage} /app/dist ./dist`);
-		expect(args("RUN").join("\n")).not.toMatch(/npm run build|tsc/);
-	});
-
-	it("runs as the non-root node user under tini", () => {
-		const users = args("USER");
-		expect(users.at(-1)).toBe("node");
-		expect(args("RUN").join("\n")).toMatch(/apt-get install .*\btini\b/);
-		expect(JSON.parse(args("ENTRYPOINT").at(-1) as string)).toEqual(["/usr/bin/tini", "--"]);
-	});
-
-	it("starts moleculer-runner in exec form, as `npm run node` does", () => {
-		const cmd = JSON.parse(args("CMD").at(-1) as string) as string[];
-		expect(cmd).toEqual(RUNNER_COMMAND);
-		const packageJson = JSON.parse(readText("package.json")) as { scripts: Record<string, string> };
-		expect(packageJson.scripts.node).toBe(cmd.join(" "));
-	});
-
-	it("loads services from dist/services, where the build writes them", () => {
-		expect(args("ENV").join(" ")).toMatch(/\bSERVICEDIR=dist\/services\b/);
-		const tsconfig = JSON.parse(readText("tsconfig.json")) as { compilerOptions: { outDir: string; rootDir: string } };
-		expect(tsconfig.compilerOptions).toMatchObject({ outDir: "dist", rootDir: "." });
-	});
-
-	it("keeps the build context to what it copies: no .env, no node_modules", () => {
-		const ignore = readText(".dockerignore").split("\n").filter(line => line && !line.startsWith("#"));
-		expect(ignore[0]).toBe("*");
-		const allowed = ignore.slice(1).map(line => line.replace(/^!/, ""));
-		const copied = instructions
-			.filter(instruction => instruction.keyword === "COPY" && !instruction.args.startsWith("--from"))
-			.flatMap(instruction => instruction.args.split(" ").slice(0, -1));
-		expect([...new Set(copied)].sort()).toEqual([...allowed].sort());
-	});
-});
-
-describe("Nginx template rendering", () => {
-	const template = readText("nginx/templates/default.conf.template");
-	const rendered = renderNginxTemplate(nginxEnv());
-	const nginxVariables = (text: string) => [...text.matchAll(/\$[a-z_][a-z0-9_]*/g)].map(match => match[0]);
-
-	it("fills every placeholder", () => {
-		expect(rendered).not.toMatch(/\$\{/);
-		expect(rendered).toContain(`server api-flask:${dotEnv.FLASK_PORT} resolve;`);
-		expect(rendered).toContain(`listen ${dotEnv.NGINX_PORT};`);
-		expect(rendered).toContain(`client_max_body_size ${dotEnv.MAX_BODY_BYTES};`);
-	});
-
-	it("leaves Nginx's own $variables intact", () => {
-		const own = nginxVariables(template);
-		expect(own).toEqual(expect.arrayContaining(["$host", "$request_uri", "$uri", "$http_x_request_id"]));
-		expect(nginxVariables(rendered)).toEqual(own);
 	});
 });

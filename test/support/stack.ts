@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseEnv } from "node:util";
-
-/** Shared with the unit and integration suites. */
-export { eventually } from "../support/eventually";
+import { ROOT, stackCommand } from "../../scripts/stack-control";
+import { eventually } from "./eventually";
 
 /**
  * The running local stack (`npm run stack:up`), as .stack/stack.env describes it, or another
@@ -15,6 +14,8 @@ export interface Stack {
 	env: Record<string, string>;
 	/** Nginx, e.g. http://127.0.0.1:8080 */
 	baseUrl: string;
+	/** A gateway through Nginx, e.g. http://127.0.0.1:8080/flask */
+	gatewayUrl(gateway: "flask" | "go"): string;
 	rabbitUrl: string;
 	mongoUri: string;
 	dbName: string;
@@ -26,7 +27,6 @@ export interface Stack {
 	roleOf(nodeId: string): string | undefined;
 }
 
-export const ROOT = path.resolve(__dirname, "../..");
 const ENV_FILE = process.env.STACK_ENV ? path.resolve(process.env.STACK_ENV) : path.join(ROOT, ".stack/stack.env");
 const NOT_RUNNING = process.env.STACK_ENV
 	? `The e2e tests need the stack that ${process.env.STACK_ENV} describes (STACK_ENV).`
@@ -58,6 +58,7 @@ export async function connectToStack(): Promise<Stack> {
 	const stack: Stack = {
 		env,
 		baseUrl: `http://127.0.0.1:${env.NGINX_PORT}`,
+		gatewayUrl: gateway => `http://127.0.0.1:${env.NGINX_PORT}/${gateway}`,
 		rabbitUrl: `amqp://guest:guest@${env.RABBIT_HOST}:${env.RABBIT_PORT}`,
 		mongoUri: env.MONGO_URI,
 		dbName: env.DB_NAME,
@@ -76,15 +77,19 @@ export async function connectToStack(): Promise<Stack> {
 	return stack;
 }
 
-export type { AcceptedTask } from "../../lib/task";
+/** Waits until both gateways answer ready through Nginx (their queue connection included). */
+export function gatewaysReady(timeoutMs = 60_000): Promise<Stack> {
+	return eventually("both gateways ready", () => connectToStack().catch(() => undefined), timeoutMs);
+}
 
-/** POST /<gateway>/tasks through Nginx. */
-export function postTask(stack: Stack, gateway: "flask" | "go", title: string): Promise<Response> {
-	return fetch(`${stack.baseUrl}/${gateway}/tasks`, {
-		method: "POST",
-		headers: { "Content-Type": "application/json" },
-		body: JSON.stringify({ title }),
-	});
+/** Brings back whatever a fault left down (`up` starts only what is missing), then waits for the gateways. */
+export async function leaveStackHealthy(): Promise<Stack> {
+	const allUp = await stackCommand("status").then(
+		() => true,
+		() => false,
+	);
+	if (!allUp) await stackCommand("up");
+	return gatewaysReady();
 }
 
 /** Runs `work` on every item with at most `limit` running at once. */

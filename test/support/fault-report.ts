@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { ROOT } from "../e2e/stack";
+import { ROOT } from "../../scripts/stack-control";
 
 export const FAULT_REPORT = path.join(ROOT, ".stack/fault-report.txt");
 

@@ -1,8 +1,10 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 
+/** The project's root folder. */
 export const ROOT = path.resolve(__dirname, "..");
 export const STACK = path.join(ROOT, ".stack");
 const RUN = path.join(STACK, "run");
@@ -36,12 +38,32 @@ function isAlive(pid: number): boolean {
 	}
 }
 
+const STACK_SCRIPT = path.join(ROOT, "scripts/stack.sh");
+const execFileAsync = promisify(execFile);
+
+// Restarted nodes must run as `stack.sh up` starts them: Jest's NODE_ENV=test stays out.
+const scriptEnv = { ...process.env };
+delete scriptEnv.NODE_ENV;
+
+/**
+ * Runs `scripts/stack.sh <args>` (restart, kill, start, status, up) and resolves once it has
+ * finished, i.e. once the component is ready again; rejects with the script's output.
+ */
+export async function stackCommand(...args: string[]): Promise<void> {
+	try {
+		await execFileAsync(STACK_SCRIPT, args, { cwd: ROOT, env: scriptEnv, timeout: 180_000 });
+	} catch (err) {
+		const { stdout = "", stderr = "", message } = err as Error & { stdout?: string; stderr?: string };
+		throw new Error(`scripts/stack.sh ${args.join(" ")} failed: ${message}\n${stdout}${stderr}`, { cause: err });
+	}
+}
+
 /** Settings every node the benchmark (re)starts gets, on top of the stack's own. */
 let nodeEnv: Record<string, string> = {};
 
 function stackScript(args: string[], env: Record<string, string>, quiet: boolean): void {
 	try {
-		execFileSync(path.join(ROOT, "scripts/stack.sh"), args, {
+		execFileSync(STACK_SCRIPT, args, {
 			stdio: quiet ? "pipe" : "inherit",
 			env: { ...process.env, ...nodeEnv, ...env },
 		});

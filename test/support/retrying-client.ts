@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { backoffMs } from "../../lib/queue/backoff";
-import { inParallel } from "../e2e/stack";
+import { inParallel } from "./stack";
 
 export type Gateway = "flask" | "go";
 
