@@ -98,6 +98,13 @@ export function loadCompose(dotEnv = loadDotEnv()): ComposeFile {
 }
 
 /** A service's environment with every value as the string the container sees. */
+/** A service of the compose file, or a clear failure when it has none of that name. */
+export function composeService(compose: ComposeFile, name: string): ComposeService {
+	const found = compose.services[name];
+	if (!found) throw new Error(`docker-compose.yml has no service "${name}"`);
+	return found;
+}
+
 export function environmentOf(service: ComposeService): Record<string, string> {
 	return Object.fromEntries(Object.entries(service.environment ?? {}).map(([key, value]) => [key, value === null ? "" : String(value)]));
 }

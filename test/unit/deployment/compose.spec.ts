@@ -4,7 +4,7 @@ import { createServer, type Server } from "node:http";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from "node:net";
 import { BSON, type Document } from "mongodb";
 import path from "node:path";
-import { durationSeconds, environmentOf, loadCompose, loadDotEnv, publishedPorts, readText, type ComposeService, RUNNER_COMMAND } from "../../support/deployment-files";
+import { composeService, durationSeconds, environmentOf, loadCompose, loadDotEnv, publishedPorts, readText, type ComposeService, RUNNER_COMMAND } from "../../support/deployment-files";
 import { templateVariables } from "../../../scripts/nginx-template";
 import { ROOT } from "../../../scripts/stack-control";
 
@@ -25,15 +25,8 @@ const BACKING = ["mongo", "rabbitmq"] as const;
 /** moleculer.config.ts: tracking.shutdownTimeout, the longest a service waits for running calls. */
 const SHUTDOWN_TIMEOUT_SECONDS = 10;
 
-function service(name: string): ComposeService {
-	const found = services[name];
-	if (!found) throw new Error(`docker-compose.yml has no service "${name}"`);
-	return found;
-}
-
-function nginxEnv(): Record<string, string> {
-	return environmentOf(service("nginx"));
-}
+const service = (name: string): ComposeService => composeService(compose, name);
+const nginxEnv = (): Record<string, string> => environmentOf(service("nginx"));
 
 function hostPort(upstream: string): { host: string; port: number } {
 	const [host, port] = upstream.split(":");

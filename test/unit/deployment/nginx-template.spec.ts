@@ -1,25 +1,13 @@
-import { environmentOf, loadCompose, loadDotEnv, readText, type ComposeService } from "../../support/deployment-files";
+import { composeService, environmentOf, loadCompose, loadDotEnv, readText } from "../../support/deployment-files";
 import { renderNginxTemplate } from "../../../scripts/nginx-template";
 
 /** The Nginx template, rendered as the nginx image renders it. */
 
 const dotEnv = loadDotEnv();
-const compose = loadCompose(dotEnv);
-const services = compose.services;
-
-function service(name: string): ComposeService {
-	const found = services[name];
-	if (!found) throw new Error(`docker-compose.yml has no service "${name}"`);
-	return found;
-}
-
-function nginxEnv(): Record<string, string> {
-	return environmentOf(service("nginx"));
-}
 
 describe("Nginx template rendering", () => {
 	const template = readText("nginx/templates/default.conf.template");
-	const rendered = renderNginxTemplate(nginxEnv());
+	const rendered = renderNginxTemplate(environmentOf(composeService(loadCompose(dotEnv), "nginx")));
 	const nginxVariables = (text: string) => [...text.matchAll(/\$[a-z_][a-z0-9_]*/g)].map(match => match[0]);
 
 	it("fills every placeholder", () => {
