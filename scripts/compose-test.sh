@@ -233,7 +233,7 @@ stand_in_hash() {
 		find "test/compose/stand-ins/$name" -type f -print0 | sort -z | xargs -0 sha256sum
 		case $name in
 			node) node --version; echo "npm $NPM_VERSION" ;;
-			mongo) cat tools/ferretdb/*.go tools/ferretdb/go.mod tools/ferretdb/go.sum ;;
+			mongo) cat tools/ferretdb/*.go tools/ferretdb/go.mod tools/ferretdb/go.sum tools/ferretdb/build.sh tools/ferretdb/patches/*.patch ;;
 		esac
 	} | sha256sum | cut -d' ' -f1
 }
@@ -252,7 +252,7 @@ prepare_context() {
 			;;
 		mongo)
 			# Static (no cgo), so that it runs on the stand-in's glibc whatever the host's is.
-			(cd tools/ferretdb && CGO_ENABLED=0 go build -o "$context/ferretdb" .) >>"$LOGS/stand-ins.log" 2>&1 ||
+			CGO_ENABLED=0 tools/ferretdb/build.sh "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
 				die "building FerretDB failed" "$LOGS/stand-ins.log"
 			;;
 	esac

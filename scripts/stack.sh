@@ -183,17 +183,17 @@ stop_rabbitmq() {
 
 # --- FerretDB ---------------------------------------------------------------------------------
 
-# Builds tools/ferretdb once; the binary is rebuilt only when its sources change.
+# Builds tools/ferretdb once; the binary is rebuilt only when its sources (and patches) change.
 ferretdb_binary() {
 	local bin=$FERRETDB sources hash started
-	sources=(tools/ferretdb/*.go tools/ferretdb/go.mod tools/ferretdb/go.sum)
-	hash=$(cd "$ROOT" && cat "${sources[@]}" | sha256sum | cut -d' ' -f1)
+	sources=("$ROOT"/tools/ferretdb/{*.go,go.mod,go.sum,build.sh,patches/*.patch})
+	hash=$(cat "${sources[@]}" | sha256sum | cut -d' ' -f1)
 	if [[ -x $bin && $(cat "$bin.sha256" 2>/dev/null) == "$hash" ]]; then return 0; fi
 	command -v go >/dev/null || die "Go is needed to build tools/ferretdb once: install Go >= 1.24 (https://go.dev/dl/)"
 	say "building FerretDB from tools/ferretdb (once, ~1-2 min cold; log: .stack/logs/ferretdb-build.log)"
 	started=$(now)
 	mkdir -p "$STACK/bin"
-	(cd "$ROOT/tools/ferretdb" && go build -o "$bin.tmp" .) >"$LOGS/ferretdb-build.log" 2>&1 ||
+	"$ROOT/tools/ferretdb/build.sh" "$bin.tmp" >"$LOGS/ferretdb-build.log" 2>&1 ||
 		die "building FerretDB failed" "$LOGS/ferretdb-build.log"
 	mv "$bin.tmp" "$bin"
 	echo "$hash" >"$bin.sha256"

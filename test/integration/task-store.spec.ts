@@ -82,4 +82,13 @@ describe("tasks store on a MongoDB-protocol server", () => {
 		expect(one.id).toBe(page.rows[0].id);
 		await expect(broker.call("tasks.get", { id: randomUUID() })).rejects.toMatchObject({ code: 404 });
 	});
+
+	it("finds a task by _id through the _id index, as the get does", async () => {
+		const task = processed("looked up by id");
+		await broker.call("tasks.storeProcessed", { tasks: [task] });
+		const explained = await mongo.db(dbName).command({ explain: { find: "tasks", filter: { _id: task.id }, limit: 1, singleBatch: true } });
+		// FerretDB on SQLite reports SQLite's plan: without tools/ferretdb/patches it is a SCAN of the
+		// table. MongoDB reports IDHACK (7.0) or EXPRESS_IXSCAN (8.0).
+		expect(JSON.stringify(explained.queryPlanner)).toMatch(/USING INDEX \S+__id_ |"IDHACK"|"EXPRESS_IXSCAN"/);
+	});
 });
