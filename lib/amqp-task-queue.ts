@@ -7,6 +7,8 @@ import { decodeTaskMessage, encodeTaskMessage, type QueuedTask } from "./task";
 import {
 	deadLetterQueueOf,
 	QueueUnavailableError,
+	type DeadLetterListener,
+	type DeadLetterReason,
 	type QueueDepth,
 	type TaskBatchHandler,
 	type TaskConsumer,
@@ -33,6 +35,7 @@ export interface AmqpQueueOptions {
 	logger: QueueLogger;
 	reconnectDelayMs?: (attempt: number) => number;
 	retryDelayMs?: (attempt: number) => number;
+	onDeadLettered?: DeadLetterListener;
 }
 
 /**
@@ -331,7 +334,7 @@ class AmqpConsumer implements TaskConsumer {
 			decoded = { ok: false, reason: `decoding failed: ${(err as Error).message}` };
 		}
 		if (decoded.ok) this.batcher.push(decoded.task, delivery);
-		else this.deadLetter(delivery, `unreadable message: ${decoded.reason}`);
+		else this.deadLetter(delivery, "unreadable", `unreadable message: ${decoded.reason}`);
 	}
 
 	private settle(delivery: Delivery, outcome: Outcome, reason?: string): void {
@@ -339,7 +342,7 @@ class AmqpConsumer implements TaskConsumer {
 		if (delivery.channel !== this.channel || !this.acks) return;
 		try {
 			if (outcome === "stored") this.acks.settle(delivery.message);
-			else if (outcome === "dead-letter") this.deadLetter(delivery, reason ?? "store failed");
+			else if (outcome === "dead-letter") this.deadLetter(delivery, "store_failed", reason ?? "store failed");
 			// "released" stays unacked: stop() closes the channel, which hands it back to RabbitMQ.
 		} catch {
 			// The channel closed under us: the message stays unacked and is redelivered.
@@ -351,7 +354,7 @@ class AmqpConsumer implements TaskConsumer {
 	 * If RabbitMQ refuses the copy, the channel is closed: everything it holds unacked comes back,
 	 * rather than the acks of every later batch waiting behind this message.
 	 */
-	private deadLetter({ channel, message }: Delivery, reason: string): void {
+	private deadLetter({ channel, message }: Delivery, kind: DeadLetterReason, reason: string): void {
 		const { options, deadLetterQueue } = this.queue;
 		options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}`);
 		try {
@@ -367,8 +370,9 @@ class AmqpConsumer implements TaskConsumer {
 				},
 			}, err => {
 				if (channel !== this.channel || !this.acks) return;
-				if (err) channel.close().catch(() => undefined);
-				else this.acks.settle(message);
+				if (err) return void channel.close().catch(() => undefined);
+				this.acks.settle(message);
+				options.onDeadLettered?.(kind);
 			});
 		} catch {
 			// The channel closed under us: the message is redelivered and judged again.

@@ -2,6 +2,7 @@ import type { ServiceBroker } from "moleculer";
 import { AmqpTaskQueue } from "./amqp-task-queue";
 import { config, type ClusterConfig } from "./config";
 import { MemoryTaskQueue } from "./memory-task-queue";
+import { taskMetricsOf } from "./task-metrics";
 import type { TaskQueue } from "./task-queue";
 
 interface Shared {
@@ -37,6 +38,8 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 	const logger = broker.getLogger("task-queue");
 	const onError = (err: Error, attempt: number) =>
 		logger.warn(`Storing a batch failed (attempt ${attempt}/${settings.storeMaxAttempts}): ${err.message}`);
+	const metrics = taskMetricsOf(broker);
+	const onDeadLettered = metrics ? metrics.messageDeadLettered.bind(metrics) : undefined;
 	if (!settings.rabbitUrl) {
 		return new MemoryTaskQueue({
 			queue: settings.taskQueue,
@@ -44,6 +47,7 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 			batchWaitMs: settings.workerBatchWaitMs,
 			maxAttempts: settings.storeMaxAttempts,
 			onError,
+			onDeadLettered,
 		});
 	}
 	const queue = new AmqpTaskQueue({
@@ -55,6 +59,7 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 		maxAttempts: settings.storeMaxAttempts,
 		connectionName: `${broker.nodeID} task queue`,
 		logger,
+		onDeadLettered,
 	});
 	queue.start();
 	return queue;

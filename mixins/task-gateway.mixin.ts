@@ -1,4 +1,5 @@
-import type { IncomingMessage, Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { performance } from "node:perf_hooks";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../lib/config";
@@ -8,6 +9,7 @@ import { QueueUnavailableError, type TaskQueue } from "../lib/task-queue";
 import { pageRules } from "../lib/task-reads";
 import { acquireTaskQueue, releaseTaskQueue } from "../lib/task-queue-registry";
 import { asMixin } from "../lib/as-mixin";
+import { taskMetricsOf, type TaskMetrics } from "../lib/task-metrics";
 
 export interface TaskGatewaySettings {
 	port: number;
@@ -25,6 +27,8 @@ interface GatewayMeta {
 interface GatewayVars {
 	queue: TaskQueue;
 	acceptedByKey: Map<string, AcceptedTask>;
+	/** Null when metrics are off. */
+	metrics: TaskMetrics | null;
 	/** moleculer-web's HTTP server and route API. */
 	server: Server;
 	addRoute(route: object): void;
@@ -76,12 +80,14 @@ const TaskGatewayMixin: GatewaySchema = {
 				// The same key always names the same task, so even a retry that reaches another
 				// gateway is stored once.
 				const task = newTask(ctx.params.title, this.settings.source, key ? nameBasedUuid(`idempotency-key:${key}`) : undefined);
+				const publishedAt = this.metrics ? performance.now() : 0;
 				try {
 					await this.queue.publish(task);
 				} catch (err) {
 					if (err instanceof QueueUnavailableError) throw serviceUnavailable(ctx, err.message);
 					throw err;
 				}
+				this.metrics?.taskAccepted(this.settings.source, (performance.now() - publishedAt) / 1000);
 				const acceptedTask: AcceptedTask = { ...task, status: "queued" };
 				if (key) remember(this.acceptedByKey, key, acceptedTask);
 				return accepted(ctx, acceptedTask);
@@ -112,8 +118,21 @@ const TaskGatewayMixin: GatewaySchema = {
 			return { status: "ready" };
 		},
 	},
+	methods: {
+		/**
+		 * moleculer-web answers every error here, whichever layer raised it (body reader, guards,
+		 * validation, the action): the one place that sees each refusal with its status.
+		 */
+		sendError(req: IncomingMessage, res: ServerResponse, err: Error) {
+			sendErrorOfMoleculerWeb.call(this, req, res, err);
+			if (this.metrics && req.method !== "GET" && req.method !== "HEAD") {
+				this.metrics.requestRefused(this.settings.source, res.statusCode);
+			}
+		},
+	},
 	created() {
 		this.acceptedByKey = new Map();
+		this.metrics = taskMetricsOf(this.broker);
 		this.queue = acquireTaskQueue(this.broker);
 		const own = (action: string) => `${this.name}.${action}`;
 		this.addRoute({
@@ -160,6 +179,8 @@ const TaskGatewayMixin: GatewaySchema = {
 		await releaseTaskQueue(this.broker);
 	},
 };
+
+const sendErrorOfMoleculerWeb = (ApiGateway.methods as { sendError: (this: unknown, req: IncomingMessage, res: ServerResponse, err: Error) => void }).sendError;
 
 /** A store read that timed out (504) or was shed (503) tells the client when to come back. */
 function retryLater(ctx: Context<unknown, GatewayMeta>, err: { code?: number; data?: { retryAfterSeconds?: number } }): never {

@@ -1,8 +1,10 @@
+import { performance } from "node:perf_hooks";
 import type { Service, ServiceSchema } from "moleculer";
 import { stampProcessed, type QueuedTask } from "../lib/task";
-import type { TaskConsumer } from "../lib/task-queue";
+import { deadLetterQueueOf, type TaskConsumer, type TaskQueue } from "../lib/task-queue";
 import { acquireTaskQueue, releaseTaskQueue } from "../lib/task-queue-registry";
 import { asMixin } from "../lib/as-mixin";
+import { QUEUE_SAMPLE_INTERVAL_MS, taskMetricsOf, type TaskMetrics } from "../lib/task-metrics";
 
 export interface TaskWorkerSettings {
 	/** The `processed_by` stamp of this worker role: "worker-py" or "worker-go". */
@@ -11,10 +13,14 @@ export interface TaskWorkerSettings {
 
 interface WorkerMethods {
 	storeBatch(tasks: QueuedTask[]): Promise<void>;
+	sampleQueueDepth(queue: TaskQueue): Promise<void>;
 }
 
 interface WorkerVars {
 	consumer: TaskConsumer;
+	/** Null when metrics are off. */
+	metrics: TaskMetrics | null;
+	depthSampler: NodeJS.Timeout | null;
 }
 
 type WorkerSchema = Partial<ServiceSchema<
@@ -35,14 +41,43 @@ const TaskWorkerMixin: WorkerSchema = {
 		async storeBatch(tasks: QueuedTask[]): Promise<void> {
 			const stamp = { processedBy: this.settings.processedBy, nodeID: this.broker.nodeID };
 			const now = new Date();
-			await this.broker.call("tasks.storeProcessed", { tasks: tasks.map(task => stampProcessed(task, stamp, now)) });
+			const stamped = tasks.map(task => stampProcessed(task, stamp, now));
+			const metrics = this.metrics;
+			if (!metrics) return void (await this.broker.call("tasks.storeProcessed", { tasks: stamped }));
+			const writeStarted = performance.now();
+			try {
+				await this.broker.call("tasks.storeProcessed", { tasks: stamped });
+			} finally {
+				metrics.storeAttempted((performance.now() - writeStarted) / 1000);
+			}
+			metrics.batchStored(stamp.processedBy, stamped, now.getTime());
 		},
+		/** Ready messages of the task queue and its dead-letter queue, for task_queue_messages. */
+		async sampleQueueDepth(queue: TaskQueue): Promise<void> {
+			try {
+				const depth = await queue.depth();
+				this.metrics?.queueDepth(depth.queue, depth.messages);
+				this.metrics?.queueDepth(deadLetterQueueOf(depth.queue), depth.deadLettered);
+			} catch (err) {
+				// RabbitMQ is away: the gauge keeps its last value, and the logs already say why.
+				this.logger.debug(`Sampling the queue depth failed: ${(err as Error).message}`);
+			}
+		},
+	},
+	created() {
+		this.metrics = taskMetricsOf(this.broker);
+		this.depthSampler = null;
 	},
 	async started() {
 		const queue = acquireTaskQueue(this.broker);
 		this.consumer = await queue.consume(tasks => this.storeBatch(tasks));
+		if (this.metrics) {
+			void this.sampleQueueDepth(queue);
+			this.depthSampler = setInterval(() => void this.sampleQueueDepth(queue), QUEUE_SAMPLE_INTERVAL_MS).unref();
+		}
 	},
 	async stopped() {
+		if (this.depthSampler) clearInterval(this.depthSampler);
 		await this.consumer.stop();
 		await releaseTaskQueue(this.broker);
 	},
