@@ -72,6 +72,8 @@ export const TASK_METRICS = {
 	},
 } as const;
 
+const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = ["unreadable", "store_failed"];
+
 /** How often each worker samples the queue depths: a scrape interval, not the hot path. */
 export const QUEUE_SAMPLE_INTERVAL_MS = 5000;
 
@@ -111,6 +113,20 @@ export class TaskMetrics {
 		this.deadLettered = metric<Counter>(TASK_METRICS.deadLettered);
 		this.endToEnd = metric<Histogram>(TASK_METRICS.endToEnd);
 		this.queueMessages = metric<Gauge>(TASK_METRICS.queueMessages);
+		for (const reason of DEAD_LETTER_REASONS) this.deadLettered.increment(this.label("reason", reason), 0);
+	}
+
+	/**
+	 * Series exist from the first scrape at 0, so that rate() and increase() see the first task
+	 * (a series that appears with its first value shows no increase). Histograms cannot be
+	 * created empty in Moleculer; theirs start with the first observation.
+	 */
+	gatewayCreated(source: string): void {
+		this.accepted.increment(this.label("source", source), 0);
+	}
+
+	workerCreated(processedBy: string): void {
+		this.stored.increment(this.label("processed_by", processedBy), 0);
 	}
 
 	taskAccepted(source: string, confirmSeconds: number): void {

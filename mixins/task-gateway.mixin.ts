@@ -133,6 +133,7 @@ const TaskGatewayMixin: GatewaySchema = {
 	created() {
 		this.acceptedByKey = new Map();
 		this.metrics = taskMetricsOf(this.broker);
+		this.metrics?.gatewayCreated(this.settings.source);
 		this.queue = acquireTaskQueue(this.broker);
 		const own = (action: string) => `${this.name}.${action}`;
 		this.addRoute({

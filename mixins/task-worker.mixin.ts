@@ -66,6 +66,7 @@ const TaskWorkerMixin: WorkerSchema = {
 	},
 	created() {
 		this.metrics = taskMetricsOf(this.broker);
+		this.metrics?.workerCreated(this.settings.processedBy);
 		this.depthSampler = null;
 	},
 	async started() {
