@@ -14,7 +14,9 @@
 # Settings (environment): NGINX_PORT (8080), FLASK_PORT (5001), GO_PORT (5002), WORKER_PY_COUNT (1),
 # WORKER_GO_COUNT (1), NAMESPACE (notes-tasks), DB_NAME (mydb), RABBIT_QUEUE (task_queue), LOG_LEVEL (info),
 # MAX_BODY_BYTES (16384), PROMETHEUS_PORT (9090), METRICS_BASE_PORT (3030; a node's metrics port is
-# base + 1 for api-flask-1, + 2 for api-go-1, + 100 + n for worker-py-n, + 200 + n for worker-go-n),
+# base + 1 for api-flask-1, + 2 for api-go-1, + 100 + n for worker-py-n, + 200 + n for worker-go-n;
+# 0 runs the nodes without metrics and no Prometheus, as the stack ran before: Moleculer's own
+# per-call metrics cost a gateway about 60 CPU-ms per 1,000 tasks, see the README's benchmark),
 # STACK_TIMEOUT (seconds each component may take to come up, 60).
 set -euo pipefail
 
@@ -124,8 +126,11 @@ nodes() {
 
 # A node's metrics port follows from its id alone, so that it stays the same whatever the
 # worker counts, and a restarted or added node takes the port Prometheus already scrapes.
+metrics_on() { ((METRICS_BASE_PORT > 0)); }
+
 metrics_port() {
 	local node=$1 n=${1##*-}
+	metrics_on || { echo 0; return 0; }
 	case ${node%-*} in
 		api-flask) echo $((METRICS_BASE_PORT + 1)) ;;
 		api-go) echo $((METRICS_BASE_PORT + 2)) ;;
@@ -344,7 +349,7 @@ node_ready() {
 		api-flask) curl -fs -o /dev/null "http://127.0.0.1:$FLASK_PORT/health/ready" ;;
 		api-go) curl -fs -o /dev/null "http://127.0.0.1:$GO_PORT/health/ready" ;;
 		*) grep -q "ServiceBroker with .* started successfully" "$LOGS/$1.log" ;;
-	esac && curl -fs -o /dev/null "http://127.0.0.1:$(metrics_port "$1")/metrics"
+	esac && { ! metrics_on || curl -fs -o /dev/null "http://127.0.0.1:$(metrics_port "$1")/metrics"; }
 }
 
 start_cluster() {
@@ -360,7 +365,7 @@ start_cluster() {
 	(cd "$ROOT" && npm run --silent build) >"$LOGS/build.log" 2>&1 || die "npm run build failed" "$LOGS/build.log"
 	say "built in $(since "$started")s; starting nodes: ${missing[*]}"
 	for node in "${missing[@]}"; do
-		port_open "$(metrics_port "$node")" && die "port $(metrics_port "$node") (metrics of $node) is taken by another process; set METRICS_BASE_PORT"
+		metrics_on && port_open "$(metrics_port "$node")" && die "port $(metrics_port "$node") (metrics of $node) is taken by another process; set METRICS_BASE_PORT"
 		start_node "$node"
 	done
 	for node in $(nodes); do await "node $node" "$LOGS/$node.log" "$node" moleculer-runner node_ready "$node"; done
@@ -412,10 +417,14 @@ up() {
 	step=$(now); start_ferretdb; say "FerretDB up ($(since "$step")s)"
 	step=$(now); start_nginx; say "Nginx up ($(since "$step")s)"
 	step=$(now); start_cluster; say "cluster nodes up ($(since "$step")s)"
-	step=$(now); start_prometheus; say "Prometheus up ($(since "$step")s)"
+	if metrics_on; then step=$(now); start_prometheus; say "Prometheus up ($(since "$step")s)"; fi
 	write_env
 	say "stack up in $(since "$started")s: http://127.0.0.1:$NGINX_PORT/flask/ /go/ /rabbitmq/ (guest/guest)"
-	say "Prometheus: http://127.0.0.1:$PROMETHEUS_PORT/ (scrapes $(nodes | wc -l) nodes every 5 s)"
+	if metrics_on; then
+		say "Prometheus: http://127.0.0.1:$PROMETHEUS_PORT/ (scrapes $(nodes | wc -l) nodes every 5 s)"
+	else
+		say "metrics off (METRICS_BASE_PORT=0): no node serves metrics, no Prometheus"
+	fi
 }
 
 down() {
@@ -486,9 +495,11 @@ status() {
 	fi
 	if pid=$(pid_of ferretdb "$FERRETDB"); then row ferretdb up "pid $pid, mongodb://127.0.0.1:$MONGO_PORT/"; else row ferretdb down; healthy=1; fi
 	if pid=$(pid_of nginx "$NGINX_CONF"); then row nginx up "pid $pid, http://127.0.0.1:$NGINX_PORT/"; else row nginx down; healthy=1; fi
-	if pid=$(pid_of prometheus "$PROMETHEUS_CONF"); then row prometheus up "pid $pid, http://127.0.0.1:$PROMETHEUS_PORT/"; else row prometheus down; healthy=1; fi
+	if pid=$(pid_of prometheus "$PROMETHEUS_CONF"); then row prometheus up "pid $pid, http://127.0.0.1:$PROMETHEUS_PORT/"
+	elif metrics_on; then row prometheus down; healthy=1
+	else row prometheus off "METRICS_BASE_PORT=0"; fi
 	for node in $(nodes); do
-		if pid=$(pid_of "$node" moleculer-runner); then row "$node" up "pid $pid, metrics http://127.0.0.1:$(metrics_port "$node")/metrics"; else row "$node" down; healthy=1; fi
+		if pid=$(pid_of "$node" moleculer-runner); then row "$node" up "pid $pid$(metrics_on && echo ", metrics http://127.0.0.1:$(metrics_port "$node")/metrics")"; else row "$node" down; healthy=1; fi
 	done
 	return $healthy
 }
