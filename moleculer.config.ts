@@ -47,10 +47,16 @@ const brokerConfig: BrokerOptions = {
 		},
 	},
 
-	// Prometheus metrics on METRICS_PORT (/metrics) when it is set.
+	// Prometheus metrics on METRICS_PORT (/metrics) when it is set: Moleculer's own and the task
+	// metrics of lib/task-metrics.ts.
 	metrics: {
 		enabled: config.metricsPort !== null,
 		reporter: { type: "Prometheus", options: { port: config.metricsPort ?? 3030, path: "/metrics" } },
+		// No quantile windows for Moleculer's timing histograms (moleculer_request_time, ...): they
+		// keep every call of the last minute in memory and sort them all on each scrape, and their
+		// quantile lines are not valid in a Prometheus histogram. Prometheus computes quantiles
+		// from the buckets (histogram_quantile), across nodes, which per-node quantiles cannot be.
+		defaultQuantiles: null as unknown as number[],
 	},
 	// Tracing to the console when TRACING=on, for debugging a flow.
 	tracing: {

@@ -2,7 +2,8 @@ import type { Middleware, ServiceBroker } from "moleculer";
 import { config, type ClusterConfig } from "../lib/config";
 import { AmqpTaskQueue } from "../lib/queue/amqp-task-queue";
 import { MemoryTaskQueue } from "../lib/queue/memory-task-queue";
-import type { TaskQueue } from "../lib/queue/task-queue";
+import type { DeadLetterReason, TaskQueue } from "../lib/queue/task-queue";
+import { taskMetricsOf } from "../lib/task-metrics";
 
 declare module "moleculer" {
 	interface ServiceBroker {
@@ -35,12 +36,14 @@ export function TaskQueueMiddleware(settings: ClusterConfig = config): Middlewar
 }
 
 function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueue {
+	const metrics = taskMetricsOf(broker);
 	const options = {
 		queue: settings.taskQueue,
 		prefetch: settings.workerPrefetch,
 		batchWaitMs: settings.workerBatchWaitMs,
 		maxAttempts: settings.storeMaxAttempts,
 		logger: broker.getLogger("task-queue"),
+		onDeadLettered: metrics ? (reason: DeadLetterReason) => metrics.messageDeadLettered(reason) : undefined,
 	};
 	if (!settings.rabbitUrl) return new MemoryTaskQueue(options);
 	const queue = new AmqpTaskQueue({

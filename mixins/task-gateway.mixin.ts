@@ -1,4 +1,5 @@
-import type { IncomingMessage, Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { performance } from "node:perf_hooks";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../lib/config";
@@ -7,6 +8,7 @@ import { nameBasedUuid, newTask, titleRule, type AcceptedTask } from "../lib/tas
 import { QueueUnavailableError, type TaskQueue } from "../lib/queue/task-queue";
 import { pageRules } from "../lib/store/task-reads";
 import { asMixin } from "./as-mixin";
+import { taskMetricsOf, type TaskMetrics } from "../lib/task-metrics";
 
 export interface TaskGatewaySettings {
 	port: number;
@@ -24,6 +26,8 @@ interface GatewayMeta {
 interface GatewayVars {
 	queue: TaskQueue;
 	acceptedByKey: Map<string, AcceptedTask>;
+	/** Null when metrics are off. */
+	metrics: TaskMetrics | null;
 	/** moleculer-web's HTTP server and route API. */
 	server: Server;
 	addRoute(route: object): void;
@@ -73,12 +77,14 @@ const TaskGatewayMixin: GatewaySchema = {
 				// The same key always names the same task, so even a retry that reaches another
 				// gateway is stored once.
 				const task = newTask(ctx.params.title, this.settings.source, key ? nameBasedUuid(`idempotency-key:${key}`) : undefined);
+				const publishedAt = this.metrics ? performance.now() : 0;
 				try {
 					await this.queue.publish(task);
 				} catch (err) {
 					if (err instanceof QueueUnavailableError) throw serviceUnavailable(ctx, err.message);
 					throw err;
 				}
+				this.metrics?.taskAccepted(this.settings.source, (performance.now() - publishedAt) / 1000);
 				const acceptedTask: AcceptedTask = { ...task, status: "queued" };
 				if (key) remember(this.acceptedByKey, key, acceptedTask);
 				return accepted(ctx, acceptedTask);
@@ -109,8 +115,22 @@ const TaskGatewayMixin: GatewaySchema = {
 			return { status: "ready" };
 		},
 	},
+	methods: {
+		/**
+		 * moleculer-web answers every error here, whichever layer raised it (body reader, guards,
+		 * validation, the action): the one place that sees each refusal with its status.
+		 */
+		sendError(req: IncomingMessage, res: ServerResponse, err: Error) {
+			sendErrorOfMoleculerWeb.call(this, req, res, err);
+			if (this.metrics && req.method !== "GET" && req.method !== "HEAD") {
+				this.metrics.requestRefused(this.settings.source, res.statusCode);
+			}
+		},
+	},
 	created() {
 		this.acceptedByKey = new Map();
+		this.metrics = taskMetricsOf(this.broker);
+		this.metrics?.gatewayCreated(this.settings.source);
 		// Opens the node's queue now, so that it is connected before the first request.
 		this.queue = this.broker.taskQueue;
 		const own = (action: string) => `${this.name}.${action}`;
@@ -157,6 +177,8 @@ const TaskGatewayMixin: GatewaySchema = {
 		if (this.server.listening) await new Promise(resolve => this.server.close(resolve));
 	},
 };
+
+const sendErrorOfMoleculerWeb = (ApiGateway.methods as { sendError: (this: unknown, req: IncomingMessage, res: ServerResponse, err: Error) => void }).sendError;
 
 /** A store read that timed out (504) or was shed (503) tells the client when to come back. */
 function retryLater(ctx: Context<unknown, GatewayMeta>, err: { code?: number; data?: { retryAfterSeconds?: number } }): never {

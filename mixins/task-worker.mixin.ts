@@ -1,6 +1,8 @@
+import { performance } from "node:perf_hooks";
 import type { Service, ServiceSchema } from "moleculer";
 import { stampProcessed, type QueuedTask } from "../lib/task";
-import type { TaskConsumer } from "../lib/queue/task-queue";
+import { deadLetterQueueOf, type TaskConsumer, type TaskQueue } from "../lib/queue/task-queue";
+import { QUEUE_SAMPLE_INTERVAL_MS, taskMetricsOf, type TaskMetrics } from "../lib/task-metrics";
 import { asMixin } from "./as-mixin";
 
 export interface TaskWorkerSettings {
@@ -10,10 +12,14 @@ export interface TaskWorkerSettings {
 
 interface WorkerMethods {
 	storeBatch(tasks: QueuedTask[]): Promise<void>;
+	sampleQueueDepth(queue: TaskQueue): Promise<void>;
 }
 
 interface WorkerVars {
 	consumer: TaskConsumer;
+	/** Null when metrics are off. */
+	metrics: TaskMetrics | null;
+	depthSampler: NodeJS.Timeout | null;
 }
 
 type WorkerSchema = Partial<ServiceSchema<
@@ -33,14 +39,45 @@ const TaskWorkerMixin: WorkerSchema = {
 	methods: {
 		async storeBatch(tasks: QueuedTask[]): Promise<void> {
 			const stamp = { processedBy: this.settings.processedBy, nodeID: this.broker.nodeID };
-			const processedAt = new Date().toISOString();
-			await this.broker.call("tasks.storeProcessed", { tasks: tasks.map(task => stampProcessed(task, stamp, processedAt)) });
+			const processedAt = Date.now();
+			const stamped = tasks.map(task => stampProcessed(task, stamp, new Date(processedAt).toISOString()));
+			const metrics = this.metrics;
+			if (!metrics) return void (await this.broker.call("tasks.storeProcessed", { tasks: stamped }));
+			const writeStarted = performance.now();
+			try {
+				await this.broker.call("tasks.storeProcessed", { tasks: stamped });
+			} finally {
+				metrics.storeAttempted((performance.now() - writeStarted) / 1000);
+			}
+			metrics.batchStored(stamp.processedBy, stamped, processedAt);
+		},
+		/** Ready messages of the task queue and its dead-letter queue, for task_queue_messages. */
+		async sampleQueueDepth(queue: TaskQueue): Promise<void> {
+			try {
+				const depth = await queue.depth();
+				this.metrics?.queueDepth(depth.queue, depth.messages);
+				this.metrics?.queueDepth(deadLetterQueueOf(depth.queue), depth.deadLettered);
+			} catch (err) {
+				// RabbitMQ is away: the gauge keeps its last value, and the logs already say why.
+				this.logger.debug(`Sampling the queue depth failed: ${(err as Error).message}`);
+			}
 		},
 	},
+	created() {
+		this.metrics = taskMetricsOf(this.broker);
+		this.metrics?.workerCreated(this.settings.processedBy);
+		this.depthSampler = null;
+	},
 	async started() {
-		this.consumer = await this.broker.taskQueue.consume(tasks => this.storeBatch(tasks));
+		const queue = this.broker.taskQueue;
+		this.consumer = await queue.consume(tasks => this.storeBatch(tasks));
+		if (this.metrics) {
+			void this.sampleQueueDepth(queue);
+			this.depthSampler = setInterval(() => void this.sampleQueueDepth(queue), QUEUE_SAMPLE_INTERVAL_MS).unref();
+		}
 	},
 	async stopped() {
+		if (this.depthSampler) clearInterval(this.depthSampler);
 		await this.consumer.stop();
 	},
 };

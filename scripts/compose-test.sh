@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The docker-compose deployment tested the way users run it (`npm run test:compose`): a real
-# Docker engine, `docker compose build`, `up -d --scale worker-py=3 --scale worker-go=2`, then
+# Docker engine, `docker compose build`, `up -d --scale worker-py=3 --scale worker-go=2` with the
+# `monitoring` profile (Prometheus), then
 # the e2e API suite through Nginx and the compose checks (test/compose/compose.spec.ts), and
 # `down -v` at the end.
 #
@@ -9,12 +10,12 @@
 #   - a dockerd of its own (data, sockets and pid file under .compose/) when none answers; it is
 #     stopped again at the end, while an engine that was already running is left alone;
 #   - the compose v2 CLI plugin, built once with Go (~5 min cold) when `docker compose` is missing;
-#   - the four public images: pulled when a registry serves them, otherwise stand-ins built from
+#   - the five public images: pulled when a registry serves them, otherwise stand-ins built from
 #     test/compose/stand-ins on a debootstrap Debian, rebuilt only when their sources change.
 #
 # Host ports (none collides with the local stack of scripts/stack.sh): COMPOSE_TEST_NGINX_PORT
 # (18480), COMPOSE_TEST_RABBITMQ_PORT (18672), COMPOSE_TEST_MONGO_PORT (18717, 127.0.0.1 only, for
-# the suites' reads). COMPOSE_TEST_PULL=never skips the pull attempt; =always fails without it.
+# the suites' reads), COMPOSE_TEST_PROMETHEUS_PORT (18490). COMPOSE_TEST_PULL=never skips the pull attempt; =always fails without it.
 # The last line totals the checks as "N passed, N failed".
 set -euo pipefail
 
@@ -35,6 +36,7 @@ declare -A STAND_INS=(
 	[rabbitmq:4-management]=rabbitmq
 	[mongo:7]=mongo
 	[nginx:1.28.0-alpine]=nginx
+	[prom/prometheus:v2.55.1]=prometheus
 )
 PULL=${COMPOSE_TEST_PULL:-auto}
 PULL_TIMEOUT=${COMPOSE_TEST_PULL_TIMEOUT:-30}
@@ -47,6 +49,9 @@ export COMPOSE_FILE=docker-compose.yml:test/compose/docker-compose.test.yml
 export NGINX_HOST_PORT=${COMPOSE_TEST_NGINX_PORT:-18480}
 export RABBITMQ_MANAGEMENT_HOST_PORT=${COMPOSE_TEST_RABBITMQ_PORT:-18672}
 export COMPOSE_TEST_MONGO_PORT=${COMPOSE_TEST_MONGO_PORT:-18717}
+export PROMETHEUS_HOST_PORT=${COMPOSE_TEST_PROMETHEUS_PORT:-18490}
+# Prometheus too: the compose checks read its targets.
+export COMPOSE_PROFILES=monitoring
 export COMPOSE_TEST_UP_TIMEOUT=$UP_TIMEOUT
 # The classic builder: it needs no buildx plugin (Debian bookworm packages none), and it takes a
 # FROM image from the engine's store, a stand-in included, without asking a registry.
@@ -102,7 +107,7 @@ finish() {
 	if ((status != 0 && failed == 0)); then fail "the script stopped early (exit status $status)"; fi
 	if $stack_created; then
 		say "removing the stack and its volumes (down -v)"
-		if timeout 180 docker compose --profile tools down -v --remove-orphans >>"$LOGS/compose.log" 2>&1; then
+		if timeout 180 docker compose --profile tools --profile monitoring down -v --remove-orphans >>"$LOGS/compose.log" 2>&1; then
 			pass "down -v removed the stack"
 		else
 			fail "down -v failed (log: .compose/logs/compose.log)"
@@ -299,7 +304,7 @@ real_image() {
 
 provide_images() {
 	local image
-	for image in node:22-bookworm-slim mongo:7 rabbitmq:4-management nginx:1.28.0-alpine; do
+	for image in node:22-bookworm-slim mongo:7 rabbitmq:4-management nginx:1.28.0-alpine prom/prometheus:v2.55.1; do
 		if real_image "$image"; then
 			say "$image: the public image"
 		elif [[ $PULL == always ]]; then
@@ -330,10 +335,11 @@ write_stack_env() {
 	((${#nodes[@]} == 7)) || die "expected 7 cluster containers, found ${#nodes[@]}: ${nodes[*]}"
 	{
 		echo "# Written by scripts/compose-test.sh: how the e2e suite reaches the compose stack."
-		grep -E '^(NAMESPACE|RABBIT_QUEUE|DB_NAME|MAX_BODY_BYTES)=' .env
+		grep -E '^(NAMESPACE|RABBIT_QUEUE|DB_NAME|MAX_BODY_BYTES|METRICS_PORT)=' .env
 		echo "NGINX_PORT=$NGINX_HOST_PORT"
 		echo "RABBITMQ_MANAGEMENT_PORT=$RABBITMQ_MANAGEMENT_HOST_PORT"
 		echo "MONGO_URI=mongodb://127.0.0.1:$COMPOSE_TEST_MONGO_PORT/"
+		echo "PROMETHEUS_PORT=$PROMETHEUS_HOST_PORT"
 		echo "STACK_NODES=$(IFS=,; echo "${nodes[*]}")"
 		echo "STACK_NODE_ROLES=$(IFS=,; echo "${roles[*]}")"
 	} >"$env_file"
@@ -368,12 +374,12 @@ provide_images
 if ((${#stand_ins_used[@]})); then
 	say "stand-ins used: ${stand_ins_used[*]}"
 else
-	say "public images used for all four"
+	say "public images used for all five"
 fi
 say "images ready ($(since "$step"))"
 
 # A stack left over by an interrupted run would hold the ports and the data.
-docker compose --profile tools down -v --remove-orphans >>"$LOGS/compose.log" 2>&1 || true
+docker compose --profile tools --profile monitoring down -v --remove-orphans >>"$LOGS/compose.log" 2>&1 || true
 
 step=$(now)
 # Every cluster service builds the same image: building one builds it once. (The classic builder

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The whole Notes & Tasks cluster on one machine, without Docker: RabbitMQ, FerretDB (MongoDB
-# wire protocol on SQLite), Nginx and one Node process per Moleculer node. State, pid files and
-# logs live in .stack/ (git-ignored).
+# wire protocol on SQLite), Nginx, one Node process per Moleculer node (each serving its metrics on
+# a port of its own) and Prometheus scraping them. State, pid files and logs live in .stack/ (git-ignored).
 #
 #   scripts/stack.sh up              install what is missing, start what is down, wait until ready
 #   scripts/stack.sh down            stop everything `up` started
 #   scripts/stack.sh status          each component up or down (exit 1 if any is down)
 #   scripts/stack.sh logs [-f] [x]   last lines of every log, or of one component (-f: follow)
-#   scripts/stack.sh restart <x>     restart rabbitmq, ferretdb, nginx or one node (by id) and wait until ready
+#   scripts/stack.sh restart <x>     restart rabbitmq, ferretdb, nginx, prometheus or one node (by id) and wait until ready
 #   scripts/stack.sh kill <node>     SIGKILL one node, as a crash would (the fault tests use it)
 #   scripts/stack.sh start <node>    start one node that is down, from the current build, and wait until ready
 #
 # Settings (environment): NGINX_PORT (8080), FLASK_PORT (5001), GO_PORT (5002), WORKER_PY_COUNT (1),
 # WORKER_GO_COUNT (1), NAMESPACE (notes-tasks), DB_NAME (mydb), RABBIT_QUEUE (task_queue), LOG_LEVEL (info),
-# MAX_BODY_BYTES (16384), STACK_TIMEOUT (seconds each component may take to come up, 60).
+# MAX_BODY_BYTES (16384), PROMETHEUS_PORT (9090), METRICS_BASE_PORT (3030; a node's metrics port is
+# base + 1 for api-flask-1, + 2 for api-go-1, + 100 + n for worker-py-n, + 200 + n for worker-go-n;
+# 0 runs the nodes without metrics and no Prometheus, as the stack ran before: Moleculer's own
+# per-call metrics cost a gateway about 60 CPU-ms per 1,000 tasks, see the README's benchmark),
+# STACK_TIMEOUT (seconds each component may take to come up, 60).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +28,7 @@ NODE=$ROOT/node_modules/.bin/node
 # pid_of recognises the processes by these paths, in their command lines before and after exec.
 FERRETDB=$STACK/bin/ferretdb
 NGINX_CONF=$STACK/nginx/nginx.conf
+PROMETHEUS_CONF=$STACK/prometheus/prometheus.yml
 
 NGINX_PORT=${NGINX_PORT:-8080}
 FLASK_PORT=${FLASK_PORT:-5001}
@@ -37,11 +42,13 @@ DB_NAME=${DB_NAME:-mydb}
 RABBIT_QUEUE=${RABBIT_QUEUE:-task_queue}
 LOG_LEVEL=${LOG_LEVEL:-info}
 MAX_BODY_BYTES=${MAX_BODY_BYTES:-16384}
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
+METRICS_BASE_PORT=${METRICS_BASE_PORT:-3030}
 TIMEOUT=${STACK_TIMEOUT:-60}
 RABBIT_PORT=5672
 RABBIT_MANAGEMENT_PORT=15672
 MONGO_PORT=27017
-PACKAGES=(rabbitmq-server nginx gettext-base chromium tcpdump)
+PACKAGES=(rabbitmq-server nginx gettext-base chromium tcpdump prometheus)
 
 say() { printf '[stack] %s\n' "$*"; }
 
@@ -115,6 +122,21 @@ nodes() {
 	printf "%s\n" api-flask-1 api-go-1
 	for ((i = 1; i <= WORKER_PY_COUNT; i++)); do echo "worker-py-$i"; done
 	for ((i = 1; i <= WORKER_GO_COUNT; i++)); do echo "worker-go-$i"; done
+}
+
+# A node's metrics port follows from its id alone, so that it stays the same whatever the
+# worker counts, and a restarted or added node takes the port Prometheus already scrapes.
+metrics_on() { ((METRICS_BASE_PORT > 0)); }
+
+metrics_port() {
+	local node=$1 n=${1##*-}
+	metrics_on || { echo 0; return 0; }
+	case ${node%-*} in
+		api-flask) echo $((METRICS_BASE_PORT + 1)) ;;
+		api-go) echo $((METRICS_BASE_PORT + 2)) ;;
+		worker-py) echo $((METRICS_BASE_PORT + 100 + n)) ;;
+		worker-go) echo $((METRICS_BASE_PORT + 200 + n)) ;;
+	esac
 }
 
 # --- packages ---------------------------------------------------------------------------------
@@ -254,6 +276,55 @@ start_nginx() {
 	await Nginx "$LOGS/nginx.log" nginx "$NGINX_CONF" port_open "$NGINX_PORT"
 }
 
+# --- Prometheus -------------------------------------------------------------------------------
+
+# Every node this stack runs, by its metrics port. Prometheus re-reads the targets file by itself
+# when `up` rewrites it for other worker counts; nodes stopped since then show as down.
+write_prometheus_targets() {
+	local node first=true
+	mkdir -p "$STACK/prometheus"
+	{
+		echo "["
+		for node in $(nodes); do
+			$first || echo ","
+			first=false
+			printf '  {"targets": ["127.0.0.1:%s"], "labels": {"node": "%s", "role": "%s"}}' "$(metrics_port "$node")" "$node" "${node%-*}"
+		done
+		printf '\n]\n'
+	} >"$STACK/prometheus/targets.json.tmp"
+	mv "$STACK/prometheus/targets.json.tmp" "$STACK/prometheus/targets.json"
+}
+
+write_prometheus_config() {
+	cat >"$PROMETHEUS_CONF" <<-EOF
+		# Written by scripts/stack.sh: the local stack's Prometheus, not Debian's system service.
+		global:
+		  # Short, so that a test or an operator sees a change within seconds; the nodes are few.
+		  scrape_interval: 5s
+		  evaluation_interval: 5s
+		scrape_configs:
+		  - job_name: notes-tasks
+		    file_sd_configs:
+		      - files: [$STACK/prometheus/targets.json]
+		        refresh_interval: 5s
+	EOF
+}
+
+prometheus_ready() { curl -fs -o /dev/null "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"; }
+
+start_prometheus() {
+	write_prometheus_targets
+	write_prometheus_config
+	if pid_of prometheus "$PROMETHEUS_CONF" >/dev/null; then return 0; fi
+	port_open "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is taken by another process; set PROMETHEUS_PORT"
+	say "starting Prometheus on port $PROMETHEUS_PORT (data in .stack/prometheus/data)"
+	# One day of samples is plenty for a development stack and keeps .stack/ small.
+	spawn prometheus "$LOGS/prometheus.log" prometheus --config.file="$PROMETHEUS_CONF" \
+		--storage.tsdb.path="$STACK/prometheus/data" --storage.tsdb.retention.time=1d \
+		--web.listen-address=":$PROMETHEUS_PORT"
+	await Prometheus "$LOGS/prometheus.log" prometheus "$PROMETHEUS_CONF" prometheus_ready
+}
+
 # --- Moleculer nodes --------------------------------------------------------------------------
 
 start_node() {
@@ -269,6 +340,7 @@ start_node() {
 		RABBIT_HOST=127.0.0.1 RABBIT_PORT="$RABBIT_PORT" RABBIT_QUEUE="$RABBIT_QUEUE" \
 		MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" DB_NAME="$DB_NAME" \
 		FLASK_PORT="$FLASK_PORT" GO_PORT="$GO_PORT" MAX_BODY_BYTES="$MAX_BODY_BYTES" LOG_LEVEL="$LOG_LEVEL" \
+		METRICS_PORT="$(metrics_port "$node")" \
 		"$NODE" node_modules/moleculer/bin/moleculer-runner.js --config dist/moleculer.config.js)
 }
 
@@ -277,7 +349,7 @@ node_ready() {
 		api-flask) curl -fs -o /dev/null "http://127.0.0.1:$FLASK_PORT/health/ready" ;;
 		api-go) curl -fs -o /dev/null "http://127.0.0.1:$GO_PORT/health/ready" ;;
 		*) grep -q "ServiceBroker with .* started successfully" "$LOGS/$1.log" ;;
-	esac
+	esac && { ! metrics_on || curl -fs -o /dev/null "http://127.0.0.1:$(metrics_port "$1")/metrics"; }
 }
 
 start_cluster() {
@@ -292,13 +364,16 @@ start_cluster() {
 	rm -rf "$ROOT/dist"
 	(cd "$ROOT" && npm run --silent build) >"$LOGS/build.log" 2>&1 || die "npm run build failed" "$LOGS/build.log"
 	say "built in $(since "$started")s; starting nodes: ${missing[*]}"
-	for node in "${missing[@]}"; do start_node "$node"; done
+	for node in "${missing[@]}"; do
+		metrics_on && port_open "$(metrics_port "$node")" && die "port $(metrics_port "$node") (metrics of $node) is taken by another process; set METRICS_BASE_PORT"
+		start_node "$node"
+	done
 	for node in $(nodes); do await "node $node" "$LOGS/$node.log" "$node" moleculer-runner node_ready "$node"; done
 }
 
 # Fails unless $1 is a node id of this stack.
 known_node() {
-	nodes | grep -qxF -- "$1" || die "unknown component '$1'; try one of: rabbitmq ferretdb nginx $(nodes | paste -sd' ')"
+	nodes | grep -qxF -- "$1" || die "unknown component '$1'; try one of: rabbitmq ferretdb nginx prometheus $(nodes | paste -sd' ')"
 }
 
 # Starts one node that is down from the build in dist/ (no rebuild: a restart stays fast).
@@ -326,6 +401,8 @@ write_env() {
 		GO_PORT=$GO_PORT
 		MAX_BODY_BYTES=$MAX_BODY_BYTES
 		STACK_NODES=$(nodes | paste -sd,)
+		PROMETHEUS_PORT=$PROMETHEUS_PORT
+		STACK_METRICS=$(for node in $(nodes); do echo "$node=127.0.0.1:$(metrics_port "$node")"; done | paste -sd,)
 	EOF
 }
 
@@ -340,8 +417,14 @@ up() {
 	step=$(now); start_ferretdb; say "FerretDB up ($(since "$step")s)"
 	step=$(now); start_nginx; say "Nginx up ($(since "$step")s)"
 	step=$(now); start_cluster; say "cluster nodes up ($(since "$step")s)"
+	if metrics_on; then step=$(now); start_prometheus; say "Prometheus up ($(since "$step")s)"; fi
 	write_env
 	say "stack up in $(since "$started")s: http://127.0.0.1:$NGINX_PORT/flask/ /go/ /rabbitmq/ (guest/guest)"
+	if metrics_on; then
+		say "Prometheus: http://127.0.0.1:$PROMETHEUS_PORT/ (scrapes $(nodes | wc -l) nodes every 5 s)"
+	else
+		say "metrics off (METRICS_BASE_PORT=0): no node serves metrics, no Prometheus"
+	fi
 }
 
 down() {
@@ -356,21 +439,23 @@ down() {
 	done
 	wait
 	say "cluster nodes stopped ($(since "$step")s)"
+	stop_process prometheus "$PROMETHEUS_CONF"
 	stop_process nginx "$NGINX_CONF"
 	stop_process ferretdb "$FERRETDB"
-	step=$(now); stop_rabbitmq; say "Nginx, FerretDB and RabbitMQ stopped ($(since "$step")s)"
+	step=$(now); stop_rabbitmq; say "Prometheus, Nginx, FerretDB and RabbitMQ stopped ($(since "$step")s)"
 	say "stack down in $(since "$started")s"
 }
 
 restart() {
 	local component=${1:-} started
-	[[ -n $component ]] || die "restart what? one of: rabbitmq ferretdb nginx $(nodes | paste -sd' ')"
+	[[ -n $component ]] || die "restart what? one of: rabbitmq ferretdb nginx prometheus $(nodes | paste -sd' ')"
 	started=$(now)
 	mkdir -p "$LOGS" "$RUN"
 	case $component in
 		rabbitmq) restart_rabbitmq ;;
 		ferretdb) stop_process ferretdb "$FERRETDB"; start_ferretdb ;;
 		nginx) stop_process nginx "$NGINX_CONF"; start_nginx ;;
+		prometheus) stop_process prometheus "$PROMETHEUS_CONF"; start_prometheus ;;
 		*)
 			known_node "$component"
 			stop_process "$component" moleculer-runner 20
@@ -410,8 +495,11 @@ status() {
 	fi
 	if pid=$(pid_of ferretdb "$FERRETDB"); then row ferretdb up "pid $pid, mongodb://127.0.0.1:$MONGO_PORT/"; else row ferretdb down; healthy=1; fi
 	if pid=$(pid_of nginx "$NGINX_CONF"); then row nginx up "pid $pid, http://127.0.0.1:$NGINX_PORT/"; else row nginx down; healthy=1; fi
+	if pid=$(pid_of prometheus "$PROMETHEUS_CONF"); then row prometheus up "pid $pid, http://127.0.0.1:$PROMETHEUS_PORT/"
+	elif metrics_on; then row prometheus down; healthy=1
+	else row prometheus off "METRICS_BASE_PORT=0"; fi
 	for node in $(nodes); do
-		if pid=$(pid_of "$node" moleculer-runner); then row "$node" up "pid $pid"; else row "$node" down; healthy=1; fi
+		if pid=$(pid_of "$node" moleculer-runner); then row "$node" up "pid $pid$(metrics_on && echo ", metrics http://127.0.0.1:$(metrics_port "$node")/metrics")"; else row "$node" down; healthy=1; fi
 	done
 	return $healthy
 }
@@ -425,7 +513,7 @@ logs() {
 			rabbitmq) files=("$(rabbitmq_log)") ;;
 			*) files=("$LOGS/$name.log") ;;
 		esac
-		[[ -f ${files[0]} ]] || die "no log for '$name'; try one of: rabbitmq ferretdb nginx $(nodes | tr '\n' ' ')"
+		[[ -f ${files[0]} ]] || die "no log for '$name'; try one of: rabbitmq ferretdb nginx prometheus $(nodes | tr '\n' ' ')"
 	else
 		files=("$LOGS"/*.log)
 		[[ -f $(rabbitmq_log) ]] && files+=("$(rabbitmq_log)")

@@ -2,7 +2,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { AckWatermark } from "./ack-watermark";
 import type { AmqpQueueOptions } from "./amqp-task-queue";
 import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
-import { deadLetterQueueOf, storeFailed, type TaskBatchHandler, type TaskConsumer } from "./task-queue";
+import { deadLetterQueueOf, storeFailed, type DeadLetterReason, type TaskBatchHandler, type TaskConsumer } from "./task-queue";
 import { decodeTaskMessage } from "../task";
 
 interface Delivery {
@@ -91,7 +91,7 @@ export class AmqpConsumer implements TaskConsumer {
 			decoded = { ok: false, reason: `decoding failed: ${(err as Error).message}` };
 		}
 		if (decoded.ok) this.batcher.push(decoded.task, delivery);
-		else this.deadLetter(delivery, `unreadable message: ${decoded.reason}`);
+		else this.deadLetter(delivery, "unreadable", `unreadable message: ${decoded.reason}`);
 	}
 
 	private settle(delivery: Delivery, outcome: Outcome, reason?: string): void {
@@ -99,7 +99,7 @@ export class AmqpConsumer implements TaskConsumer {
 		if (delivery.channel !== this.channel || !this.acks) return;
 		try {
 			if (outcome === "stored") this.acks.settle(delivery.message);
-			else if (outcome === "dead-letter") this.deadLetter(delivery, reason ?? "store failed");
+			else if (outcome === "dead-letter") this.deadLetter(delivery, "store_failed", reason ?? "store failed");
 			// "released" stays unacked: stop() closes the channel, which hands it back to RabbitMQ.
 		} catch {
 			// The channel closed under us: the message stays unacked and is redelivered.
@@ -111,7 +111,7 @@ export class AmqpConsumer implements TaskConsumer {
 	 * If RabbitMQ refuses the copy, the channel is closed: everything it holds unacked comes back,
 	 * rather than the acks of every later batch waiting behind this message.
 	 */
-	private deadLetter({ channel, message }: Delivery, reason: string): void {
+	private deadLetter({ channel, message }: Delivery, kind: DeadLetterReason, reason: string): void {
 		const { options, deadLetterQueue } = this;
 		options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}`);
 		try {
@@ -127,8 +127,9 @@ export class AmqpConsumer implements TaskConsumer {
 				},
 			}, err => {
 				if (channel !== this.channel || !this.acks) return;
-				if (err) channel.close().catch(() => undefined);
-				else this.acks.settle(message);
+				if (err) return void channel.close().catch(() => undefined);
+				this.acks.settle(message);
+				options.onDeadLettered?.(kind);
 			});
 		} catch {
 			// The channel closed under us: the message is redelivered and judged again.

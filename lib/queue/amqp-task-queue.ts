@@ -10,6 +10,7 @@ import {
 	type QueueDepth,
 	type TaskBatchHandler,
 	type TaskConsumer,
+	type DeadLetterListener,
 	type QueueLogger,
 	type TaskQueue,
 } from "./task-queue";
@@ -28,6 +29,8 @@ export interface AmqpQueueOptions {
 	logger: QueueLogger;
 	reconnectDelayMs?: (attempt: number) => number;
 	retryDelayMs?: (attempt: number) => number;
+	/** Told of each message once RabbitMQ has confirmed its dead-letter copy. */
+	onDeadLettered?: DeadLetterListener;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
 import type { QueuedTask } from "../task";
-import { storeFailed, type QueueDepth, type QueueLogger, type TaskBatchHandler, type TaskConsumer, type TaskQueue } from "./task-queue";
+import { storeFailed, type DeadLetterListener, type QueueDepth, type QueueLogger, type TaskBatchHandler, type TaskConsumer, type TaskQueue } from "./task-queue";
 
 export interface MemoryQueueOptions {
 	queue: string;
@@ -10,6 +10,7 @@ export interface MemoryQueueOptions {
 	maxAttempts: number;
 	logger: QueueLogger;
 	retryDelayMs?: (attempt: number) => number;
+	onDeadLettered?: DeadLetterListener;
 }
 
 interface MemoryConsumer {
@@ -80,7 +81,10 @@ export class MemoryTaskQueue implements TaskQueue {
 
 	private settle(consumer: MemoryConsumer, task: QueuedTask, outcome: Outcome, reason?: string): void {
 		consumer.unsettled--;
-		if (outcome === "dead-letter") this.deadLettered.push({ task, reason: reason ?? "" });
+		if (outcome === "dead-letter") {
+			this.deadLettered.push({ task, reason: reason ?? "" });
+			this.options.onDeadLettered?.("store_failed");
+		}
 		if (outcome === "released") this.ready.unshift(task);
 		this.dispatch();
 	}

@@ -53,6 +53,12 @@ export class QueueUnavailableError extends Error {
 	}
 }
 
+/** Why a message went to the dead-letter queue, in a few words fit for a metric label. */
+export type DeadLetterReason = "unreadable" | "store_failed";
+
+/** Told of each message the dead-letter queue has taken (for tasks_dead_lettered_total). */
+export type DeadLetterListener = (reason: DeadLetterReason) => void;
+
 export function deadLetterQueueOf(queue: string): string {
 	return `${queue}.dead`;
 }

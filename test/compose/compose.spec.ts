@@ -100,7 +100,7 @@ describe("the docker-compose stack", () => {
 	it("runs every service healthy, with 3 worker-py and 2 worker-go containers", async () => {
 		const listing = (await compose(["ps", "--format", "{{.Service}} {{.State}} {{.Health}}"])).split("\n").filter(Boolean);
 		const services = listing.map(line => line.split(" ")[0]);
-		for (const service of ["mongo", "rabbitmq", "nginx", ...ROLES]) expect(services).toContain(service);
+		for (const service of ["mongo", "rabbitmq", "nginx", "prometheus", ...ROLES]) expect(services).toContain(service);
 		for (const line of listing) expect(line).toMatch(/ running healthy$/);
 		expect(services.filter(service => service === "worker-py")).toHaveLength(3);
 		expect(services.filter(service => service === "worker-go")).toHaveLength(2);
@@ -125,6 +125,32 @@ describe("the docker-compose stack", () => {
 			}
 		}
 	}, 120_000);
+
+	it("scrapes every replica with the monitoring profile's Prometheus, found by DNS", async () => {
+		const expected = new Map<string, string>();
+		for (const role of ROLES) {
+			for (const container of await containers(role)) {
+				const ip = (await docker(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container])).trim();
+				expected.set(`${ip}:${stack.env.METRICS_PORT}`, role);
+			}
+		}
+		expect(expected.size).toBe(1 + 1 + WORKERS["worker-py"] + WORKERS["worker-go"]);
+		const prometheus = `http://127.0.0.1:${stack.env.PROMETHEUS_PORT}/api/v1`;
+		type Target = { labels: { instance: string; role: string }; health: string };
+		const targets = await eventually("every replica scraped and up", async () => {
+			const answer = (await (await fetch(`${prometheus}/targets`)).json()) as { data: { activeTargets: Target[] } };
+			const up = answer.data.activeTargets.filter(target => target.health === "up");
+			return up.length === expected.size && up.every(target => expected.has(target.labels.instance)) ? up : undefined;
+		}, 60_000);
+		for (const target of targets) expect(target.labels.role).toBe(expected.get(target.labels.instance));
+		// The 500 tasks of the test before, stored by the workers and counted in their metrics.
+		const stored = await eventually("sum(tasks_stored_total) >= 500", async () => {
+			const answer = (await (await fetch(`${prometheus}/query?query=sum(tasks_stored_total)`)).json()) as { data: { result: { value: [number, string] }[] } };
+			const value = Number(answer.data.result[0]?.value[1]);
+			return value >= 500 ? value : undefined;
+		}, 60_000);
+		expect(stored).toBeGreaterThanOrEqual(500);
+	}, 150_000);
 
 	it("scales api-go to 2, and Nginx sends requests to both replicas", async () => {
 		apiGoReplicas = 2;

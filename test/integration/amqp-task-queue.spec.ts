@@ -182,7 +182,8 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 
 	it("dead-letters an unreadable message with the reason and keeps consuming behind it", async () => {
 		const name = scratch();
-		const producer = open(name);
+		const reasons: string[] = [];
+		const producer = open(name, { onDeadLettered: reason => void reasons.push(reason) });
 		await producer.whenConnected(5000);
 		const side = await inspector.createConfirmChannel();
 		side.sendToQueue(name, Buffer.from("this is not JSON"), { persistent: true, messageId: "poison-1" });
@@ -204,6 +205,22 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		expect(dead && dead.content.toString()).toBe("this is not JSON");
 		expect(dead && dead.properties.headers?.["x-dead-reason"]).toMatch(/^unreadable message: body is not JSON/);
 		expect(dead && dead.properties.messageId).toBe("poison-1");
+		expect(reasons).toEqual(["unreadable"]);
+	});
+
+	it("tells of a batch dead-lettered after its last store attempt, once RabbitMQ confirmed the copy", async () => {
+		const name = scratch();
+		const reasons: string[] = [];
+		const queue = open(name, { maxAttempts: 2, onDeadLettered: reason => void reasons.push(reason) });
+		await queue.whenConnected(5000);
+		await queue.publish(newTask("never stored", "go"));
+		const consumer = await queue.consume(async () => {
+			throw new Error("disk full");
+		});
+		await eventually("the task dead-lettered", async () => (reasons.length === 1 ? true : undefined), 5000);
+		await consumer.stop();
+		expect(reasons).toEqual(["store_failed"]);
+		expect(await depthOf(`${name}.dead`)).toBe(1);
 	});
 
 	it("refuses to publish while RabbitMQ cannot be reached, without waiting", async () => {

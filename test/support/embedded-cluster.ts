@@ -1,12 +1,13 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
-import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { ServiceBroker, type BrokerOptions, type ServiceSchema } from "moleculer";
 import ApiFlaskService from "../../services/api-flask.service";
 import ApiGoService from "../../services/api-go.service";
 import TasksService from "../../services/tasks.service";
 import WorkerGoService from "../../services/worker-go.service";
 import WorkerPyService from "../../services/worker-py.service";
 import { MemoryTaskQueue } from "../../lib/queue/memory-task-queue";
+import { config, type ClusterConfig } from "../../lib/config";
 import { TaskQueueMiddleware } from "../../middlewares/task-queue.middleware";
 
 export interface EmbeddedCluster {
@@ -27,9 +28,23 @@ function urlOf(broker: ServiceBroker, serviceName: string): string {
 	return `http://127.0.0.1:${(service.server.address() as AddressInfo).port}`;
 }
 
+export interface EmbeddedOptions {
+	/** Broker options on top of the test defaults, e.g. metrics. */
+	broker?: BrokerOptions;
+	/** Settings of the node's task queue, when a test needs other than lib/config.ts's. */
+	queue?: Partial<ClusterConfig>;
+}
+
 /** Every role in one broker, as `npm start` runs them: in-process queue, in-memory store. */
-export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "Fake" | null = null): Promise<EmbeddedCluster> {
-	const broker = new ServiceBroker({ nodeID, transporter, logger: false, tracking: { enabled: true, shutdownTimeout: 5000 }, middlewares: [TaskQueueMiddleware()] });
+export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "Fake" | null = null, options: EmbeddedOptions = {}): Promise<EmbeddedCluster> {
+	const broker = new ServiceBroker({
+		nodeID,
+		transporter,
+		logger: false,
+		tracking: { enabled: true, shutdownTimeout: 5000 },
+		middlewares: [TaskQueueMiddleware({ ...config, ...options.queue })],
+		...options.broker,
+	});
 	broker.createService(TasksService);
 	broker.createService(WorkerPyService);
 	broker.createService(WorkerGoService);

@@ -4,6 +4,7 @@ import { createServer, type Server } from "node:http";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from "node:net";
 import { BSON, type Document } from "mongodb";
 import path from "node:path";
+import { parse as parseYaml } from "yaml";
 import { composeService, durationSeconds, environmentOf, loadCompose, loadDotEnv, publishedPorts, readText, type ComposeService, RUNNER_COMMAND } from "../../support/deployment-files";
 import { templateVariables } from "../../../scripts/nginx-template";
 import { ROOT } from "../../../scripts/stack-control";
@@ -38,11 +39,11 @@ describe("docker-compose.yml: services", () => {
 		expect(compose.version).toBeUndefined();
 	});
 
-	it("defines exactly the SPEC's services, plus the REPL under a profile", () => {
+	it("defines exactly the SPEC's services, plus the REPL and Prometheus under profiles", () => {
 		const always = Object.keys(services).filter(name => !services[name].profiles?.length);
 		expect(always.sort()).toEqual(["api-flask", "api-go", "mongo", "nginx", "rabbitmq", "worker-go", "worker-py"]);
 		const profiled = Object.keys(services).filter(name => services[name].profiles?.length);
-		expect(profiled).toEqual(["repl"]);
+		expect(profiled.sort()).toEqual(["prometheus", "repl"]);
 	});
 
 	it("keeps MongoDB and RabbitMQ on named volumes", () => {
@@ -50,7 +51,7 @@ describe("docker-compose.yml: services", () => {
 		expect(service("mongo").volumes).toContain("mongo-data:/data/db");
 		expect(service("rabbitmq").image).toBe("rabbitmq:4-management");
 		expect(service("rabbitmq").volumes).toContain("rabbitmq-data:/var/lib/rabbitmq");
-		expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(["mongo-data", "rabbitmq-data"]);
+		expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(["mongo-data", "prometheus-data", "rabbitmq-data"]);
 	});
 
 	it("gives RabbitMQ a fixed host name, since its data directory is named after it", () => {
@@ -96,13 +97,14 @@ describe("docker-compose.yml: scaling", () => {
 		}
 	});
 
-	it("publishes host ports only on nginx and the RabbitMQ management UI", () => {
+	it("publishes host ports only on nginx, the RabbitMQ management UI and Prometheus", () => {
 		const publishing = Object.entries(services)
 			.filter(([, definition]) => definition.ports?.length)
 			.map(([name, definition]) => ({ name, ports: publishedPorts(definition) }));
 		expect(publishing).toEqual([
 			{ name: "rabbitmq", ports: [{ host: Number(dotEnv.RABBITMQ_MANAGEMENT_HOST_PORT), container: 15672 }] },
 			{ name: "nginx", ports: [{ host: Number(dotEnv.NGINX_HOST_PORT), container: Number(dotEnv.NGINX_PORT) }] },
+			{ name: "prometheus", ports: [{ host: Number(dotEnv.PROMETHEUS_HOST_PORT), container: 9090 }] },
 		]);
 	});
 
@@ -332,5 +334,27 @@ describe("docker-compose.yml: REPL", () => {
 		// The image sets SERVICEDIR; with it and no SERVICES, moleculer-runner would load every service.
 		expect(env.SERVICEDIR).toBe("");
 		expect(repl().command).toEqual([...RUNNER_COMMAND, "--repl"]);
+	});
+});
+
+describe("docker-compose.yml: the monitoring profile", () => {
+	const prometheus = () => service("prometheus");
+	const config = () =>
+		parseYaml(readText("prometheus/prometheus.yml")) as {
+			scrape_configs: { job_name: string; dns_sd_configs: { names: string[]; type: string; port: number }[] }[];
+		};
+
+	it("runs Prometheus only with `--profile monitoring`, its config from prometheus/, its data on a volume", () => {
+		expect(prometheus().profiles).toEqual(["monitoring"]);
+		expect(prometheus().volumes).toEqual(["./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro", "prometheus-data:/prometheus"]);
+		expect(prometheus().command).toContain("--config.file=/etc/prometheus/prometheus.yml");
+	});
+
+	it("finds every replica of every role by DNS (type A) on METRICS_PORT", () => {
+		const [job] = config().scrape_configs;
+		const [discovery] = job.dns_sd_configs;
+		expect(discovery.type).toBe("A");
+		expect(discovery.port).toBe(Number(dotEnv.METRICS_PORT));
+		expect([...discovery.names].sort()).toEqual([...ROLES].sort());
 	});
 });
