@@ -1,5 +1,6 @@
 import type { BrokerOptions, Errors } from "moleculer";
 import { config } from "./lib/config";
+import { internalMiddlewares } from "./middlewares/remote-call-metrics.middleware";
 import { TaskQueueMiddleware } from "./middlewares/task-queue.middleware";
 import { replCommands } from "./repl/commands";
 
@@ -64,8 +65,11 @@ const brokerConfig: BrokerOptions = {
 		exporter: { type: "Console", options: { width: 100, colors: config.logFormat !== "json" } },
 	},
 
-	// broker.taskQueue: the durable task queue every gateway and worker of the node shares.
-	middlewares: [TaskQueueMiddleware()],
+	// broker.taskQueue: the durable task queue every gateway and worker of the node shares; then
+	// Moleculer's own middlewares, in its order, without the metrics of local calls (see
+	// middlewares/remote-call-metrics.middleware.ts for what they cost).
+	middlewares: [TaskQueueMiddleware(), ...internalMiddlewares()],
+	internalMiddlewares: false,
 	// The project's REPL commands: queue, post, latest.
 	replOptions: { customCommands: replCommands as unknown as NonNullable<BrokerOptions["replOptions"]>["customCommands"], delimiter: "notes-tasks $" },
 
