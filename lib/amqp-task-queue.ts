@@ -3,7 +3,9 @@ import type { Writable } from "node:stream";
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
 import { AckWatermark } from "./ack-watermark";
 import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
+import type { QueueType } from "./config";
 import { decodeTaskMessage, encodeTaskMessage, type QueuedTask } from "./task";
+import { QueueMismatchError, queueDeclarations } from "./task-queue-declarations";
 import {
 	deadLetterQueueOf,
 	QueueUnavailableError,
@@ -20,8 +22,11 @@ export interface QueueLogger {
 }
 
 export interface AmqpQueueOptions {
-	url: string;
+	/** One URL per RabbitMQ node; each (re)connect tries them in turn, from the one after the last used. */
+	urls: string[];
 	queue: string;
+	/** classic, or quorum (replicated; poison messages and dead-lettering by the broker). */
+	queueType?: QueueType;
 	/** Unacknowledged deliveries per consumer; a store batch holds up to half of them. */
 	prefetch: number;
 	/** Longest a short store batch waits for more deliveries (BatcherOptions.maxWaitMs). */
@@ -33,6 +38,8 @@ export interface AmqpQueueOptions {
 	logger: QueueLogger;
 	reconnectDelayMs?: (attempt: number) => number;
 	retryDelayMs?: (attempt: number) => number;
+	/** Called once the queue can never be used as configured (it exists with other arguments). */
+	onFatal?: (err: QueueMismatchError) => void;
 }
 
 /**
@@ -50,6 +57,17 @@ function socketOf(connection: ChannelModel): Writable {
 // At most 1 s apart: while RabbitMQ is away the gateways answer 503, and once it is back they
 // go on doing so until their next attempt.
 const defaultReconnectDelay = (attempt: number) => Math.min(100 * 2 ** (attempt - 1), 1000);
+
+/** Longest wait for one node's TCP and AMQP handshake before the next node is tried. */
+const CONNECT_TIMEOUT_MS = 2000;
+
+/** AMQP's answer to a declare whose arguments differ from the existing queue's. */
+const PRECONDITION_FAILED = 406;
+
+/** host:port of an amqp:// URL, for logs without the credentials. */
+function hostOf(url: string): string {
+	return new URL(url).host;
+}
 
 /**
  * The task queue on RabbitMQ (amqplib 0.10, which does not reconnect by itself).
@@ -70,6 +88,8 @@ export class AmqpTaskQueue implements TaskQueue {
 	private connectedWaiters: (() => void)[] = [];
 	private reconnecting: Promise<void> | null = null;
 	private closed = false;
+	/** Index in options.urls of the node last tried. */
+	private urlIndex = -1;
 	readonly deadLetterQueue: string;
 
 	constructor(readonly options: AmqpQueueOptions) {
@@ -162,22 +182,35 @@ export class AmqpTaskQueue implements TaskQueue {
 		if (this.reconnecting || this.closed) return;
 		this.reconnecting = (async () => {
 			const delay = this.options.reconnectDelayMs ?? defaultReconnectDelay;
-			for (let attempt = 1; !this.closed; attempt++) {
+			const { urls } = this.options;
+			for (let attempt = 1, round = 1; !this.closed; attempt++) {
+				// The node after the last one used first: a node that just went away is tried last.
+				this.urlIndex = (this.urlIndex + 1) % urls.length;
+				const url = urls[this.urlIndex];
 				try {
-					await this.connect();
-					if (attempt > 1) this.options.logger.info(`RabbitMQ connection restored after ${attempt} attempts`);
+					await this.connect(url);
+					if (attempt > 1) this.options.logger.info(`RabbitMQ connection restored after ${attempt} attempts (${hostOf(url)})`);
 					return;
 				} catch (err) {
-					this.options.logger.warn(`RabbitMQ connection attempt ${attempt} failed: ${(err as Error).message}`);
-					await sleep(delay(attempt));
+					if (err instanceof QueueMismatchError) {
+						this.options.logger.error(err.message);
+						this.closed = true;
+						this.options.onFatal?.(err);
+						return;
+					}
+					this.options.logger.warn(`RabbitMQ connection attempt ${attempt} to ${hostOf(url)} failed: ${(err as Error).message}`);
+					// Every node is tried once at once; only a whole round of failures waits.
+					if (attempt % urls.length === 0) await sleep(delay(round++));
 				}
 			}
 		})().finally(() => (this.reconnecting = null));
 	}
 
-	private async connect(): Promise<void> {
-		const connection = await amqp.connect(this.options.url, {
+	private async connect(url: string): Promise<void> {
+		const connection = await amqp.connect(url, {
 			clientProperties: { connection_name: this.options.connectionName },
+			// A node that is gone without a word (a dead host) must not hold up the next one for long.
+			timeout: CONNECT_TIMEOUT_MS,
 		});
 		connection.on("error", err => this.options.logger.warn(`RabbitMQ connection error: ${err.message}`));
 		connection.on("close", () => this.onConnectionLost(connection));
@@ -190,8 +223,11 @@ export class AmqpTaskQueue implements TaskQueue {
 				if (message.properties.messageId) this.returned.add(message.properties.messageId);
 			});
 			publisher.on("drain", () => this.onDrain());
-			await publisher.assertQueue(this.options.queue, { durable: true });
-			await publisher.assertQueue(this.deadLetterQueue, { durable: true });
+			for (const { queue, options } of queueDeclarations(this.options.queue, this.options.queueType ?? "classic")) {
+				await publisher.assertQueue(queue, options).catch((err: Error & { code?: number }) => {
+					throw err.code === PRECONDITION_FAILED ? new QueueMismatchError(queue, this.options.queueType ?? "classic", err.message) : err;
+				});
+			}
 			for (const consumer of this.consumers) await consumer.attach(connection);
 			this.connection = connection;
 			this.publisher = publisher;
@@ -295,6 +331,9 @@ class AmqpConsumer implements TaskConsumer {
 		this.acks = new AckWatermark(channel);
 		const { consumerTag } = await channel.consume(options.queue, message => {
 			if (message) this.onMessage({ channel, message });
+			// null: RabbitMQ cancelled the consumer (the queue went away with its node, or was
+			// deleted). Closing the channel rebuilds the connection, which consumes afresh.
+			else if (channel === this.channel) channel.close().catch(() => undefined);
 		});
 		this.consumerTag = consumerTag;
 	}

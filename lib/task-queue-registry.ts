@@ -37,7 +37,7 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 	const logger = broker.getLogger("task-queue");
 	const onError = (err: Error, attempt: number) =>
 		logger.warn(`Storing a batch failed (attempt ${attempt}/${settings.storeMaxAttempts}): ${err.message}`);
-	if (!settings.rabbitUrl) {
+	if (settings.rabbitUrls.length === 0) {
 		return new MemoryTaskQueue({
 			queue: settings.taskQueue,
 			prefetch: settings.workerPrefetch,
@@ -47,14 +47,17 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 		});
 	}
 	const queue = new AmqpTaskQueue({
-		url: settings.rabbitUrl,
+		urls: settings.rabbitUrls,
 		queue: settings.taskQueue,
+		queueType: settings.taskQueueType,
 		prefetch: settings.workerPrefetch,
 		batchWaitMs: settings.workerBatchWaitMs,
 		publishTimeoutMs: settings.publishTimeoutMs,
 		maxAttempts: settings.storeMaxAttempts,
 		connectionName: `${broker.nodeID} task queue`,
 		logger,
+		// A queue of another type can never be used: the node stops rather than answer 503 for ever.
+		onFatal: err => broker.fatal(err.message, err, true),
 	});
 	queue.start();
 	return queue;
