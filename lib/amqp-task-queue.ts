@@ -61,6 +61,9 @@ const defaultReconnectDelay = (attempt: number) => Math.min(100 * 2 ** (attempt 
 /** Longest wait for one node's TCP and AMQP handshake before the next node is tried. */
 const CONNECT_TIMEOUT_MS = 2000;
 
+/** Shortest life of a publish channel before nacks replace it: a new leader needs a moment to be known. */
+const PUBLISHER_RENEWAL_MS = 250;
+
 /** AMQP's answer to a declare whose arguments differ from the existing queue's. */
 const PRECONDITION_FAILED = 406;
 
@@ -88,6 +91,8 @@ export class AmqpTaskQueue implements TaskQueue {
 	private connectedWaiters: (() => void)[] = [];
 	private reconnecting: Promise<void> | null = null;
 	private closed = false;
+	private renewingPublisher = false;
+	private publisherOpenedAt = 0;
 	/** Index in options.urls of the node last tried. */
 	private urlIndex = -1;
 	readonly deadLetterQueue: string;
@@ -129,8 +134,10 @@ export class AmqpTaskQueue implements TaskQueue {
 			);
 			const confirmed = (err: unknown) => {
 				clearTimeout(timer);
-				if (err) reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
-				else if (this.returned.delete(task.id)) reject(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
+				if (err) {
+					this.renewPublisher(publisher);
+					reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
+				} else if (this.returned.delete(task.id)) reject(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
 				else resolve();
 			};
 			try {
@@ -215,14 +222,7 @@ export class AmqpTaskQueue implements TaskQueue {
 		connection.on("error", err => this.options.logger.warn(`RabbitMQ connection error: ${err.message}`));
 		connection.on("close", () => this.onConnectionLost(connection));
 		try {
-			const publisher = await connection.createConfirmChannel();
-			publisher.on("error", err => this.options.logger.warn(`RabbitMQ publish channel error: ${err.message}`));
-			// A channel closed by an error takes the whole connection down with it: rebuild both.
-			publisher.on("close", () => connection.close().catch(() => undefined));
-			publisher.on("return", (message: ConsumeMessage) => {
-				if (message.properties.messageId) this.returned.add(message.properties.messageId);
-			});
-			publisher.on("drain", () => this.onDrain());
+			const publisher = await this.openPublisher(connection);
 			for (const { queue, options } of queueDeclarations(this.options.queue, this.options.queueType ?? "classic")) {
 				await publisher.assertQueue(queue, options).catch((err: Error & { code?: number }) => {
 					throw err.code === PRECONDITION_FAILED ? new QueueMismatchError(queue, this.options.queueType ?? "classic", err.message) : err;
@@ -231,12 +231,52 @@ export class AmqpTaskQueue implements TaskQueue {
 			for (const consumer of this.consumers) await consumer.attach(connection);
 			this.connection = connection;
 			this.publisher = publisher;
+			this.publisherOpenedAt = Date.now();
 			this.writable = true;
 		} catch (err) {
 			await connection.close().catch(() => undefined);
 			throw err;
 		}
 		for (const waiter of this.connectedWaiters.splice(0)) waiter();
+	}
+
+	private async openPublisher(connection: ChannelModel): Promise<ConfirmChannel> {
+		const publisher = await connection.createConfirmChannel();
+		publisher.on("error", err => this.options.logger.warn(`RabbitMQ publish channel error: ${err.message}`));
+		// A channel closed by an error takes the whole connection down with it: rebuild both.
+		// One replaced after nacks (renewPublisher) is closed on purpose and takes nothing along.
+		publisher.on("close", () => {
+			if (this.publisher === publisher || this.publisher === null) connection.close().catch(() => undefined);
+		});
+		publisher.on("return", (message: ConsumeMessage) => {
+			if (message.properties.messageId) this.returned.add(message.properties.messageId);
+		});
+		publisher.on("drain", () => this.onDrain());
+		return publisher;
+	}
+
+	/**
+	 * A nack means RabbitMQ refused the task. A quorum queue's channel does so for good when its
+	 * first publish went to a leader that had just died (RabbitMQ 3.10 reads the leader once per
+	 * channel, from a queue record that the new leader updates a moment later). A new channel
+	 * reads it again, so the publisher is replaced, at most every PUBLISHER_RENEWAL_MS.
+	 */
+	private renewPublisher(nacked: ConfirmChannel): void {
+		const connection = this.connection;
+		if (!connection || this.publisher !== nacked || this.renewingPublisher || Date.now() - this.publisherOpenedAt < PUBLISHER_RENEWAL_MS) return;
+		this.renewingPublisher = true;
+		this.openPublisher(connection)
+			.then(publisher => {
+				if (this.connection !== connection) return publisher.close();
+				this.publisher = publisher;
+				this.publisherOpenedAt = Date.now();
+				this.writable = true;
+				this.onDrain();
+				this.options.logger.warn("RabbitMQ refused tasks: publishing on a new channel");
+				return nacked.close();
+			})
+			.catch(() => undefined)
+			.finally(() => (this.renewingPublisher = false));
 	}
 
 	private onConnectionLost(connection: ChannelModel): void {
