@@ -44,13 +44,20 @@ TIMEOUT=${STACK_TIMEOUT:-60}
 if [[ -z ${RABBIT_NODES:-} && -f $STACK/stack.env ]]; then RABBIT_NODES=$(sed -n 's/^RABBIT_NODES=//p' "$STACK/stack.env"); fi
 RABBIT_NODES=${RABBIT_NODES:-1}
 [[ $RABBIT_NODES == 1 || $RABBIT_NODES == 3 ]] || { echo "[stack] ERROR: RABBIT_NODES must be 1 or 3, got '$RABBIT_NODES'" >&2; exit 2; }
-# The cluster's node i listens on RABBIT_PORT + i - 1, its management on RABBIT_MANAGEMENT_PORT + i - 1.
 RABBIT_PORT=5672
 RABBIT_MANAGEMENT_PORT=15672
-RABBIT_DIST_PORT=25672
 RABBIT_CLUSTER=$STACK/rabbitmq
-# The cluster's nodes get every node's address and a queue replicated on all of them.
-if ((RABBIT_NODES > 1)); then RABBIT_QUEUE_TYPE=quorum; else RABBIT_QUEUE_TYPE=classic; fi
+RABBIT_QUEUE_TYPE=classic
+if ((RABBIT_NODES > 1)); then
+	# The cluster's node i listens on RABBIT_PORT + i - 1, its management on RABBIT_MANAGEMENT_PORT
+	# + i - 1, Erlang distribution on RABBIT_DIST_PORT + i - 1: ports of their own, beside those
+	# of Debian's node, which apt may have started as a service.
+	RABBIT_PORT=5682
+	RABBIT_MANAGEMENT_PORT=15682
+	RABBIT_DIST_PORT=25682
+	# The cluster's nodes get every node's address and a queue replicated on all of them.
+	RABBIT_QUEUE_TYPE=quorum
+fi
 MONGO_PORT=27017
 PACKAGES=(rabbitmq-server nginx gettext-base chromium tcpdump)
 
@@ -210,9 +217,14 @@ rq_pid() {
 	file=$(rq_dir "$1")/pid
 	[[ -f $file ]] || return 1
 	pid=$(<"$file")
-	ps -o args= -p "$pid" 2>/dev/null | grep -qF -- "$(rq_name "$1")" || return 1
+	# The node name is not on beam's command line; it comes from the environment it was started with.
+	as_root cat "/proc/$pid/environ" 2>/dev/null | tr '\0' '\n' | grep -qxF -- "RABBITMQ_NODENAME=$(rq_name "$1")" || return 1
 	echo "$pid"
 }
+rq_running() { rq_pid "$1" >/dev/null; }
+rq_management_port() { echo $((RABBIT_MANAGEMENT_PORT + $(rq_index "$1") - 1)); }
+rabbit_management_ports() { local node; for node in $(rq_nodes); do rq_management_port "$node"; done | paste -sd,; }
+
 # RABBIT_HOSTS of the cluster's clients; empty with Debian's single node (RABBIT_HOST applies).
 rabbit_hosts() {
 	local node
@@ -228,13 +240,12 @@ rq_cli() {
 }
 
 write_rq_files() {
-	local node=$1 dir index
+	local node=$1 dir
 	dir=$(rq_dir "$node")
-	index=$(rq_index "$node")
 	mkdir -p "$dir/mnesia" "$dir/log"
 	cat >"$dir/rabbitmq.conf" <<-EOF
 		# Written by scripts/stack.sh: node $(rq_name "$node") of the local 3-node cluster.
-		management.tcp.port = $((RABBIT_MANAGEMENT_PORT + index - 1))
+		management.tcp.port = $(rq_management_port "$node")
 	EOF
 	echo "[rabbitmq_management]." >"$dir/enabled_plugins"
 	as_root chown -R rabbitmq:rabbitmq "$dir"
@@ -243,7 +254,7 @@ write_rq_files() {
 start_rq_node() {
 	local node=$1 dir index
 	if rq_pid "$node" >/dev/null; then return 0; fi
-	port_open "$(rq_port "$node")" && die "port $(rq_port "$node") is taken by another process (Debian's own RabbitMQ? stop it first)"
+	port_open "$(rq_port "$node")" && die "port $(rq_port "$node") is taken by another process; stop it first"
 	write_rq_files "$node"
 	dir=$(rq_dir "$node")
 	index=$(rq_index "$node")
@@ -258,7 +269,7 @@ start_rq_node() {
 
 await_rq_node() {
 	local node=$1
-	await "RabbitMQ node $node" "$LOGS/$node.log" - - rq_pid "$node"
+	await "RabbitMQ node $node" "$LOGS/$node.log" - - rq_running "$node"
 	rq_cli rabbitmqctl "$node" await_startup --timeout "$TIMEOUT" >>"$LOGS/$node.log" 2>&1 ||
 		die "RabbitMQ node $node did not start within ${TIMEOUT}s" "$(rq_log "$node")"
 	await "RabbitMQ node $node (port $(rq_port "$node"))" "$(rq_log "$node")" - - port_open "$(rq_port "$node")"
@@ -472,6 +483,7 @@ write_env() {
 		RABBIT_QUEUE=$RABBIT_QUEUE
 		RABBIT_QUEUE_TYPE=$RABBIT_QUEUE_TYPE
 		RABBITMQ_MANAGEMENT_PORT=$RABBIT_MANAGEMENT_PORT
+		RABBITMQ_MANAGEMENT_PORTS=$(rabbit_management_ports)
 		MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
 		DB_NAME=$DB_NAME
 		NGINX_PORT=$NGINX_PORT
