@@ -68,12 +68,12 @@ interface QueueInfo {
 	online?: string[];
 }
 
-const MANAGEMENT_PORTS = [15672, 15673, 15674];
 const GUEST = `Basic ${Buffer.from("guest:guest").toString("base64")}`;
+let managementPorts: string[] = [];
 
 /** The task queue as the management API of the first node that answers sees it. */
 async function queueInfo(queue: string): Promise<QueueInfo> {
-	for (const port of MANAGEMENT_PORTS) {
+	for (const port of managementPorts) {
 		const response = await fetch(`http://127.0.0.1:${port}/api/queues/%2F/${encodeURIComponent(queue)}`, {
 			headers: { Authorization: GUEST },
 			signal: AbortSignal.timeout(2000),
@@ -195,6 +195,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 
 	beforeAll(async () => {
 		stack = await gatewaysReady();
+		managementPorts = (stack.env.RABBITMQ_MANAGEMENT_PORTS ?? stack.env.RABBITMQ_MANAGEMENT_PORT).split(",");
 		const queue = await queueInfo(stack.taskQueue);
 		if (queue.type !== "quorum" || queue.members?.length !== 3) {
 			throw new Error(`${stack.taskQueue} is a ${queue.type} queue on ${queue.members?.length ?? 1} node(s): run this against RABBIT_NODES=3 scripts/stack.sh up (npm run test:ha does)`);
