@@ -14,10 +14,23 @@ type AmqpOptions = ConstructorParameters<typeof Transporters.AMQP>[0] & object;
  * - When such a queue goes away, RabbitMQ cancels its consumers on the other nodes. Moleculer 0.15
  *   reads `.content` of the null that amqplib hands it then, and throws inside amqplib. Here the
  *   connection is closed instead, so that Moleculer reconnects and subscribes again.
+ * - A connect whose channel or subscriptions fail (a queue on a node that is just stopping)
+ *   leaves its connection open in Moleculer 0.15. When that connection closes later, with its
+ *   node, Moleculer marks the transporter disconnected although a newer connection works, and
+ *   stops sending. Here the failed attempt's connection is closed at once.
  */
 export class ClusterAmqpTransporter extends Transporters.AMQP {
 	constructor(options: AmqpOptions & { url: string[] }) {
 		super(options.url.length > 1 ? { ...options, queueOptions: { ...options.queueOptions, durable: false } } : options);
+	}
+
+	// Function: Moleculer's own type of the transit's error handler.
+	connect(errorCallback?: Function): Promise<void> {
+		const connect = super.connect as (this: unknown, onError?: Function) => Promise<void>;
+		return connect.call(this, errorCallback).catch((err: Error) => {
+			(this.connection as { close(): Promise<void> } | null)?.close().catch(() => undefined);
+			throw err;
+		});
 	}
 
 	_consumeCB(cmd: string, needAck?: boolean): (message: unknown) => void | Promise<void> {

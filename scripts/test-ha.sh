@@ -34,5 +34,8 @@ if scripts/stack.sh status >/dev/null 2>&1 || [[ -f .stack/stack.env ]]; then
 	exit 1
 fi
 trap finish EXIT
+# From empty data directories: task_queue is declared anew through rq1, which every client tries
+# first, so its leader is there too and the SIGKILL of the leader's node takes both at once.
+rm -rf .stack/rabbitmq
 scripts/stack.sh up
 npx jest --selectProjects ha --runInBand --json --outputFile="$results" "$@"

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import { MongoClient } from "mongodb";
 import { ServiceBroker } from "moleculer";
+import { ClusterAmqpTransporter } from "../../lib/cluster-amqp-transporter";
 import { nameBasedUuid } from "../../lib/task";
 import { eventually, ROOT, type Stack } from "../e2e/stack";
 import { publishReport, textTable } from "../faults/fault-report";
@@ -95,7 +96,9 @@ async function killLeader(queue: string): Promise<Fault[]> {
 	await stackCommand("kill", node);
 	await sleep(KILLED_FOR_MS);
 	await stackCommand("start", node);
-	return [{ what: `SIGKILL ${node} (the queue's leader), started again after ${KILLED_FOR_MS / 1000} s`, startedAt, readyAt: Date.now() }];
+	// Every client connects to the first node of RABBIT_HOSTS first.
+	const connections = node === "rq1" ? " and the clients' connections" : "";
+	return [{ what: `SIGKILL ${node} (the queue's leader${connections}), started again after ${KILLED_FOR_MS / 1000} s`, startedAt, readyAt: Date.now() }];
 }
 
 /** Each node in turn: a graceful stop, a start, and the queue's replica back online before the next. */
@@ -205,7 +208,8 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 		probe = new ServiceBroker({
 			namespace: stack.namespace,
 			nodeID: `ha-probe-${process.pid}`,
-			transporter: { type: "AMQP", options: { url: stack.env.RABBIT_HOSTS.split(",").map(host => `amqp://guest:guest@${host}`) } },
+			// The transporter every node and the REPL use (moleculer.config.ts).
+			transporter: new ClusterAmqpTransporter({ url: stack.env.RABBIT_HOSTS.split(",").map(host => `amqp://guest:guest@${host}`) }),
 			logger: false,
 		});
 		await probe.start();
