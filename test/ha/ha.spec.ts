@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
@@ -58,7 +59,7 @@ interface Phase {
 	faults: Fault[];
 	startedAt: number;
 	loadDoneAt: number;
-	/** How long after the faults every stack node answered over the transporter again. */
+	/** How long after the last fault every stack node answered over the transporter again. */
 	transporterBackMs: number;
 }
 
@@ -188,12 +189,13 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 		let loadDoneAt = 0;
 		const startedAt = Date.now();
 		const load = postPaced(stack.baseUrl, plan(index), { clients: CLIENTS, spacingMs: scenario.loadMs / TASKS_PER_PHASE, budgetMs: RETRY_BUDGET_MS });
-		const [posted, faults] = await Promise.allSettled([load.finally(() => (loadDoneAt = Date.now())), scenario.inject()]);
-		if (faults.status === "rejected") throw faults.reason;
+		// The transporter is checked as soon as the last fault is over, while the load still runs.
+		const faultsAndTransporter = scenario.inject().then(async faults => ({ faults, transporterBackMs: await transporterBack().catch(() => Infinity) }));
+		const [posted, injected] = await Promise.allSettled([load.finally(() => (loadDoneAt = Date.now())), faultsAndTransporter]);
+		if (injected.status === "rejected") throw injected.reason;
 		if (posted.status === "rejected") throw posted.reason;
-		const transporterBackMs = await transporterBack().catch(() => Infinity);
 		await gatewaysReady();
-		return { scenario, posted: posted.value, faults: faults.value, startedAt, loadDoneAt, transporterBackMs };
+		return { scenario, posted: posted.value, ...injected.value, startedAt, loadDoneAt };
 	}
 
 	beforeAll(async () => {
@@ -263,7 +265,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 				textTable(["scenario", "accepted", "stored", "lost", "duplicated", "retried", "longest 503 run", "longest worker idle", "transporter back"], rows),
 				"longest 503 run: the longest any client went from its first failed attempt (502/503/504, cut off) to its 202.",
 				"longest worker idle: the longest a worker node stored nothing while the load ran (to consume again).",
-				"transporter back: after the faults, until every node answered $node.health over the transporter.",
+				"transporter back: from the end of the last fault until every node answered $node.health over the transporter.",
 				"faults:",
 				...faultLines,
 			].join("\n"),
@@ -306,6 +308,37 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 			phases.map(phase => ({ phase: phase.scenario.name, back: true })),
 		);
 	});
+
+	it("refuses to start a node that would declare task_queue classic, saying what to do", async () => {
+		const node = spawn(path.join(ROOT, "node_modules/.bin/node"), ["node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"], {
+			cwd: ROOT,
+			env: {
+				PATH: process.env.PATH,
+				SERVICEDIR: "dist/services",
+				SERVICES: "worker-py,tasks",
+				NODE_ID: `ha-classic-${process.pid}`,
+				NAMESPACE: `${stack.namespace}-mismatch`,
+				RABBIT_HOSTS: stack.env.RABBIT_HOSTS,
+				RABBIT_QUEUE: stack.taskQueue,
+				RABBIT_QUEUE_TYPE: "classic",
+				MONGO_URI: stack.mongoUri,
+				DB_NAME: stack.dbName,
+			},
+		});
+		let output = "";
+		node.stdout.on("data", chunk => (output += chunk));
+		node.stderr.on("data", chunk => (output += chunk));
+		const exitCode = await new Promise<number | null>(resolve => {
+			const timer = setTimeout(() => node.kill("SIGKILL"), 30_000);
+			node.on("exit", code => {
+				clearTimeout(timer);
+				resolve(code);
+			});
+		});
+		expect(exitCode).toBe(1);
+		expect(output).toContain(`RabbitMQ already has a queue "${stack.taskQueue}" declared differently from RABBIT_QUEUE_TYPE=classic`);
+		expect(output).toContain("set RABBIT_QUEUE_TYPE to the queue's type");
+	}, 40_000);
 
 	it("leaves task_queue empty, with nothing unacknowledged, and dead-letters nothing", async () => {
 		expect(drained).toEqual(expect.objectContaining({ messages_ready: 0, messages_unacknowledged: 0 }));
