@@ -62,7 +62,9 @@ const defaultReconnectDelay = (attempt: number) => Math.min(100 * 2 ** (attempt 
 const CONNECT_TIMEOUT_MS = 2000;
 
 /** Shortest life of a publish channel before nacks replace it: a new leader needs a moment to be known. */
-const PUBLISHER_RENEWAL_MS = 250;
+const PUBLISHER_RENEWAL_MS = 100;
+/** Wait before a nacked task is published again, on the channel that replaced the nacked one. */
+const NACK_RETRY_MS = 50;
 
 /** AMQP's answer to a declare whose arguments differ from the existing queue's. */
 const PRECONDITION_FAILED = 406;
@@ -121,24 +123,40 @@ export class AmqpTaskQueue implements TaskQueue {
 		return this.publisher !== null;
 	}
 
+	/**
+	 * Resolves once RabbitMQ has confirmed the task. A nack is tried again on a renewed channel
+	 * while the deadline allows (see renewPublisher): a nacked task was not taken, and if it were,
+	 * its id would still be stored once.
+	 */
 	async publish(task: QueuedTask): Promise<void> {
 		const deadline = Date.now() + this.options.publishTimeoutMs;
+		for (;;) {
+			const outcome = await this.publishOnce(task, deadline);
+			if (outcome === "confirmed") return;
+			if (Date.now() + NACK_RETRY_MS >= deadline) throw new QueueUnavailableError("RabbitMQ did not accept the task");
+			await sleep(NACK_RETRY_MS);
+		}
+	}
+
+	private async publishOnce(task: QueuedTask, deadline: number): Promise<"confirmed" | "nacked"> {
 		while (this.publisher && !this.writable) await this.waitForDrain(deadline);
 		const publisher = this.publisher;
 		if (!publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
 
-		return new Promise<void>((resolve, reject) => {
+		return new Promise((resolve, reject) => {
 			const timer = setTimeout(
 				() => reject(new QueueUnavailableError(`RabbitMQ did not confirm the task within ${this.options.publishTimeoutMs} ms`)),
 				Math.max(deadline - Date.now(), 1),
 			);
 			const confirmed = (err: unknown) => {
 				clearTimeout(timer);
-				if (err) {
+				// amqplib's words for a basic.nack, as opposed to the channel closing under the publish.
+				if ((err as Error | undefined)?.message === "message nacked") {
 					this.renewPublisher(publisher);
-					reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
-				} else if (this.returned.delete(task.id)) reject(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
-				else resolve();
+					resolve("nacked");
+				} else if (err) reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
+				else if (this.returned.delete(task.id)) reject(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
+				else resolve("confirmed");
 			};
 			try {
 				this.openPublishWindow();
@@ -259,7 +277,8 @@ export class AmqpTaskQueue implements TaskQueue {
 	 * A nack means RabbitMQ refused the task. A quorum queue's channel does so for good when its
 	 * first publish went to a leader that had just died (RabbitMQ 3.10 reads the leader once per
 	 * channel, from a queue record that the new leader updates a moment later). A new channel
-	 * reads it again, so the publisher is replaced, at most every PUBLISHER_RENEWAL_MS.
+	 * reads it again, so the publisher is replaced, at most every PUBLISHER_RENEWAL_MS, and the
+	 * nacked tasks are published again on it.
 	 */
 	private renewPublisher(nacked: ConfirmChannel): void {
 		const connection = this.connection;
