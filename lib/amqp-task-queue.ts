@@ -124,9 +124,9 @@ export class AmqpTaskQueue implements TaskQueue {
 	}
 
 	/**
-	 * Resolves once RabbitMQ has confirmed the task. A nack is tried again on a renewed channel
-	 * while the deadline allows (see renewPublisher): a nacked task was not taken, and if it were,
-	 * its id would still be stored once.
+	 * Resolves once RabbitMQ has confirmed the task. A nack, or the nacking channel's replacement,
+	 * is tried again on the renewed channel while the deadline allows (see renewPublisher): a
+	 * nacked task was not taken, and if it were, its id would still be stored once.
 	 */
 	async publish(task: QueuedTask): Promise<void> {
 		const deadline = Date.now() + this.options.publishTimeoutMs;
@@ -138,7 +138,7 @@ export class AmqpTaskQueue implements TaskQueue {
 		}
 	}
 
-	private async publishOnce(task: QueuedTask, deadline: number): Promise<"confirmed" | "nacked"> {
+	private async publishOnce(task: QueuedTask, deadline: number): Promise<"confirmed" | "retry"> {
 		while (this.publisher && !this.writable) await this.waitForDrain(deadline);
 		const publisher = this.publisher;
 		if (!publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
@@ -151,10 +151,12 @@ export class AmqpTaskQueue implements TaskQueue {
 			const confirmed = (err: unknown) => {
 				clearTimeout(timer);
 				// amqplib's words for a basic.nack, as opposed to the channel closing under the publish.
-				if ((err as Error | undefined)?.message === "message nacked") {
-					this.renewPublisher(publisher);
-					resolve("nacked");
-				} else if (err) reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
+				const nacked = (err as Error | undefined)?.message === "message nacked";
+				// The channel was closed because renewPublisher replaced it: the next one is there.
+				const replaced = Boolean(err) && this.publisher !== null && this.publisher !== publisher;
+				if (nacked) this.renewPublisher(publisher);
+				if (nacked || replaced) resolve("retry");
+				else if (err) reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
 				else if (this.returned.delete(task.id)) reject(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
 				else resolve("confirmed");
 			};
