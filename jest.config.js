@@ -1,7 +1,8 @@
 /**
- * Five suites; integration, e2e and faults need the local stack (`npm test` brings it up).
+ * Six suites; integration, e2e and faults need the local stack (`npm test` brings it up).
  * faults restarts and kills parts of the stack, so it runs alone, after the others. compose
- * needs the docker-compose stack that `npm run test:compose` brings up.
+ * needs the docker-compose stack that `npm run test:compose` brings up, ha the 3-node RabbitMQ
+ * stack that `npm run test:ha` brings up.
  */
 const project = (name, extra = {}) => ({
 	displayName: name,
@@ -20,6 +21,7 @@ module.exports = {
 		project("e2e", { slowTestThreshold: 60 }),
 		project("faults", { slowTestThreshold: 300 }),
 		project("compose", { slowTestThreshold: 300 }),
+		project("ha", { slowTestThreshold: 300 }),
 	],
 	testTimeout: 30_000,
 };

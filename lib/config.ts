@@ -3,7 +3,7 @@ import os from "node:os";
 /**
  * Every setting the cluster reads from its environment, in one place.
  *
- * The original's variables keep their names and defaults. RABBIT_HOST and MONGO_URI are
+ * The original's variables keep their names and defaults. RABBIT_HOST (or RABBIT_HOSTS) and MONGO_URI are
  * the switches between the two ways to run: unset, a node uses the in-process queue and the
  * in-memory store (the embedded default of `npm start`); set, it joins the real cluster.
  */
@@ -12,9 +12,13 @@ export interface ClusterConfig {
 	namespace: string;
 	logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 	logFormat: "full" | "short" | "simple" | "json";
-	/** amqp:// URL of RabbitMQ, or null for the embedded in-process queue. */
+	/** amqp:// URL of the first RabbitMQ node, or null for the embedded in-process queue. */
 	rabbitUrl: string | null;
+	/** amqp:// URLs of every RabbitMQ node to try, in order (RABBIT_HOSTS); empty when embedded. */
+	rabbitUrls: string[];
 	taskQueue: string;
+	/** classic, as in the original, or quorum: replicated over the cluster's nodes (Raft). */
+	taskQueueType: QueueType;
 	/** Unacknowledged deliveries a worker holds at once; a store batch holds up to half of them. */
 	workerPrefetch: number;
 	/** Longest a worker lets a short store batch wait for more tasks, from its first one. */
@@ -34,6 +38,8 @@ export interface ClusterConfig {
 	metricsPort: number | null;
 	tracing: boolean;
 }
+
+export type QueueType = "classic" | "quorum";
 
 type Env = Record<string, string | undefined>;
 
@@ -65,25 +71,51 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
 	return value as T;
 }
 
-function rabbitUrl(env: Env): string | null {
-	const host = optionalText(env, "RABBIT_HOST");
-	if (!host) return null;
+function port(name: string, raw: string): number {
+	const value = Number(raw);
+	if (!Number.isInteger(value) || value < 1 || value > 65535) throw new Error(`${name} has a bad port "${raw}"`);
+	return value;
+}
+
+/**
+ * RabbitMQ nodes as host and port: RABBIT_HOSTS ("host:port,host:port", the port defaulting to
+ * RABBIT_PORT), else RABBIT_HOST and RABBIT_PORT as in the original. RABBIT_HOSTS wins, so that a
+ * cluster overlay can add it beside the .env that still sets RABBIT_HOST.
+ */
+function rabbitNodes(env: Env): { host: string; port: number }[] {
+	const defaultPort = integer(env, "RABBIT_PORT", 5672, 1);
+	const list = optionalText(env, "RABBIT_HOSTS");
+	if (!list) {
+		const host = optionalText(env, "RABBIT_HOST");
+		return host ? [{ host, port: defaultPort }] : [];
+	}
+	return list.split(",").map(entry => {
+		// host, host:port, [v6 address] or [v6 address]:port
+		const match = /^(\[[^\]]+\]|[^:\s]+)(?::(\S*))?$/.exec(entry.trim());
+		if (!match) throw new Error(`RABBIT_HOSTS must be a comma-separated list of host:port, got "${list}"`);
+		return { host: match[1], port: match[2] === undefined ? defaultPort : port("RABBIT_HOSTS", match[2]) };
+	});
+}
+
+function rabbitUrls(env: Env): string[] {
 	const user = encodeURIComponent(text(env, "RABBIT_USER", "guest"));
 	const password = encodeURIComponent(text(env, "RABBIT_PASSWORD", "guest"));
 	const vhost = encodeURIComponent(text(env, "RABBIT_VHOST", "/"));
-	const port = integer(env, "RABBIT_PORT", 5672, 1);
-	return `amqp://${user}:${password}@${host}:${port}/${vhost}`;
+	return rabbitNodes(env).map(({ host, port }) => `amqp://${user}:${password}@${host}:${port}/${vhost}`);
 }
 
 export function loadConfig(env: Env = process.env): ClusterConfig {
 	const metricsPort = integer(env, "METRICS_PORT", 0);
+	const urls = rabbitUrls(env);
 	return {
 		nodeID: text(env, "NODE_ID", `${os.hostname()}-${process.pid}`),
 		namespace: text(env, "NAMESPACE", "notes-tasks"),
 		logLevel: oneOf(env, "LOG_LEVEL", ["fatal", "error", "warn", "info", "debug", "trace"], "info"),
 		logFormat: oneOf(env, "LOG_FORMAT", ["full", "short", "simple", "json"], "short"),
-		rabbitUrl: rabbitUrl(env),
+		rabbitUrl: urls[0] ?? null,
+		rabbitUrls: urls,
 		taskQueue: text(env, "RABBIT_QUEUE", "task_queue"),
+		taskQueueType: oneOf(env, "RABBIT_QUEUE_TYPE", ["classic", "quorum"], "classic"),
 		workerPrefetch: integer(env, "WORKER_PREFETCH", 400, 1),
 		workerBatchWaitMs: integer(env, "WORKER_BATCH_WAIT_MS", 20),
 		publishTimeoutMs: integer(env, "PUBLISH_TIMEOUT_MS", 2000, 1),

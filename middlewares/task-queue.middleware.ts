@@ -45,12 +45,15 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 		logger: broker.getLogger("task-queue"),
 		onDeadLettered: metrics ? (reason: DeadLetterReason) => metrics.messageDeadLettered(reason) : undefined,
 	};
-	if (!settings.rabbitUrl) return new MemoryTaskQueue(options);
+	if (settings.rabbitUrls.length === 0) return new MemoryTaskQueue(options);
 	const queue = new AmqpTaskQueue({
 		...options,
-		url: settings.rabbitUrl,
+		urls: settings.rabbitUrls,
+		queueType: settings.taskQueueType,
 		publishTimeoutMs: settings.publishTimeoutMs,
 		connectionName: `${broker.nodeID} task queue`,
+		// A queue of another type can never be used: the node stops rather than answer 503 for ever.
+		onFatal: err => broker.fatal(err.message, err, true),
 	});
 	queue.start();
 	return queue;

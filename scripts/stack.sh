@@ -7,8 +7,8 @@
 #   scripts/stack.sh down            stop everything `up` started
 #   scripts/stack.sh status          each component up or down (exit 1 if any is down)
 #   scripts/stack.sh logs [-f] [x]   last lines of every log, or of one component (-f: follow)
-#   scripts/stack.sh restart <x>     restart rabbitmq, ferretdb, nginx, prometheus or one node (by id) and wait until ready
-#   scripts/stack.sh kill <node>     SIGKILL one node, as a crash would (the fault tests use it)
+#   scripts/stack.sh restart <x>     restart rabbitmq (or rq1..rq3), ferretdb, nginx, prometheus or one node (by id) and wait until ready
+#   scripts/stack.sh kill <node>     SIGKILL one node or RabbitMQ node rqN, as a crash would (the fault tests use it)
 #   scripts/stack.sh start <node>    start one node that is down, from the current build, and wait until ready
 #
 # Settings (environment): NGINX_PORT (8080), FLASK_PORT (5001), GO_PORT (5002), WORKER_PY_COUNT (1),
@@ -17,7 +17,9 @@
 # base + 1 for api-flask-1, + 2 for api-go-1, + 100 + n for worker-py-n, + 200 + n for worker-go-n;
 # 0 runs the nodes without metrics and no Prometheus, as the stack ran before: Moleculer's own
 # per-call metrics cost a gateway about 60 CPU-ms per 1,000 tasks, see the README's benchmark),
-# STACK_TIMEOUT (seconds each component may take to come up, 60).
+# STACK_TIMEOUT (seconds each component may take to come up, 60),
+# RABBIT_NODES (1: Debian's own RabbitMQ node; 3: a cluster of three nodes rq1..rq3@localhost of our
+# own, data in .stack/rabbitmq, with a quorum task queue; `restart`, `kill` and `start` take rq1..rq3).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,8 +47,24 @@ MAX_BODY_BYTES=${MAX_BODY_BYTES:-16384}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
 METRICS_BASE_PORT=${METRICS_BASE_PORT:-3030}
 TIMEOUT=${STACK_TIMEOUT:-60}
+# Unset, the running stack's (stack.env) applies: `status`, `kill rq2` etc. need no RABBIT_NODES again.
+if [[ -z ${RABBIT_NODES:-} && -f $STACK/stack.env ]]; then RABBIT_NODES=$(sed -n 's/^RABBIT_NODES=//p' "$STACK/stack.env"); fi
+RABBIT_NODES=${RABBIT_NODES:-1}
+[[ $RABBIT_NODES == 1 || $RABBIT_NODES == 3 ]] || { echo "[stack] ERROR: RABBIT_NODES must be 1 or 3, got '$RABBIT_NODES'" >&2; exit 2; }
 RABBIT_PORT=5672
 RABBIT_MANAGEMENT_PORT=15672
+RABBIT_CLUSTER=$STACK/rabbitmq
+RABBIT_QUEUE_TYPE=classic
+if ((RABBIT_NODES > 1)); then
+	# The cluster's node i listens on RABBIT_PORT + i - 1, its management on RABBIT_MANAGEMENT_PORT
+	# + i - 1, Erlang distribution on RABBIT_DIST_PORT + i - 1: ports of their own, beside those
+	# of Debian's node, which apt may have started as a service.
+	RABBIT_PORT=5682
+	RABBIT_MANAGEMENT_PORT=15682
+	RABBIT_DIST_PORT=25682
+	# The cluster's nodes get every node's address and a queue replicated on all of them.
+	RABBIT_QUEUE_TYPE=quorum
+fi
 MONGO_PORT=27017
 PACKAGES=(rabbitmq-server nginx gettext-base chromium tcpdump prometheus)
 
@@ -203,6 +221,144 @@ stop_rabbitmq() {
 	rm -f "$RUN/rabbitmq.ours"
 }
 
+# --- RabbitMQ cluster (RABBIT_NODES=3) ----------------------------------------------------------
+
+# Three nodes of Debian's rabbitmq-server beside each other, run as the rabbitmq user (whose Erlang
+# cookie they share), each with its own name, ports, data, logs, config and plugins under
+# .stack/rabbitmq/rqN. Node 2 and 3 join rq1's cluster on their first start; the data stays across
+# `down` and `up`, and a restarted node finds its cluster again by itself.
+rq_nodes() { seq 1 "$RABBIT_NODES" | sed 's/^/rq/'; }
+rq_index() { echo "${1#rq}"; }
+rq_name() { echo "$1@localhost"; }
+rq_port() { echo $((RABBIT_PORT + $(rq_index "$1") - 1)); }
+rq_dir() { echo "$RABBIT_CLUSTER/$1"; }
+rq_log() { echo "$(rq_dir "$1")/log/$(rq_name "$1").log"; }
+# The beam process's pid, from the pid file RabbitMQ writes, if it still runs that node.
+rq_pid() {
+	local file pid
+	file=$(rq_dir "$1")/pid
+	[[ -f $file ]] || return 1
+	pid=$(<"$file")
+	# The node name is not on beam's command line; it comes from the environment it was started with.
+	as_root cat "/proc/$pid/environ" 2>/dev/null | tr '\0' '\n' | grep -qxF -- "RABBITMQ_NODENAME=$(rq_name "$1")" || return 1
+	echo "$pid"
+}
+rq_running() { rq_pid "$1" >/dev/null; }
+rq_management_port() { echo $((RABBIT_MANAGEMENT_PORT + $(rq_index "$1") - 1)); }
+rabbit_management_ports() { local node; for node in $(rq_nodes); do rq_management_port "$node"; done | paste -sd,; }
+
+# RABBIT_HOSTS of the cluster's clients; empty with Debian's single node (RABBIT_HOST applies).
+rabbit_hosts() {
+	local node
+	((RABBIT_NODES > 1)) || return 0
+	for node in $(rq_nodes); do printf '127.0.0.1:%s\n' "$(rq_port "$node")"; done | paste -sd,
+}
+
+# rabbitmqctl (or another CLI tool) for one node, as the rabbitmq user with its cookie.
+rq_cli() {
+	local tool=$1 node=$2
+	shift 2
+	as_root runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq "/usr/lib/rabbitmq/bin/$tool" -q -n "$(rq_name "$node")" "$@"
+}
+
+write_rq_files() {
+	local node=$1 dir
+	dir=$(rq_dir "$node")
+	mkdir -p "$dir/mnesia" "$dir/log"
+	cat >"$dir/rabbitmq.conf" <<-EOF
+		# Written by scripts/stack.sh: node $(rq_name "$node") of the local 3-node cluster.
+		management.tcp.port = $(rq_management_port "$node")
+	EOF
+	echo "[rabbitmq_management]." >"$dir/enabled_plugins"
+	as_root chown -R rabbitmq:rabbitmq "$dir"
+}
+
+start_rq_node() {
+	local node=$1 dir index
+	if rq_pid "$node" >/dev/null; then return 0; fi
+	port_open "$(rq_port "$node")" && die "port $(rq_port "$node") is taken by another process; stop it first"
+	write_rq_files "$node"
+	dir=$(rq_dir "$node")
+	index=$(rq_index "$node")
+	as_root runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq \
+		RABBITMQ_NODENAME="$(rq_name "$node")" RABBITMQ_NODE_PORT="$(rq_port "$node")" \
+		RABBITMQ_DIST_PORT=$((RABBIT_DIST_PORT + index - 1)) \
+		RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/pid" \
+		RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+		/usr/lib/rabbitmq/bin/rabbitmq-server -detached >"$LOGS/$node.log" 2>&1 ||
+		die "RabbitMQ node $node failed to start" "$LOGS/$node.log"
+}
+
+await_rq_node() {
+	local node=$1
+	await "RabbitMQ node $node" "$LOGS/$node.log" - - rq_running "$node"
+	rq_cli rabbitmqctl "$node" await_startup --timeout "$TIMEOUT" >>"$LOGS/$node.log" 2>&1 ||
+		die "RabbitMQ node $node did not start within ${TIMEOUT}s" "$(rq_log "$node")"
+	await "RabbitMQ node $node (port $(rq_port "$node"))" "$(rq_log "$node")" - - port_open "$(rq_port "$node")"
+}
+
+# Joins rq2 and rq3 to rq1's cluster, once: a node that already lists rq1 is left as it is.
+join_rq_cluster() {
+	local node
+	for node in $(rq_nodes); do
+		[[ $node == rq1 ]] && continue
+		rq_cli rabbitmqctl "$node" cluster_status --formatter json | grep -qF "\"$(rq_name rq1)\"" && continue
+		say "joining $node to the cluster of rq1"
+		{
+			rq_cli rabbitmqctl "$node" stop_app &&
+				rq_cli rabbitmqctl "$node" join_cluster "$(rq_name rq1)" &&
+				rq_cli rabbitmqctl "$node" start_app
+		} >>"$LOGS/$node.log" 2>&1 || die "$node could not join the cluster of rq1" "$(rq_log "$node")"
+	done
+}
+
+start_rabbitmq_cluster() {
+	local node
+	# In parallel: a node that stopped after its peers waits for them to come back before it starts.
+	for node in $(rq_nodes); do start_rq_node "$node"; done
+	for node in $(rq_nodes); do await_rq_node "$node"; done
+	join_rq_cluster
+	await "RabbitMQ management (port $RABBIT_MANAGEMENT_PORT)" "$(rq_log rq1)" - - port_open "$RABBIT_MANAGEMENT_PORT"
+}
+
+# A graceful stop of one node; its clients fail over to the others.
+stop_rq_node() {
+	local node=$1
+	rq_pid "$node" >/dev/null || return 0
+	rq_cli rabbitmqctl "$node" shutdown >/dev/null 2>&1 || true
+	while rq_pid "$node" >/dev/null; do sleep 0.2; done
+}
+
+# As an operator restarts a node of the cluster: only once every quorum queue would keep a majority
+# without it, so that the restart never takes a queue away.
+restart_rq_node() {
+	local node=$1
+	if rq_pid "$node" >/dev/null; then
+		rq_cli rabbitmq-upgrade "$node" await_online_quorum_plus_one --timeout "$TIMEOUT" >>"$LOGS/$node.log" 2>&1 ||
+			die "some quorum queue would lose its majority without $node" "$LOGS/$node.log"
+	fi
+	stop_rq_node "$node"
+	start_rq_node "$node"
+	await_rq_node "$node"
+}
+
+# SIGKILL leaves the node no time for anything: its connections drop, its queue replicas fall behind.
+kill_rq_node() {
+	local node=$1 pid
+	pid=$(rq_pid "$node") || die "$node is not running"
+	kill -KILL "$pid"
+	while rq_pid "$node" >/dev/null; do sleep 0.05; done
+	say "$node killed (SIGKILL, pid $pid)"
+}
+
+stop_rabbitmq_cluster() {
+	local node
+	for node in $(rq_nodes); do stop_rq_node "$node" & done
+	wait
+	# The nodes started Erlang's port mapper daemon; it goes too unless another node uses it.
+	if ! epmd -names 2>/dev/null | grep -q "^name "; then epmd -kill >/dev/null 2>&1 || true; fi
+}
+
 # --- FerretDB ---------------------------------------------------------------------------------
 
 # Builds tools/ferretdb once; the binary is rebuilt only when its sources (and patches) change.
@@ -337,7 +493,7 @@ start_node() {
 	# settings: a smaller young generation and a capped old one keep its peak RSS down (see the Dockerfile).
 	(cd "$ROOT" && spawn "$node" "$LOGS/$node.log" env NO_COLOR=1 \
 		NODE_OPTIONS="${NODE_OPTIONS:---max-semi-space-size=8 --max-old-space-size=96}" SERVICEDIR=dist/services SERVICES="$role,tasks" NODE_ID="$node" NAMESPACE="$NAMESPACE" \
-		RABBIT_HOST=127.0.0.1 RABBIT_PORT="$RABBIT_PORT" RABBIT_QUEUE="$RABBIT_QUEUE" \
+		RABBIT_HOST=127.0.0.1 RABBIT_PORT="$RABBIT_PORT" RABBIT_HOSTS="$(rabbit_hosts)" RABBIT_QUEUE="$RABBIT_QUEUE" RABBIT_QUEUE_TYPE="$RABBIT_QUEUE_TYPE" \
 		MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" DB_NAME="$DB_NAME" \
 		FLASK_PORT="$FLASK_PORT" GO_PORT="$GO_PORT" MAX_BODY_BYTES="$MAX_BODY_BYTES" LOG_LEVEL="$LOG_LEVEL" \
 		METRICS_PORT="$(metrics_port "$node")" \
@@ -376,6 +532,11 @@ known_node() {
 	nodes | grep -qxF -- "$1" || die "unknown component '$1'; try one of: rabbitmq ferretdb nginx prometheus $(nodes | paste -sd' ')"
 }
 
+# Fails unless $1 is a RabbitMQ node of this stack's cluster.
+known_rq_node() {
+	rq_nodes | grep -qxF -- "$1" || die "no RabbitMQ node '$1' here: RABBIT_NODES=$RABBIT_NODES"
+}
+
 # Starts one node that is down from the build in dist/ (no rebuild: a restart stays fast).
 start_one_node() {
 	local node=$1
@@ -392,8 +553,12 @@ write_env() {
 		NAMESPACE=$NAMESPACE
 		RABBIT_HOST=127.0.0.1
 		RABBIT_PORT=$RABBIT_PORT
+		RABBIT_HOSTS=$(rabbit_hosts)
+		RABBIT_NODES=$RABBIT_NODES
 		RABBIT_QUEUE=$RABBIT_QUEUE
+		RABBIT_QUEUE_TYPE=$RABBIT_QUEUE_TYPE
 		RABBITMQ_MANAGEMENT_PORT=$RABBIT_MANAGEMENT_PORT
+		RABBITMQ_MANAGEMENT_PORTS=$(rabbit_management_ports)
 		MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
 		DB_NAME=$DB_NAME
 		NGINX_PORT=$NGINX_PORT
@@ -413,7 +578,9 @@ up() {
 	started=$(now)
 	mkdir -p "$LOGS" "$RUN"
 	step=$(now); install_packages; say "packages ready ($(since "$step")s)"
-	step=$(now); start_rabbitmq; say "RabbitMQ up ($(since "$step")s)"
+	step=$(now)
+	if ((RABBIT_NODES > 1)); then start_rabbitmq_cluster; else start_rabbitmq; fi
+	say "RabbitMQ up ($(since "$step")s)"
 	step=$(now); start_ferretdb; say "FerretDB up ($(since "$step")s)"
 	step=$(now); start_nginx; say "Nginx up ($(since "$step")s)"
 	step=$(now); start_cluster; say "cluster nodes up ($(since "$step")s)"
@@ -442,7 +609,11 @@ down() {
 	stop_process prometheus "$PROMETHEUS_CONF"
 	stop_process nginx "$NGINX_CONF"
 	stop_process ferretdb "$FERRETDB"
-	step=$(now); stop_rabbitmq; say "Prometheus, Nginx, FerretDB and RabbitMQ stopped ($(since "$step")s)"
+	step=$(now)
+	# Whatever RABBIT_NODES says now: the cluster goes if it runs, Debian's node if we started it.
+	RABBIT_NODES=3 stop_rabbitmq_cluster
+	stop_rabbitmq
+	say "Prometheus, Nginx, FerretDB and RabbitMQ stopped ($(since "$step")s)"
 	say "stack down in $(since "$started")s"
 }
 
@@ -453,6 +624,7 @@ restart() {
 	mkdir -p "$LOGS" "$RUN"
 	case $component in
 		rabbitmq) restart_rabbitmq ;;
+		rq[1-3]) known_rq_node "$component"; restart_rq_node "$component" ;;
 		ferretdb) stop_process ferretdb "$FERRETDB"; start_ferretdb ;;
 		nginx) stop_process nginx "$NGINX_CONF"; start_nginx ;;
 		prometheus) stop_process prometheus "$PROMETHEUS_CONF"; start_prometheus ;;
@@ -469,7 +641,10 @@ start() {
 	local node=${1:-} started
 	[[ -n $node ]] || die "start which node? one of: $(nodes | paste -sd' ')"
 	started=$(now)
-	start_one_node "$node"
+	case $node in
+		rq[1-3]) known_rq_node "$node"; start_rq_node "$node"; await_rq_node "$node" ;;
+		*) start_one_node "$node" ;;
+	esac
 	say "$node up in $(since "$started")s"
 }
 
@@ -477,6 +652,7 @@ start() {
 kill_node() {
 	local node=${1:-} pid
 	[[ -n $node ]] || die "kill which node? one of: $(nodes | paste -sd' ')"
+	if [[ $node == rq[1-3] ]]; then known_rq_node "$node"; kill_rq_node "$node"; return; fi
 	known_node "$node"
 	pid=$(pid_of "$node" moleculer-runner) || die "$node is not running"
 	kill -KILL "$pid" 2>/dev/null || true
@@ -488,7 +664,11 @@ kill_node() {
 status() {
 	local healthy=0 node pid
 	row() { printf '%-12s %-5s %s\n' "$@"; }
-	if port_open "$RABBIT_PORT"; then
+	if ((RABBIT_NODES > 1)); then
+		for node in $(rq_nodes); do
+			if pid=$(rq_pid "$node"); then row "$node" up "pid $pid, amqp://127.0.0.1:$(rq_port "$node"), $(rq_name "$node")"; else row "$node" down; healthy=1; fi
+		done
+	elif port_open "$RABBIT_PORT"; then
 		row rabbitmq up "amqp://127.0.0.1:$RABBIT_PORT, http://127.0.0.1:$RABBIT_MANAGEMENT_PORT/$([[ -f $RUN/rabbitmq.ours ]] || echo ' (not started by stack.sh)')"
 	else
 		row rabbitmq down; healthy=1
@@ -511,12 +691,17 @@ logs() {
 		name=$1
 		case $name in
 			rabbitmq) files=("$(rabbitmq_log)") ;;
+			rq[1-3]) files=("$(rq_log "$name")") ;;
 			*) files=("$LOGS/$name.log") ;;
 		esac
 		[[ -f ${files[0]} ]] || die "no log for '$name'; try one of: rabbitmq ferretdb nginx prometheus $(nodes | tr '\n' ' ')"
 	else
 		files=("$LOGS"/*.log)
-		[[ -f $(rabbitmq_log) ]] && files+=("$(rabbitmq_log)")
+		if ((RABBIT_NODES > 1)); then
+			for name in $(rq_nodes); do [[ -f $(rq_log "$name") ]] && files+=("$(rq_log "$name")"); done
+		elif [[ -f $(rabbitmq_log) ]]; then
+			files+=("$(rabbitmq_log)")
+		fi
 	fi
 	tail -n 50 "${follow[@]}" "${files[@]}"
 }

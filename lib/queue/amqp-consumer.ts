@@ -55,6 +55,9 @@ export class AmqpConsumer implements TaskConsumer {
 		this.acks = new AckWatermark(channel);
 		const { consumerTag } = await channel.consume(options.queue, message => {
 			if (message) this.onMessage({ channel, message });
+			// null: RabbitMQ cancelled the consumer (the queue went away with its node, or was
+			// deleted). Closing the channel rebuilds the connection, which consumes afresh.
+			else if (channel === this.channel) channel.close().catch(() => undefined);
 		});
 		this.consumerTag = consumerTag;
 	}

@@ -3,6 +3,8 @@ import type { Writable } from "node:stream";
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
 import { AmqpConsumer } from "./amqp-consumer";
 import { backoffMs } from "./backoff";
+import { QueueMismatchError, queueDeclarations } from "./task-queue-declarations";
+import type { QueueType } from "../config";
 import { encodeTaskMessage, type QueuedTask } from "../task";
 import {
 	deadLetterQueueOf,
@@ -16,8 +18,11 @@ import {
 } from "./task-queue";
 
 export interface AmqpQueueOptions {
-	url: string;
+	/** One URL per RabbitMQ node; each (re)connect tries them in turn, from the one after the last used. */
+	urls: string[];
 	queue: string;
+	/** classic, or quorum (replicated; poison messages and dead-lettering by the broker). */
+	queueType?: QueueType;
 	/** Unacknowledged deliveries per consumer; a store batch holds up to half of them. */
 	prefetch: number;
 	/** Longest a short store batch waits for more deliveries (BatcherOptions.maxWaitMs). */
@@ -31,6 +36,8 @@ export interface AmqpQueueOptions {
 	retryDelayMs?: (attempt: number) => number;
 	/** Told of each message once RabbitMQ has confirmed its dead-letter copy. */
 	onDeadLettered?: DeadLetterListener;
+	/** Called once the queue can never be used as configured (it exists with other arguments). */
+	onFatal?: (err: QueueMismatchError) => void;
 }
 
 /**
@@ -48,6 +55,22 @@ function socketOf(connection: ChannelModel): Writable {
 // At most 1 s apart: while RabbitMQ is away the gateways answer 503, and once it is back they
 // go on doing so until their next attempt.
 const defaultReconnectDelay = (attempt: number) => backoffMs(attempt, 1000);
+
+/** Longest wait for one node's TCP and AMQP handshake before the next node is tried. */
+const CONNECT_TIMEOUT_MS = 2000;
+
+/** Shortest life of a publish channel before nacks replace it: a new leader needs a moment to be known. */
+const PUBLISHER_RENEWAL_MS = 100;
+/** Wait before a nacked task is published again, on the channel that replaced the nacked one. */
+const NACK_RETRY_MS = 50;
+
+/** AMQP's answer to a declare whose arguments differ from the existing queue's. */
+const PRECONDITION_FAILED = 406;
+
+/** host:port of an amqp:// URL, for logs without the credentials. */
+function hostOf(url: string): string {
+	return new URL(url).host;
+}
 
 /**
  * The task queue on RabbitMQ (amqplib 0.10, which does not reconnect by itself).
@@ -68,6 +91,10 @@ export class AmqpTaskQueue implements TaskQueue {
 	private connectedWaiters: (() => void)[] = [];
 	private reconnecting: Promise<void> | null = null;
 	private closed = false;
+	private renewingPublisher = false;
+	private publisherOpenedAt = 0;
+	/** Index in options.urls of the node last tried. */
+	private urlIndex = -1;
 	readonly deadLetterQueue: string;
 
 	constructor(readonly options: AmqpQueueOptions) {
@@ -94,22 +121,42 @@ export class AmqpTaskQueue implements TaskQueue {
 		return this.publisher !== null;
 	}
 
+	/**
+	 * Resolves once RabbitMQ has confirmed the task. A nack, or the nacking channel's replacement,
+	 * is tried again on the renewed channel while the deadline allows (see renewPublisher): a
+	 * nacked task was not taken, and if it were, its id would still be stored once.
+	 */
 	async publish(task: QueuedTask): Promise<void> {
 		const deadline = Date.now() + this.options.publishTimeoutMs;
+		for (;;) {
+			const outcome = await this.publishOnce(task, deadline);
+			if (outcome === "confirmed") return;
+			if (Date.now() + NACK_RETRY_MS >= deadline) throw new QueueUnavailableError("RabbitMQ did not accept the task");
+			await sleep(NACK_RETRY_MS);
+		}
+	}
+
+	private async publishOnce(task: QueuedTask, deadline: number): Promise<"confirmed" | "retry"> {
 		while (this.publisher && !this.writable) await this.waitForDrain(deadline);
 		const publisher = this.publisher;
 		if (!publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
 
-		return new Promise<void>((resolve, reject) => {
+		return new Promise((resolve, reject) => {
 			const timer = setTimeout(
 				() => reject(new QueueUnavailableError(`RabbitMQ did not confirm the task within ${this.options.publishTimeoutMs} ms`)),
 				Math.max(deadline - Date.now(), 1),
 			);
 			const confirmed = (err: unknown) => {
 				clearTimeout(timer);
-				if (err) reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
+				// amqplib's words for a basic.nack, as opposed to the channel closing under the publish.
+				const nacked = (err as Error | undefined)?.message === "message nacked";
+				// The channel was closed because renewPublisher replaced it: the next one is there.
+				const replaced = Boolean(err) && this.publisher !== null && this.publisher !== publisher;
+				if (nacked) this.renewPublisher(publisher);
+				if (nacked || replaced) resolve("retry");
+				else if (err) reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
 				else if (this.returned.delete(task.id)) reject(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
-				else resolve();
+				else resolve("confirmed");
 			};
 			try {
 				this.openPublishWindow();
@@ -160,45 +207,95 @@ export class AmqpTaskQueue implements TaskQueue {
 		if (this.reconnecting || this.closed) return;
 		this.reconnecting = (async () => {
 			const delay = this.options.reconnectDelayMs ?? defaultReconnectDelay;
-			for (let attempt = 1; !this.closed; attempt++) {
+			const { urls } = this.options;
+			for (let attempt = 1, round = 1; !this.closed; attempt++) {
+				// The node after the last one used first: a node that just went away is tried last.
+				this.urlIndex = (this.urlIndex + 1) % urls.length;
+				const url = urls[this.urlIndex];
 				try {
-					await this.connect();
-					if (attempt > 1) this.options.logger.info(`RabbitMQ connection restored after ${attempt} attempts`);
+					await this.connect(url);
+					if (attempt > 1) this.options.logger.info(`RabbitMQ connection restored after ${attempt} attempts (${hostOf(url)})`);
 					return;
 				} catch (err) {
-					this.options.logger.warn(`RabbitMQ connection attempt ${attempt} failed: ${(err as Error).message}`);
-					await sleep(delay(attempt));
+					if (err instanceof QueueMismatchError) {
+						this.options.logger.error(err.message);
+						this.closed = true;
+						this.options.onFatal?.(err);
+						return;
+					}
+					this.options.logger.warn(`RabbitMQ connection attempt ${attempt} to ${hostOf(url)} failed: ${(err as Error).message}`);
+					// Every node is tried once at once; only a whole round of failures waits.
+					if (attempt % urls.length === 0) await sleep(delay(round++));
 				}
 			}
 		})().finally(() => (this.reconnecting = null));
 	}
 
-	private async connect(): Promise<void> {
-		const connection = await amqp.connect(this.options.url, {
+	private async connect(url: string): Promise<void> {
+		const connection = await amqp.connect(url, {
 			clientProperties: { connection_name: this.options.connectionName },
+			// A node that is gone without a word (a dead host) must not hold up the next one for long.
+			timeout: CONNECT_TIMEOUT_MS,
 		});
 		connection.on("error", err => this.options.logger.warn(`RabbitMQ connection error: ${err.message}`));
 		connection.on("close", () => this.onConnectionLost(connection));
 		try {
-			const publisher = await connection.createConfirmChannel();
-			publisher.on("error", err => this.options.logger.warn(`RabbitMQ publish channel error: ${err.message}`));
-			// A channel closed by an error takes the whole connection down with it: rebuild both.
-			publisher.on("close", () => connection.close().catch(() => undefined));
-			publisher.on("return", (message: ConsumeMessage) => {
-				if (message.properties.messageId) this.returned.add(message.properties.messageId);
-			});
-			publisher.on("drain", () => this.onDrain());
-			await publisher.assertQueue(this.options.queue, { durable: true });
-			await publisher.assertQueue(this.deadLetterQueue, { durable: true });
+			const publisher = await this.openPublisher(connection);
+			for (const { queue, options } of queueDeclarations(this.options.queue, this.options.queueType ?? "classic")) {
+				await publisher.assertQueue(queue, options).catch((err: Error & { code?: number }) => {
+					throw err.code === PRECONDITION_FAILED ? new QueueMismatchError(queue, this.options.queueType ?? "classic", err.message) : err;
+				});
+			}
 			for (const consumer of this.consumers) await consumer.attach(connection);
 			this.connection = connection;
 			this.publisher = publisher;
+			this.publisherOpenedAt = Date.now();
 			this.writable = true;
 		} catch (err) {
 			await connection.close().catch(() => undefined);
 			throw err;
 		}
 		for (const waiter of this.connectedWaiters.splice(0)) waiter();
+	}
+
+	private async openPublisher(connection: ChannelModel): Promise<ConfirmChannel> {
+		const publisher = await connection.createConfirmChannel();
+		publisher.on("error", err => this.options.logger.warn(`RabbitMQ publish channel error: ${err.message}`));
+		// A channel closed by an error takes the whole connection down with it: rebuild both.
+		// One replaced after nacks (renewPublisher) is closed on purpose and takes nothing along.
+		publisher.on("close", () => {
+			if (this.publisher === publisher || this.publisher === null) connection.close().catch(() => undefined);
+		});
+		publisher.on("return", (message: ConsumeMessage) => {
+			if (message.properties.messageId) this.returned.add(message.properties.messageId);
+		});
+		publisher.on("drain", () => this.onDrain());
+		return publisher;
+	}
+
+	/**
+	 * A nack means RabbitMQ refused the task. A quorum queue's channel does so for good when its
+	 * first publish went to a leader that had just died (RabbitMQ 3.10 reads the leader once per
+	 * channel, from a queue record that the new leader updates a moment later). A new channel
+	 * reads it again, so the publisher is replaced, at most every PUBLISHER_RENEWAL_MS, and the
+	 * nacked tasks are published again on it.
+	 */
+	private renewPublisher(nacked: ConfirmChannel): void {
+		const connection = this.connection;
+		if (!connection || this.publisher !== nacked || this.renewingPublisher || Date.now() - this.publisherOpenedAt < PUBLISHER_RENEWAL_MS) return;
+		this.renewingPublisher = true;
+		this.openPublisher(connection)
+			.then(publisher => {
+				if (this.connection !== connection) return publisher.close();
+				this.publisher = publisher;
+				this.publisherOpenedAt = Date.now();
+				this.writable = true;
+				this.onDrain();
+				this.options.logger.warn("RabbitMQ refused tasks: publishing on a new channel");
+				return nacked.close();
+			})
+			.catch(() => undefined)
+			.finally(() => (this.renewingPublisher = false));
 	}
 
 	private onConnectionLost(connection: ChannelModel): void {

@@ -5,6 +5,7 @@ import type { ChannelModel } from "amqplib";
 import type { AmqpTaskQueue } from "../../lib/queue/amqp-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
 import { deadLetterQueueOf, QueueUnavailableError } from "../../lib/queue/task-queue";
+import { DELIVERY_LIMIT } from "../../lib/queue/task-queue-declarations";
 import { eventually } from "../support/eventually";
 import { connectOrExplain, management, openQueue, queueCounters, RABBIT_URL, scratchQueueName } from "../support/rabbitmq";
 
@@ -220,11 +221,11 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		await eventually("the task dead-lettered", async () => (reasons.length === 1 ? true : undefined), 5000);
 		await consumer.stop();
 		expect(reasons).toEqual(["store_failed"]);
-		expect(await depthOf(`${name}.dead`)).toBe(1);
+		expect(await depthOf(deadLetterQueueOf(name))).toBe(1);
 	});
 
 	it("refuses to publish while RabbitMQ cannot be reached, without waiting", async () => {
-		const unreachable = open(scratch(), { url: "amqp://guest:guest@127.0.0.1:1/%2F" });
+		const unreachable = open(scratch(), { urls: ["amqp://guest:guest@127.0.0.1:1/%2F"] });
 		const started = Date.now();
 		await expect(unreachable.publish(newTask("nowhere", "go"))).rejects.toBeInstanceOf(QueueUnavailableError);
 		expect(Date.now() - started).toBeLessThan(500);
@@ -251,5 +252,57 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		await queue.publish(after);
 		await eventually("the task published after reconnecting consumed", async () => (received.some(task => task.id === after.id) ? true : undefined), 10_000);
 		await consumer.stop();
+	});
+
+	it("fails over along its list of nodes, past one that cannot be reached", async () => {
+		const name = scratch();
+		const queue = open(name, { urls: ["amqp://guest:guest@127.0.0.1:1/%2F", RABBIT_URL] });
+		await queue.whenConnected(2000);
+		await queue.publish(newTask("through the second node", "go"));
+		expect(await depthOf(name)).toBe(1);
+	});
+
+	it("declares a quorum task queue that dead-letters a message past its delivery limit, at least once", async () => {
+		const name = scratch();
+		const queue = open(name, { queueType: "quorum" });
+		await queue.whenConnected(5000);
+		const info = await eventually("the queue listed", () => management<{ type: string; arguments: Record<string, unknown> }>(`/queues/%2F/${encodeURIComponent(name)}`).catch(() => undefined), 10_000);
+		expect(info.type).toBe("quorum");
+		expect(info.arguments).toMatchObject({
+			"x-delivery-limit": DELIVERY_LIMIT,
+			"x-dead-letter-routing-key": deadLetterQueueOf(name),
+			"x-dead-letter-strategy": "at-least-once",
+			"x-overflow": "reject-publish",
+		});
+		expect((await management<{ type: string }>(`/queues/%2F/${encodeURIComponent(deadLetterQueueOf(name))}`)).type).toBe("quorum");
+
+		// A message that never gets acked, as one that crashes every worker that takes it.
+		const task = newTask("poison by crashes", "flask");
+		await queue.publish(task);
+		const channel = await inspector.createChannel();
+		try {
+			for (let delivery = 1; delivery <= DELIVERY_LIMIT + 1; delivery++) {
+				const message = await eventually(`delivery ${delivery}`, async () => (await channel.get(name)) || undefined, 5000);
+				channel.nack(message, false, true);
+			}
+			const dead = await eventually("the message dead-lettered", async () => (await channel.get(deadLetterQueueOf(name), { noAck: true })) || undefined, 5000);
+			expect(dead.properties.messageId).toBe(task.id);
+			expect(await depthOf(name)).toBe(0);
+		} finally {
+			await channel.close();
+		}
+	});
+
+	it("gives up for good, with an error that says what to do, when the queue exists with another type", async () => {
+		const name = scratch();
+		const channel = await inspector.createChannel();
+		await channel.assertQueue(name, { durable: true });
+		await channel.close();
+		const fatal: Error[] = [];
+		const queue = open(name, { queueType: "quorum", onFatal: err => fatal.push(err) });
+		await eventually("the mismatch reported", async () => (fatal.length > 0 ? true : undefined), 5000);
+		expect(fatal[0].message).toMatch(new RegExp(`queue "${name.replace(/\./g, "\\.")}" declared differently from RABBIT_QUEUE_TYPE=quorum .*PRECONDITION_FAILED - inequivalent arg.*set RABBIT_QUEUE_TYPE to the queue's type`));
+		expect(queue.isConnected()).toBe(false);
+		await expect(queue.whenConnected(300)).rejects.toBeInstanceOf(QueueUnavailableError);
 	});
 });

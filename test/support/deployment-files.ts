@@ -91,9 +91,9 @@ export interface ComposeFile {
 	volumes?: Record<string, unknown>;
 }
 
-/** docker-compose.yml with YAML merge keys applied and ${...} filled from .env, as compose does. */
-export function loadCompose(dotEnv = loadDotEnv()): ComposeFile {
-	const raw = parse(readText("docker-compose.yml"), { merge: true }) as ComposeFile;
+/** docker-compose.yml (or an overlay) with YAML merge keys applied and ${...} filled from .env, as compose does. */
+export function loadCompose(dotEnv = loadDotEnv(), file = "docker-compose.yml"): ComposeFile {
+	const raw = parse(readText(file), { merge: true }) as ComposeFile;
 	return interpolateAll(raw, dotEnv) as ComposeFile;
 }
 

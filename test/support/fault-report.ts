@@ -12,9 +12,9 @@ export function textTable(header: string[], rows: string[][]): string {
 	return [line(header), widths.map(width => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n");
 }
 
-/** Prints the report on stdout (past Jest's console capture) and keeps it in .stack/fault-report.txt. */
-export function publishReport(report: string): void {
-	mkdirSync(path.dirname(FAULT_REPORT), { recursive: true });
-	writeFileSync(FAULT_REPORT, `${report}\n`);
-	process.stdout.write(`\n${report}\n(also in ${path.relative(ROOT, FAULT_REPORT)})\n\n`);
+/** Prints the report on stdout (past Jest's console capture) and keeps it in `file` (.stack/fault-report.txt). */
+export function publishReport(report: string, file = FAULT_REPORT): void {
+	mkdirSync(path.dirname(file), { recursive: true });
+	writeFileSync(file, `${report}\n`);
+	process.stdout.write(`\n${report}\n(also in ${path.relative(ROOT, file)})\n\n`);
 }

@@ -23,7 +23,7 @@ export function scratchQueueName(): string {
 
 export function openQueue(queue: string, overrides: Partial<AmqpQueueOptions> = {}): AmqpTaskQueue {
 	const taskQueue = new AmqpTaskQueue({
-		url: RABBIT_URL,
+		urls: [RABBIT_URL],
 		queue,
 		prefetch: 50,
 		publishTimeoutMs: 2000,

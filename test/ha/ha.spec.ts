@@ -1,0 +1,348 @@
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import path from "node:path";
+import { MongoClient } from "mongodb";
+import { ServiceBroker } from "moleculer";
+import { ClusterAmqpTransporter } from "../../lib/cluster-amqp-transporter";
+import { nameBasedUuid } from "../../lib/task";
+import { ROOT, stackCommand } from "../../scripts/stack-control";
+import { eventually } from "../support/eventually";
+import { publishReport, textTable } from "../support/fault-report";
+import { postPaced, RETRYABLE_STATUSES, type PlannedTask, type PostedTask } from "../support/retrying-client";
+import { gatewaysReady, leaveStackHealthy, type Stack } from "../support/stack";
+import { connectOrExplain, queueCounters } from "../support/rabbitmq";
+
+/**
+ * The promise of the 3-node RabbitMQ cluster (`RABBIT_NODES=3`, a quorum task queue): a node
+ * killed with SIGKILL, then every node restarted in turn, and still every accepted task stored
+ * once, no client without a 202 for more than 2 s, no worker idle for more than 2 s, and every
+ * Moleculer node reachable over the transporter afterwards.
+ */
+
+const RUN = `ha-${Date.now().toString(36)}`;
+const REPORT = path.join(ROOT, ".stack/ha-report.txt");
+const CLIENTS = 16;
+const TASKS_PER_PHASE = 10_000;
+/** Longest a client may go from its first failed attempt to its 202, and a worker between two stores. */
+const MAX_OUTAGE_MS = 2000;
+/** A client gives up on a task after this: far above the goal, so that a miss shows as a number. */
+const RETRY_BUDGET_MS = 30_000;
+/** How long a SIGKILLed node stays down before it is started again. */
+const KILLED_FOR_MS = 5000;
+/** Moleculer's transporter reconnects 5 s after a loss, to the next URL; two tries and some slack. */
+const TRANSPORTER_BACK_WITHIN_MS = 20_000;
+const WORKER_ROLES = /^worker-/;
+
+interface Fault {
+	what: string;
+	startedAt: number;
+	readyAt: number;
+}
+
+interface Scenario {
+	name: string;
+	/** How long the phase's load lasts when nothing goes wrong: it spans every fault of the phase. */
+	loadMs: number;
+	inject(): Promise<Fault[]>;
+}
+
+interface StoredDocument {
+	_id: string;
+	title: string;
+	processed_at: Date;
+	node_id: string;
+}
+
+interface Phase {
+	scenario: Scenario;
+	posted: PostedTask[];
+	faults: Fault[];
+	startedAt: number;
+	loadDoneAt: number;
+	/** How long after the last fault every stack node answered over the transporter again. */
+	transporterBackMs: number;
+}
+
+interface QueueInfo {
+	type: string;
+	leader?: string;
+	members?: string[];
+	online?: string[];
+}
+
+const GUEST = `Basic ${Buffer.from("guest:guest").toString("base64")}`;
+let managementPorts: string[] = [];
+
+/** The task queue as the management API of the first node that answers sees it. */
+async function queueInfo(queue: string): Promise<QueueInfo> {
+	for (const port of managementPorts) {
+		const response = await fetch(`http://127.0.0.1:${port}/api/queues/%2F/${encodeURIComponent(queue)}`, {
+			headers: { Authorization: GUEST },
+			signal: AbortSignal.timeout(2000),
+		}).catch(() => undefined);
+		if (response?.ok) return (await response.json()) as QueueInfo;
+	}
+	throw new Error("no RabbitMQ node's management API answered");
+}
+
+/** rq1 of "rq1@localhost" */
+const nodeOf = (erlangNode: string) => erlangNode.replace(/@.*/, "");
+
+async function killLeader(queue: string): Promise<Fault[]> {
+	await sleep(5000);
+	const { leader } = await queueInfo(queue);
+	if (!leader) throw new Error(`${queue} has no leader: is it a quorum queue?`);
+	const node = nodeOf(leader);
+	const startedAt = Date.now();
+	await stackCommand("kill", node);
+	await sleep(KILLED_FOR_MS);
+	await stackCommand("start", node);
+	// Every client connects to the first node of RABBIT_HOSTS first.
+	const connections = node === "rq1" ? " and the clients' connections" : "";
+	return [{ what: `SIGKILL ${node} (the queue's leader${connections}), started again after ${KILLED_FOR_MS / 1000} s`, startedAt, readyAt: Date.now() }];
+}
+
+/** Each node in turn: a graceful stop, a start, and the queue's replica back online before the next. */
+async function rollingRestart(queue: string): Promise<Fault[]> {
+	const faults: Fault[] = [];
+	await sleep(3000);
+	for (const node of ["rq1", "rq2", "rq3"]) {
+		const startedAt = Date.now();
+		await stackCommand("restart", node);
+		await eventually(`${queue} online on all three nodes`, async () => ((await queueInfo(queue)).online?.length === 3 ? true : undefined), 30_000);
+		faults.push({ what: `restart ${node}`, startedAt, readyAt: Date.now() });
+	}
+	return faults;
+}
+
+const phasePrefix = (phase: number) => `${RUN} phase-${phase} `;
+
+function plan(phase: number): PlannedTask[] {
+	return Array.from({ length: TASKS_PER_PHASE }, (_, i) => ({
+		title: `${phasePrefix(phase)}#${i}`,
+		key: randomUUID(),
+		gateway: i % 2 === 0 ? "flask" : "go",
+	}));
+}
+
+/** From a task's first failed attempt to its 202: how long that client was without service. */
+function outageMs(task: PostedTask): number {
+	const failed = task.attempts.find(attempt => attempt.result !== 202);
+	const accepted = task.attempts.find(attempt => attempt.result === 202);
+	if (!failed) return 0;
+	return (accepted?.doneAt ?? Infinity) - failed.sentAt;
+}
+
+/** The longest time a worker node stored nothing while the phase's load ran. */
+function longestWorkerGap(phase: Phase, documents: StoredDocument[]): { ms: number; node: string } {
+	const byNode = new Map<string, number[]>();
+	for (const document of documents) {
+		const times = byNode.get(document.node_id) ?? [];
+		times.push(document.processed_at.getTime());
+		byNode.set(document.node_id, times);
+	}
+	let worst = { ms: 0, node: "" };
+	for (const [node, times] of byNode) {
+		const sorted = [phase.startedAt, ...times.filter(time => time <= phase.loadDoneAt).sort((a, b) => a - b)];
+		for (let i = 1; i < sorted.length; i++) {
+			const gap = sorted[i] - sorted[i - 1];
+			if (gap > worst.ms) worst = { ms: gap, node };
+		}
+	}
+	return worst;
+}
+
+const seconds = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "never");
+
+describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a rolling restart of the cluster`, () => {
+	let stack: Stack;
+	let mongo: MongoClient;
+	let probe: ServiceBroker;
+	let deadLetteredBefore: number;
+	const phases: Phase[] = [];
+	let documents: StoredDocument[] = [];
+	let drained: { messages_ready: number; messages_unacknowledged: number } | Error;
+
+	const accepted = () => phases.flatMap(phase => phase.posted).filter(task => task.acceptedId);
+
+	async function deadLettered(): Promise<number> {
+		const connection = await connectOrExplain();
+		try {
+			const channel = await connection.createChannel();
+			return (await channel.checkQueue(`${stack.taskQueue}.dead`)).messageCount;
+		} finally {
+			await connection.close();
+		}
+	}
+
+	/** Every stack node answers $node.health over the transporter: its connection is back. */
+	async function transporterBack(): Promise<number> {
+		const started = Date.now();
+		await eventually("every node answering over the transporter", async () => {
+			const answers = await Promise.all(stack.nodes.map(nodeID => probe.call("$node.health", {}, { nodeID, timeout: 2000 }).then(() => true, () => false)));
+			return answers.every(Boolean) ? true : undefined;
+		}, TRANSPORTER_BACK_WITHIN_MS);
+		return Date.now() - started;
+	}
+
+	async function runPhase(scenario: Scenario, index: number): Promise<Phase> {
+		let loadDoneAt = 0;
+		const startedAt = Date.now();
+		const load = postPaced(stack.baseUrl, plan(index), { clients: CLIENTS, spacingMs: scenario.loadMs / TASKS_PER_PHASE, budgetMs: RETRY_BUDGET_MS });
+		// The transporter is checked as soon as the last fault is over, while the load still runs.
+		const faultsAndTransporter = scenario.inject().then(async faults => ({ faults, transporterBackMs: await transporterBack().catch(() => Infinity) }));
+		const [posted, injected] = await Promise.allSettled([load.finally(() => (loadDoneAt = Date.now())), faultsAndTransporter]);
+		if (injected.status === "rejected") throw injected.reason;
+		if (posted.status === "rejected") throw posted.reason;
+		await gatewaysReady();
+		return { scenario, posted: posted.value, ...injected.value, startedAt, loadDoneAt };
+	}
+
+	beforeAll(async () => {
+		stack = await gatewaysReady();
+		managementPorts = (stack.env.RABBITMQ_MANAGEMENT_PORTS ?? stack.env.RABBITMQ_MANAGEMENT_PORT).split(",");
+		const queue = await queueInfo(stack.taskQueue);
+		if (queue.type !== "quorum" || queue.members?.length !== 3) {
+			throw new Error(`${stack.taskQueue} is a ${queue.type} queue on ${queue.members?.length ?? 1} node(s): run this against RABBIT_NODES=3 scripts/stack.sh up (npm run test:ha does)`);
+		}
+		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
+		deadLetteredBefore = await deadLettered();
+		probe = new ServiceBroker({
+			namespace: stack.namespace,
+			nodeID: `ha-probe-${process.pid}`,
+			// The transporter every node and the REPL use (moleculer.config.ts).
+			transporter: new ClusterAmqpTransporter({ url: stack.env.RABBIT_HOSTS.split(",").map(host => `amqp://guest:guest@${host}`) }),
+			logger: false,
+		});
+		await probe.start();
+		await transporterBack();
+	}, 60_000);
+
+	afterAll(async () => {
+		await probe?.stop();
+		await leaveStackHealthy();
+		await mongo?.db(stack.dbName).collection("tasks").deleteMany({ title: { $regex: `^${RUN} ` } });
+		await mongo?.close();
+	}, 180_000);
+
+	it("runs both scenarios and reports what became of every task", async () => {
+		const scenarios: Scenario[] = [
+			{ name: "SIGKILL of one node", loadMs: 20_000, inject: () => killLeader(stack.taskQueue) },
+			{ name: "rolling restart of all three", loadMs: 45_000, inject: () => rollingRestart(stack.taskQueue) },
+		];
+		for (const [index, scenario] of scenarios.entries()) phases.push(await runPhase(scenario, index));
+
+		const tasks = mongo.db(stack.dbName).collection<StoredDocument>("tasks");
+		const ofRun = { title: { $regex: `^${RUN} ` } };
+		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000)
+			.catch(() => undefined);
+		drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000)
+			.catch((err: Error) => err);
+		documents = await tasks.find(ofRun, { projection: { title: 1, processed_at: 1, node_id: 1 } }).toArray();
+
+		const rows = phases.map((phase, index) => {
+			const ids = new Set(phase.posted.flatMap(task => (task.acceptedId ? [task.acceptedId] : [])));
+			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)));
+			const stored = new Set(ofPhase.filter(document => ids.has(document._id)).map(document => document._id));
+			const retried = phase.posted.reduce((sum, task) => sum + task.attempts.length - (task.acceptedId ? 1 : 0), 0);
+			const gap = longestWorkerGap(phase, ofPhase.filter(document => WORKER_ROLES.test(document.node_id)));
+			return [
+				phase.scenario.name,
+				String(ids.size),
+				String(stored.size),
+				String(ids.size - stored.size),
+				String(ofPhase.length - new Set(ofPhase.map(document => document.title)).size),
+				String(retried),
+				seconds(Math.max(...phase.posted.map(outageMs))),
+				`${seconds(gap.ms)} (${gap.node})`,
+				seconds(phase.transporterBackMs),
+			];
+		});
+		const faultLines = phases.flatMap(phase => phase.faults.map(fault => `  ${phase.scenario.name}: ${fault.what}, ready again after ${seconds(fault.readyAt - fault.startedAt)}`));
+		publishReport(
+			[
+				`HA run ${RUN}: ${phases.length} phases of ${TASKS_PER_PHASE} tasks, ${CLIENTS} clients through Nginx, 3 RabbitMQ nodes, quorum ${stack.taskQueue}`,
+				textTable(["scenario", "accepted", "stored", "lost", "duplicated", "retried", "longest 503 run", "longest worker idle", "transporter back"], rows),
+				"longest 503 run: the longest any client went from its first failed attempt (502/503/504, cut off) to its 202.",
+				"longest worker idle: the longest a worker node stored nothing while the load ran (to consume again).",
+				"transporter back: from the end of the last fault until every node answered $node.health over the transporter.",
+				"faults:",
+				...faultLines,
+			].join("\n"),
+			REPORT,
+		);
+	}, 600_000);
+
+	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
+		const posted = phases.flatMap(phase => phase.posted);
+		expect(posted).toHaveLength(2 * TASKS_PER_PHASE);
+		expect(posted.filter(task => task.failure).map(task => `${task.title}: ${task.failure}`)).toEqual([]);
+		expect(accepted().filter(task => task.acceptedId !== nameBasedUuid(`idempotency-key:${task.key}`))).toEqual([]);
+	});
+
+	it("stores every accepted task exactly once, and nothing else of the run", () => {
+		const acceptedIds = accepted().map(task => task.acceptedId).sort();
+		expect(documents.map(document => document._id).sort()).toEqual(acceptedIds);
+		expect(new Set(documents.map(document => document.title)).size).toBe(documents.length);
+	});
+
+	it(`leaves no client without a 202 for more than ${MAX_OUTAGE_MS} ms, and answers nothing but 202 and retryable errors`, () => {
+		const tooLong = phases.flatMap(phase => phase.posted.filter(task => outageMs(task) > MAX_OUTAGE_MS).map(task => `${task.title}: ${outageMs(task)} ms`));
+		expect(tooLong).toEqual([]);
+		const unexpected = phases.flatMap(phase =>
+			phase.posted.flatMap(task => task.attempts.filter(({ result }) => typeof result === "number" && result !== 202 && !RETRYABLE_STATUSES.includes(result))),
+		);
+		expect(unexpected).toEqual([]);
+	});
+
+	it(`has every worker storing again within ${MAX_OUTAGE_MS} ms`, () => {
+		for (const [index, phase] of phases.entries()) {
+			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)) && WORKER_ROLES.test(document.node_id));
+			const gap = longestWorkerGap(phase, ofPhase);
+			expect({ phase: phase.scenario.name, ...gap, ok: gap.ms <= MAX_OUTAGE_MS }).toMatchObject({ ok: true });
+		}
+	});
+
+	it("has every node reachable over the transporter again after each phase", () => {
+		expect(phases.map(phase => ({ phase: phase.scenario.name, back: Number.isFinite(phase.transporterBackMs) }))).toEqual(
+			phases.map(phase => ({ phase: phase.scenario.name, back: true })),
+		);
+	});
+
+	it("refuses to start a node that would declare task_queue classic, saying what to do", async () => {
+		const node = spawn(path.join(ROOT, "node_modules/.bin/node"), ["node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"], {
+			cwd: ROOT,
+			env: {
+				PATH: process.env.PATH,
+				SERVICEDIR: "dist/services",
+				SERVICES: "worker-py,tasks",
+				NODE_ID: `ha-classic-${process.pid}`,
+				NAMESPACE: `${stack.namespace}-mismatch`,
+				RABBIT_HOSTS: stack.env.RABBIT_HOSTS,
+				RABBIT_QUEUE: stack.taskQueue,
+				RABBIT_QUEUE_TYPE: "classic",
+				MONGO_URI: stack.mongoUri,
+				DB_NAME: stack.dbName,
+			},
+		});
+		let output = "";
+		node.stdout.on("data", chunk => (output += chunk));
+		node.stderr.on("data", chunk => (output += chunk));
+		const exitCode = await new Promise<number | null>(resolve => {
+			const timer = setTimeout(() => node.kill("SIGKILL"), 30_000);
+			node.on("exit", code => {
+				clearTimeout(timer);
+				resolve(code);
+			});
+		});
+		expect(exitCode).toBe(1);
+		expect(output).toContain(`RabbitMQ already has a queue "${stack.taskQueue}" declared differently from RABBIT_QUEUE_TYPE=classic`);
+		expect(output).toContain("set RABBIT_QUEUE_TYPE to the queue's type");
+	}, 40_000);
+
+	it("leaves task_queue empty, with nothing unacknowledged, and dead-letters nothing", async () => {
+		expect(drained).toEqual(expect.objectContaining({ messages_ready: 0, messages_unacknowledged: 0 }));
+		expect(await deadLettered()).toBe(deadLetteredBefore);
+	});
+});
