@@ -20,15 +20,18 @@ const CEILING_NGINX_PORT = 8081;
 export async function nginxToBareNode(load: { connections: number; durationSeconds: number }): Promise<LoadFigures> {
 	const dir = path.join(STACK, "bench-nginx");
 	mkdirSync(path.join(dir, "temp"), { recursive: true });
-	writeFileSync(path.join(dir, "default.conf"), renderNginxTemplate({
-		NGINX_PORT: String(CEILING_NGINX_PORT),
-		FLASK_UPSTREAM: `127.0.0.1:${BARE_PORT}`,
-		GO_UPSTREAM: `127.0.0.1:${BARE_PORT}`,
-		RABBITMQ_MANAGEMENT_UPSTREAM: "127.0.0.1:15672",
-		NGINX_RESOLVER: "127.0.0.1",
-		UPSTREAM_RESOLVE: "",
-		MAX_BODY_BYTES: "16384",
-	}));
+	writeFileSync(
+		path.join(dir, "default.conf"),
+		renderNginxTemplate({
+			NGINX_PORT: String(CEILING_NGINX_PORT),
+			FLASK_UPSTREAM: `127.0.0.1:${BARE_PORT}`,
+			GO_UPSTREAM: `127.0.0.1:${BARE_PORT}`,
+			RABBITMQ_MANAGEMENT_UPSTREAM: "127.0.0.1:15672",
+			NGINX_RESOLVER: "127.0.0.1",
+			UPSTREAM_RESOLVE: "",
+			MAX_BODY_BYTES: "16384",
+		}),
+	);
 	// The stack's own main config, moved to this folder, so both Nginx instances match.
 	const stackNginx = path.join(STACK, "nginx");
 	const mainConfig = readFileSync(path.join(stackNginx, "nginx.conf"), "utf8")
@@ -82,7 +85,16 @@ export async function storeInsert(mongoUri: string, documents: number, batch = 2
 	for (let done = 0; done < documents; done += batch) {
 		const now = new Date();
 		await collection.insertMany(
-			Array.from({ length: batch }, () => ({ _id: randomUUID(), title: "benchmark task", source: "flask", created_at: now, status: "processed", processed_by: "worker-py", processed_at: now, node_id: "bench" })),
+			Array.from({ length: batch }, () => ({
+				_id: randomUUID(),
+				title: "benchmark task",
+				source: "flask",
+				created_at: now,
+				status: "processed",
+				processed_by: "worker-py",
+				processed_at: now,
+				node_id: "bench",
+			})),
 			{ ordered: false, writeConcern: { w: "majority", j: true } },
 		);
 	}

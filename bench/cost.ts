@@ -53,7 +53,11 @@ function stackComponents(withNginx: boolean): Components {
 
 /** Watches one queue over a single long-lived channel, so that polling costs RabbitMQ next to nothing. */
 class QueueWatch {
-	private constructor(private readonly connection: ChannelModel, private readonly channel: Channel, private readonly queue: string) {}
+	private constructor(
+		private readonly connection: ChannelModel,
+		private readonly channel: Channel,
+		private readonly queue: string,
+	) {}
 
 	static async open(queue: string): Promise<QueueWatch> {
 		const connection = await amqp.connect(RABBIT_URL);
@@ -78,7 +82,7 @@ class QueueWatch {
 async function drained(watch: QueueWatch, consumers: number[]): Promise<number> {
 	while ((await watch.ready()) > 0) await sleep(50);
 	let idleSince = performance.now();
-	for (let quiet = 0; quiet < 3; ) {
+	for (let quiet = 0; quiet < 3;) {
 		const before = cpuMsOf(consumers);
 		await sleep(100);
 		const busy = cpuMsOf(consumers) - before >= 2;
@@ -91,7 +95,10 @@ async function drained(watch: QueueWatch, consumers: number[]): Promise<number> 
 async function waitForQueue(queue: string): Promise<void> {
 	for (let tries = 0; ; tries++) {
 		const watch = await QueueWatch.open(queue);
-		const exists = await watch.ready().then(() => true, () => false);
+		const exists = await watch.ready().then(
+			() => true,
+			() => false,
+		);
 		await watch.close().catch(() => undefined);
 		if (exists) return;
 		if (tries === 100) throw new Error(`queue ${queue} was not declared within 10 s`);
@@ -108,14 +115,7 @@ async function storedCount(db: string): Promise<number> {
 	}
 }
 
-async function runCost(
-	name: string,
-	components: Components,
-	queue: string,
-	db: string,
-	tasks: number,
-	urls: string[],
-): Promise<CostRun> {
+async function runCost(name: string, components: Components, queue: string, db: string, tasks: number, urls: string[]): Promise<CostRun> {
 	const watch = await QueueWatch.open(queue);
 	try {
 		// Long-running services are warm: JIT compilation and pool set-up are not a task's cost.
@@ -151,10 +151,7 @@ export function costDirect(tasks: number, queue: string, db: string): Promise<Co
 
 /** The same through Nginx, which is how users reach the cluster. */
 export function costThroughNginx(tasks: number, queue: string, db: string): Promise<CostRun> {
-	return runCost("cluster, through Nginx", stackComponents(true), queue, db, tasks, [
-		"http://127.0.0.1:8080/flask/tasks",
-		"http://127.0.0.1:8080/go/tasks",
-	]);
+	return runCost("cluster, through Nginx", stackComponents(true), queue, db, tasks, ["http://127.0.0.1:8080/flask/tasks", "http://127.0.0.1:8080/go/tasks"]);
 }
 
 /** Why the peer cannot run here, or null when it can. */
@@ -180,7 +177,9 @@ export async function costOfPeer(tasks: number): Promise<CostRun> {
 	peerScript([PEER_RUN], env);
 	try {
 		const pid = (name: string) => Number(readFileSync(path.join(PEER_RUN, name), "utf8"));
-		const workers = readdirSync(PEER_RUN).filter(file => /^worker-\d+\.pid$/.test(file)).map(pid);
+		const workers = readdirSync(PEER_RUN)
+			.filter(file => /^worker-\d+\.pid$/.test(file))
+			.map(pid);
 		// The workers declare the queue; a publish before that would be dropped as unroutable.
 		await waitForQueue(PEER_QUEUE);
 		return await runCost("Go peer (1 api + 2 workers)", { gateways: [pid("api.pid")], workers, ...sharedServers() }, PEER_QUEUE, PEER_DB, tasks, [

@@ -44,7 +44,13 @@ export function pidListeningOn(port: number): number {
 /** A process and its direct children (Nginx's master and workers). */
 export function withChildren(pid: number): number[] {
 	try {
-		return [pid, ...execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" }).trim().split("\n").map(Number)];
+		return [
+			pid,
+			...execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
+				.trim()
+				.split("\n")
+				.map(Number),
+		];
 	} catch {
 		return [pid];
 	}

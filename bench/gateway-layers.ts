@@ -31,7 +31,15 @@ function trivialGateway(bodyParsed: boolean): ServiceSchema {
 			port: PORT,
 			logRequest: "debug",
 			logResponse: "debug",
-			routes: [{ path: "/", mappingPolicy: "restrict", bodyParsers: false, use: bodyParsed ? [jsonBodyParser(16_384)] : [], aliases: { "POST /tasks": "layers.accept" } }],
+			routes: [
+				{
+					path: "/",
+					mappingPolicy: "restrict",
+					bodyParsers: false,
+					use: bodyParsed ? [jsonBodyParser(16_384)] : [],
+					aliases: { "POST /tasks": "layers.accept" },
+				},
+			],
 		},
 		actions: {
 			accept(ctx: { meta: { $statusCode?: number } }) {
@@ -60,7 +68,12 @@ const VARIANTS: Record<string, () => Promise<() => Promise<void>>> = {
 };
 
 async function started(...schemas: ServiceSchema[]): Promise<() => Promise<void>> {
-	const broker = new ServiceBroker({ logger: false, tracking: { enabled: true, shutdownTimeout: 10_000 }, requestTimeout: 10_000, middlewares: [TaskQueueMiddleware()] });
+	const broker = new ServiceBroker({
+		logger: false,
+		tracking: { enabled: true, shutdownTimeout: 10_000 },
+		requestTimeout: 10_000,
+		middlewares: [TaskQueueMiddleware()],
+	});
 	for (const schema of schemas) broker.createService(schema);
 	await broker.start();
 	return () => broker.stop();
@@ -75,7 +88,9 @@ async function main() {
 		const used = process.cpuUsage(before);
 		await stop();
 		const perRequest = (micros: number) => Math.round(micros / figures.requests);
-		console.log(`${name}: ${perRequest(used.user + used.system)} µs per request (user ${perRequest(used.user)}, system ${perRequest(used.system)}), ${figures.requestsPerSecond} req/s`);
+		console.log(
+			`${name}: ${perRequest(used.user + used.system)} µs per request (user ${perRequest(used.user)}, system ${perRequest(used.system)}), ${figures.requestsPerSecond} req/s`,
+		);
 	}
 }
 

@@ -35,7 +35,12 @@ async function main() {
 		const entries = Object.entries(VARIANTS);
 		for (const [name, variant] of [...entries.slice(round % entries.length), ...entries.slice(0, round % entries.length)]) {
 			TaskMetrics.prototype.taskAccepted = variant.taskMetrics ? recording.taskAccepted : () => undefined;
-			const broker = new ServiceBroker({ logger: false, tracking: { enabled: true, shutdownTimeout: 10_000 }, requestTimeout: 10_000, ...variant.options });
+			const broker = new ServiceBroker({
+				logger: false,
+				tracking: { enabled: true, shutdownTimeout: 10_000 },
+				requestTimeout: 10_000,
+				...variant.options,
+			});
 			broker.createService(Tasks as ServiceSchema);
 			broker.createService({ ...ApiFlask, settings: { ...ApiFlask.settings, port: PORT } } as ServiceSchema);
 			await broker.start();
@@ -44,7 +49,9 @@ async function main() {
 			const figures = await load(REQUESTS);
 			const used = process.cpuUsage(before);
 			await broker.stop();
-			console.log(`round ${round}, ${name}: ${Math.round((used.user + used.system) / figures.requests)} µs per request, ${figures.requestsPerSecond} req/s`);
+			console.log(
+				`round ${round}, ${name}: ${Math.round((used.user + used.system) / figures.requests)} µs per request, ${figures.requestsPerSecond} req/s`,
+			);
 		}
 	}
 }

@@ -60,7 +60,16 @@ async function timed(read: () => Promise<unknown>): Promise<Timing> {
 }
 
 function seedDocument(createdAt: Date): TaskDoc {
-	return { _id: randomUUID(), title: "seeded for the read benchmark", source: "go", created_at: createdAt, status: "processed", processed_by: "worker-go", processed_at: createdAt, node_id: "bench-reads" };
+	return {
+		_id: randomUUID(),
+		title: "seeded for the read benchmark",
+		source: "go",
+		created_at: createdAt,
+		status: "processed",
+		processed_by: "worker-go",
+		processed_at: createdAt,
+		node_id: "bench-reads",
+	};
 }
 
 /** Inserts documents a millisecond apart until the collection holds `size`; returns a sample of their ids. */
@@ -102,10 +111,9 @@ export async function readLatencies(mongoUri: string) {
 			const deepCursor = encodeCursor({ createdAt: deep[0].created_at, id: deep[0]._id });
 			log(`${size} stored: the shapes moleculer-db sent (capped at ${OLD_SHAPE_CAP_MS} ms)`);
 			const before = {
-				list: await timed(() => Promise.all([
-					collection.find({}, { sort: { created_at: -1 }, limit: 20, ...old }).toArray(),
-					collection.countDocuments({}, old),
-				])),
+				list: await timed(() =>
+					Promise.all([collection.find({}, { sort: { created_at: -1 }, limit: 20, ...old }).toArray(), collection.countDocuments({}, old)]),
+				),
 				get: await timed(() => collection.find({ _id: { $in: [someId] } }, old).toArray()),
 			};
 			log(`${size} stored: the tasks service's shapes (maxTimeMS ${BUDGET_MS})`);
@@ -113,9 +121,11 @@ export async function readLatencies(mongoUri: string) {
 				listFirstPage: await timed(() => broker.call("tasks.list", { pageSize: 20 })),
 				listAfterCursor: await timed(() => broker.call("tasks.list", { pageSize: 20, after: deepCursor })),
 				getStored: await timed(() => broker.call("tasks.get", { id: someId })),
-				getUnknown: await timed(() => broker.call("tasks.get", { id: randomUUID() }).catch(err => {
-					if (err.code !== 404) throw err;
-				})),
+				getUnknown: await timed(() =>
+					broker.call("tasks.get", { id: randomUUID() }).catch(err => {
+						if (err.code !== 404) throw err;
+					}),
+				),
 			};
 			results.push({ stored: size, before, after });
 		}
@@ -131,15 +141,20 @@ export async function readLatencies(mongoUri: string) {
 async function closedLoop(connections: number, until: () => boolean, request: () => Promise<Response>, pauseMs = 0) {
 	const latencies: number[] = [];
 	const statuses: Record<string, number> = {};
-	await Promise.all(Array.from({ length: connections }, async () => {
-		while (!until()) {
-			const started = performance.now();
-			const status = await request().then(res => res.arrayBuffer().then(() => String(res.status)), (err: Error) => err.name);
-			latencies.push(performance.now() - started);
-			statuses[status] = (statuses[status] ?? 0) + 1;
-			if (pauseMs) await sleep(pauseMs);
-		}
-	}));
+	await Promise.all(
+		Array.from({ length: connections }, async () => {
+			while (!until()) {
+				const started = performance.now();
+				const status = await request().then(
+					res => res.arrayBuffer().then(() => String(res.status)),
+					(err: Error) => err.name,
+				);
+				latencies.push(performance.now() - started);
+				statuses[status] = (statuses[status] ?? 0) + 1;
+				if (pauseMs) await sleep(pauseMs);
+			}
+		}),
+	);
 	latencies.sort((a, b) => a - b);
 	const at = (q: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] ?? 0);
 	return { requests: latencies.length, p50Ms: at(0.5), p99Ms: at(0.99), statuses };

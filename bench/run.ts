@@ -23,7 +23,10 @@ const BACKLOG_TASKS = Number(process.env.BENCH_BACKLOG ?? 100_000);
 /** The local stack's worker counts (scripts/stack.sh's defaults, or the same variables). */
 const DEFAULT_WORKERS = { py: Number(process.env.WORKER_PY_COUNT ?? 1), go: Number(process.env.WORKER_GO_COUNT ?? 1) };
 /** After the default: one worker process in all, then four. */
-const WORKER_CURVE: [number, number][] = [[1, 0], [2, 2]];
+const WORKER_CURVE: [number, number][] = [
+	[1, 0],
+	[2, 2],
+];
 const COST_TASKS = Number(process.env.BENCH_COST_TASKS ?? 30_000);
 /** Phases to run, e.g. BENCH_PHASES=cost for the CPU figures alone; all of them by default. */
 const PHASES = new Set((process.env.BENCH_PHASES ?? "ceilings,ingest,cost,end-to-end,backlog,reads").split(","));
@@ -172,7 +175,10 @@ function costRows(cost: Awaited<ReturnType<typeof costPhase>>) {
 	const components = ["gateways", "workers", "store", "rabbitmq", "nginx", "total"];
 	return cost.runs.map(run => ({
 		figure: `CPU-ms / 1000 tasks: ${run.name}`,
-		value: components.filter(name => name in run.cpu.perThousandTasks).map(name => `${name} ${run.cpu.perThousandTasks[name]}`).join(", "),
+		value: components
+			.filter(name => name in run.cpu.perThousandTasks)
+			.map(name => `${name} ${run.cpu.perThousandTasks[name]}`)
+			.join(", "),
 		ceiling: "",
 		ratio: `${run.tasksPerSecond} tasks/s`,
 		target: "",
@@ -194,7 +200,13 @@ async function measure() {
 		const storeCeiling = await storeInsert(MONGO_URI, 20_000);
 		results.ceilings = { nginxToBareNode: httpCeiling, amqpPublish: publishCeiling, storeInsert: storeCeiling };
 		rows.push(
-			{ figure: "ceiling: Nginx -> bare Node req/s, p50 / p99 ms", value: `${httpCeiling.requestsPerSecond}, ${httpCeiling.p50Ms} / ${httpCeiling.p99Ms}`, ceiling: "", ratio: "", target: "" },
+			{
+				figure: "ceiling: Nginx -> bare Node req/s, p50 / p99 ms",
+				value: `${httpCeiling.requestsPerSecond}, ${httpCeiling.p50Ms} / ${httpCeiling.p99Ms}`,
+				ceiling: "",
+				ratio: "",
+				target: "",
+			},
 			{ figure: "ceiling: publish msg/s (amqplib)", value: publishCeiling.messagesPerSecond, ceiling: "", ratio: "", target: "" },
 			{ figure: "ceiling: store docs/s", value: storeCeiling.documentsPerSecond, ceiling: "", ratio: "", target: "" },
 		);
@@ -208,8 +220,20 @@ async function measure() {
 		await waitUntilStored(0);
 		results.ingest = ingest;
 		rows.push(
-			{ figure: "ingest req/s (POST via Nginx)", value: ingest.requestsPerSecond, ceiling: httpCeiling?.requestsPerSecond ?? "", ratio: httpCeiling ? ratio(ingest.requestsPerSecond, httpCeiling.requestsPerSecond) : "", target: "" },
-			{ figure: "ingest p50 / p99 ms", value: `${ingest.p50Ms} / ${ingest.p99Ms}`, ceiling: httpCeiling ? `${httpCeiling.p50Ms} / ${httpCeiling.p99Ms}` : "", ratio: httpCeiling ? `p99 ${round(ingest.p99Ms / httpCeiling.p99Ms)}x` : "", target: "p99 ≤ 2x" },
+			{
+				figure: "ingest req/s (POST via Nginx)",
+				value: ingest.requestsPerSecond,
+				ceiling: httpCeiling?.requestsPerSecond ?? "",
+				ratio: httpCeiling ? ratio(ingest.requestsPerSecond, httpCeiling.requestsPerSecond) : "",
+				target: "",
+			},
+			{
+				figure: "ingest p50 / p99 ms",
+				value: `${ingest.p50Ms} / ${ingest.p99Ms}`,
+				ceiling: httpCeiling ? `${httpCeiling.p50Ms} / ${httpCeiling.p99Ms}` : "",
+				ratio: httpCeiling ? `p99 ${round(ingest.p99Ms / httpCeiling.p99Ms)}x` : "",
+				target: "p99 ≤ 2x",
+			},
 			{ figure: "ingest non-2xx / errors", value: `${ingest.non2xx} / ${ingest.errors}`, ceiling: "", ratio: "", target: "0" },
 		);
 	}
@@ -237,7 +261,15 @@ async function measure() {
 			endToEndRuns.push(await endToEnd({ py, go }, END_TO_END_TASKS));
 		}
 		results.endToEnd = endToEndRuns;
-		rows.push(...endToEndRuns.map(run => ({ figure: `end to end tasks/s, ${run.workers} worker(s)`, value: run.tasksPerSecond, ceiling: "", ratio: "", target: "" })));
+		rows.push(
+			...endToEndRuns.map(run => ({
+				figure: `end to end tasks/s, ${run.workers} worker(s)`,
+				value: run.tasksPerSecond,
+				ceiling: "",
+				ratio: "",
+				target: "",
+			})),
+		);
 	}
 
 	if (PHASES.has("backlog")) {
@@ -245,8 +277,20 @@ async function measure() {
 		const backlogRun = await backlog(sampler);
 		results.backlog = backlogRun;
 		rows.push(
-			{ figure: "backlog ingest req/s, workers stopped", value: backlogRun.ingest.requestsPerSecond, ceiling: httpCeiling?.requestsPerSecond ?? "", ratio: httpCeiling ? ratio(backlogRun.ingest.requestsPerSecond, httpCeiling.requestsPerSecond) : "", target: "holds" },
-			{ figure: "api-flask RSS MB before / after backlog", value: `${backlogRun.gatewayRssMb.before} / ${backlogRun.gatewayRssMb.after}`, ceiling: "", ratio: "", target: "flat" },
+			{
+				figure: "backlog ingest req/s, workers stopped",
+				value: backlogRun.ingest.requestsPerSecond,
+				ceiling: httpCeiling?.requestsPerSecond ?? "",
+				ratio: httpCeiling ? ratio(backlogRun.ingest.requestsPerSecond, httpCeiling.requestsPerSecond) : "",
+				target: "holds",
+			},
+			{
+				figure: "api-flask RSS MB before / after backlog",
+				value: `${backlogRun.gatewayRssMb.before} / ${backlogRun.gatewayRssMb.after}`,
+				ceiling: "",
+				ratio: "",
+				target: "flat",
+			},
 			{ figure: `backlog drain tasks/s (${backlogRun.waiting} waiting)`, value: backlogRun.drainTasksPerSecond, ceiling: "", ratio: "", target: "" },
 		);
 	}
@@ -254,12 +298,37 @@ async function measure() {
 		log("reads: list and get latency at each store size, then a flood of lists beside posts and gets");
 		const reads = { latencies: await readLatencies(MONGO_URI), flood: await listFlood(NGINX, MONGO_URI, BENCH_DB) };
 		results.reads = reads;
-		const ms = (timing: { medianMs: number | null; errors: string[] }) => (timing.medianMs === null ? `timed out (${timing.errors[0]})` : `${timing.medianMs} ms`);
+		const ms = (timing: { medianMs: number | null; errors: string[] }) =>
+			timing.medianMs === null ? `timed out (${timing.errors[0]})` : `${timing.medianMs} ms`;
 		rows.push(
-			...reads.latencies.map(size => ({ figure: `list / get at ${size.stored} stored, before`, value: `${ms(size.before.list)} / ${ms(size.before.get)}`, ceiling: "", ratio: "", target: "" })),
-			...reads.latencies.map(size => ({ figure: `list / after cursor / get at ${size.stored} stored, now`, value: `${ms(size.after.listFirstPage)} / ${ms(size.after.listAfterCursor)} / ${ms(size.after.getStored)}`, ceiling: "", ratio: "", target: "" })),
-			{ figure: `list flood at ${reads.flood.stored}: p99 POST / GET by id, flooded / alone`, value: `${reads.flood.postP99Ratio}x / ${reads.flood.getP99Ratio}x`, ceiling: "", ratio: "", target: "≤ 2x" },
-			{ figure: "list flood: store idle after the clients left", value: `${reads.flood.flooded.storeIdle.seconds} s`, ceiling: "", ratio: "", target: "≤ 15 s" },
+			...reads.latencies.map(size => ({
+				figure: `list / get at ${size.stored} stored, before`,
+				value: `${ms(size.before.list)} / ${ms(size.before.get)}`,
+				ceiling: "",
+				ratio: "",
+				target: "",
+			})),
+			...reads.latencies.map(size => ({
+				figure: `list / after cursor / get at ${size.stored} stored, now`,
+				value: `${ms(size.after.listFirstPage)} / ${ms(size.after.listAfterCursor)} / ${ms(size.after.getStored)}`,
+				ceiling: "",
+				ratio: "",
+				target: "",
+			})),
+			{
+				figure: `list flood at ${reads.flood.stored}: p99 POST / GET by id, flooded / alone`,
+				value: `${reads.flood.postP99Ratio}x / ${reads.flood.getP99Ratio}x`,
+				ceiling: "",
+				ratio: "",
+				target: "≤ 2x",
+			},
+			{
+				figure: "list flood: store idle after the clients left",
+				value: `${reads.flood.flooded.storeIdle.seconds} s`,
+				ceiling: "",
+				ratio: "",
+				target: "≤ 15 s",
+			},
 		);
 	}
 	sampler.stop();

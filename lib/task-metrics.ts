@@ -103,8 +103,7 @@ export class TaskMetrics {
 	constructor(broker: ServiceBroker) {
 		const { metrics } = broker;
 		// Registered once per broker: every service on the node records into the same series.
-		const metric = <T>(options: { name: string }) =>
-			(metrics.getMetric(options.name) ?? metrics.register({ ...options } as never)) as T;
+		const metric = <T>(options: { name: string }) => (metrics.getMetric(options.name) ?? metrics.register({ ...options } as never)) as T;
 		this.accepted = metric<Counter>(TASK_METRICS.accepted);
 		this.refused = metric<Counter>(TASK_METRICS.refused);
 		this.publishConfirm = metric<Histogram>(TASK_METRICS.publishConfirm);

@@ -33,12 +33,14 @@ interface GatewayVars {
 	addRoute(route: object): void;
 }
 
-type GatewaySchema = Partial<ServiceSchema<
-	ApiSettingsSchema & Partial<TaskGatewaySettings>,
-	Record<string, never>,
-	GatewayVars,
-	Service<ApiSettingsSchema & TaskGatewaySettings> & GatewayVars
->>;
+type GatewaySchema = Partial<
+	ServiceSchema<
+		ApiSettingsSchema & Partial<TaskGatewaySettings>,
+		Record<string, never>,
+		GatewayVars,
+		Service<ApiSettingsSchema & TaskGatewaySettings> & GatewayVars
+	>
+>;
 
 const RETRY_AFTER_SECONDS = "1";
 /** Idempotency keys remembered per gateway; older ones fall back on the deterministic task id. */

@@ -22,12 +22,7 @@ interface WorkerVars {
 	depthSampler: NodeJS.Timeout | null;
 }
 
-type WorkerSchema = Partial<ServiceSchema<
-	Partial<TaskWorkerSettings>,
-	WorkerMethods,
-	WorkerVars,
-	Service<TaskWorkerSettings> & WorkerMethods & WorkerVars
->>;
+type WorkerSchema = Partial<ServiceSchema<Partial<TaskWorkerSettings>, WorkerMethods, WorkerVars, Service<TaskWorkerSettings> & WorkerMethods & WorkerVars>>;
 
 /**
  * A competing consumer of the task queue (SPEC "worker-py" / "worker-go"): stamps each task with

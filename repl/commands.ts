@@ -34,9 +34,16 @@ export const replCommands = [
 		async action(broker: ServiceBroker, args: CommandArgs) {
 			const pageSize = Math.min(Number(args.count ?? 10) || 10, 100);
 			const page = await broker.call<TaskPage, object>("tasks.list", { pageSize });
-			console.table(page.rows.map(({ id, title, source, processed_by, node_id, created_at }) => ({
-				id, title, source, processed_by, node_id, created_at,
-			})));
+			console.table(
+				page.rows.map(({ id, title, source, processed_by, node_id, created_at }) => ({
+					id,
+					title,
+					source,
+					processed_by,
+					node_id,
+					created_at,
+				})),
+			);
 			// The list is newest first by itself; total is null where counting would scan (FerretDB).
 			if (page.total !== null) console.log(`about ${page.total} tasks stored`);
 		},

@@ -25,7 +25,9 @@ const NGINX_IMAGE_ENV: Record<string, string> = {
  */
 export function renderNginxTemplate(containerEnv: Record<string, string>): string {
 	const env = { ...NGINX_IMAGE_ENV, ...containerEnv };
-	const defined = Object.keys(env).map(name => `\${${name}}`).join(" ");
+	const defined = Object.keys(env)
+		.map(name => `\${${name}}`)
+		.join(" ");
 	const result = spawnSync("envsubst", [defined], { input: readFileSync(path.join(ROOT, NGINX_TEMPLATE), "utf8"), env, encoding: "utf8" });
 	if (result.error) throw new Error(`envsubst (Debian package gettext-base) could not run: ${result.error.message}`);
 	if (result.status !== 0) throw new Error(`envsubst failed: ${result.stderr}`);
@@ -34,6 +36,9 @@ export function renderNginxTemplate(containerEnv: Record<string, string>): strin
 
 /** The ${NAME} placeholders of the Nginx template. */
 export function templateVariables(template = readFileSync(path.join(ROOT, NGINX_TEMPLATE), "utf8")): string[] {
-	const body = template.split("\n").filter(line => !line.trimStart().startsWith("#")).join("\n");
+	const body = template
+		.split("\n")
+		.filter(line => !line.trimStart().startsWith("#"))
+		.join("\n");
 	return [...new Set([...body.matchAll(/\$\{([A-Z][A-Z0-9_]*)\}/g)].map(match => match[1]))].sort();
 }

@@ -117,7 +117,9 @@ export class RssSampler {
 
 	/** Current RSS of each role's nodes, in MB. */
 	current(role: string): number[] {
-		return stackNodes().filter(node => node.role === role).map(node => rssMb(node.pid, "VmRSS"));
+		return stackNodes()
+			.filter(node => node.role === role)
+			.map(node => rssMb(node.pid, "VmRSS"));
 	}
 
 	private sample(): void {

@@ -88,8 +88,13 @@ const PLAIN_JSON_TYPE = /^application\/json\s*(?:;\s*charset="?utf-8"?\s*)?$/i;
 function isPlainJson(req: IncomingMessage, limit: number): boolean {
 	const { headers } = req;
 	const length = Number(headers["content-length"]);
-	return length > 0 && length <= limit && headers["transfer-encoding"] === undefined &&
-		headers["content-encoding"] === undefined && PLAIN_JSON_TYPE.test(headers["content-type"] ?? "");
+	return (
+		length > 0 &&
+		length <= limit &&
+		headers["transfer-encoding"] === undefined &&
+		headers["content-encoding"] === undefined &&
+		PLAIN_JSON_TYPE.test(headers["content-type"] ?? "")
+	);
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {

@@ -118,22 +118,28 @@ export class AmqpConsumer implements TaskConsumer {
 		const { options, deadLetterQueue } = this;
 		options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}`);
 		try {
-			channel.publish("", deadLetterQueue, message.content, {
-				persistent: true,
-				contentType: message.properties.contentType,
-				messageId: message.properties.messageId,
-				headers: {
-					...message.properties.headers,
-					"x-dead-reason": reason.slice(0, 1000),
-					"x-original-queue": options.queue,
-					"x-dead-at": new Date().toISOString(),
+			channel.publish(
+				"",
+				deadLetterQueue,
+				message.content,
+				{
+					persistent: true,
+					contentType: message.properties.contentType,
+					messageId: message.properties.messageId,
+					headers: {
+						...message.properties.headers,
+						"x-dead-reason": reason.slice(0, 1000),
+						"x-original-queue": options.queue,
+						"x-dead-at": new Date().toISOString(),
+					},
 				},
-			}, err => {
-				if (channel !== this.channel || !this.acks) return;
-				if (err) return void channel.close().catch(() => undefined);
-				this.acks.settle(message);
-				options.onDeadLettered?.(kind);
-			});
+				err => {
+					if (channel !== this.channel || !this.acks) return;
+					if (err) return void channel.close().catch(() => undefined);
+					this.acks.settle(message);
+					options.onDeadLettered?.(kind);
+				},
+			);
 		} catch {
 			// The channel closed under us: the message is redelivered and judged again.
 		}

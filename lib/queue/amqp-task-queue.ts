@@ -161,13 +161,19 @@ export class AmqpTaskQueue implements TaskQueue {
 			try {
 				this.openPublishWindow();
 				// false means the socket buffer is full: later publishes wait for "drain".
-				this.writable = publisher.publish("", this.options.queue, encodeTaskMessage(task), {
-					persistent: true,
-					mandatory: true,
-					contentType: "application/json",
-					messageId: task.id,
-					timestamp: Math.floor(Date.now() / 1000),
-				}, confirmed);
+				this.writable = publisher.publish(
+					"",
+					this.options.queue,
+					encodeTaskMessage(task),
+					{
+						persistent: true,
+						mandatory: true,
+						contentType: "application/json",
+						messageId: task.id,
+						timestamp: Math.floor(Date.now() / 1000),
+					},
+					confirmed,
+				);
 			} catch (err) {
 				confirmed(err);
 			}
@@ -183,10 +189,7 @@ export class AmqpTaskQueue implements TaskQueue {
 
 	async depth(): Promise<QueueDepth> {
 		if (!this.publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
-		const [queue, dead] = await Promise.all([
-			this.publisher.checkQueue(this.options.queue),
-			this.publisher.checkQueue(this.deadLetterQueue),
-		]);
+		const [queue, dead] = await Promise.all([this.publisher.checkQueue(this.options.queue), this.publisher.checkQueue(this.deadLetterQueue)]);
 		return {
 			queue: this.options.queue,
 			messages: queue.messageCount,

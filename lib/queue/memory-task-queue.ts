@@ -1,6 +1,14 @@
 import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
 import type { QueuedTask } from "../task";
-import { storeFailed, type DeadLetterListener, type QueueDepth, type QueueLogger, type TaskBatchHandler, type TaskConsumer, type TaskQueue } from "./task-queue";
+import {
+	storeFailed,
+	type DeadLetterListener,
+	type QueueDepth,
+	type QueueLogger,
+	type TaskBatchHandler,
+	type TaskConsumer,
+	type TaskQueue,
+} from "./task-queue";
 
 export interface MemoryQueueOptions {
 	queue: string;

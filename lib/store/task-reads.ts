@@ -89,10 +89,7 @@ export function listPlan(pageSize: number, page: number, after?: ListPosition, q
 	return {
 		filter: {
 			...query,
-			$or: [
-				{ created_at: { $lt: after.createdAt } },
-				{ created_at: after.createdAt, _id: { $lt: after.id } },
-			],
+			$or: [{ created_at: { $lt: after.createdAt } }, { created_at: after.createdAt, _id: { $lt: after.id } }],
 		},
 		skip: 0,
 		limit: pageSize + 1,
@@ -120,7 +117,10 @@ export const MAX_TIME_MS_EXPIRED = 50;
 /** A read the store gave up on: 504, with the seconds after which a retry may succeed. */
 export class StoreReadTimeoutError extends Errors.MoleculerRetryableError {
 	constructor(budgetMs: number, retryAfterSeconds: number) {
-		super(`The tasks store did not answer within ${budgetMs} ms and stopped the read`, 504, "STORE_READ_TIMEOUT", { maxTimeMS: budgetMs, retryAfterSeconds });
+		super(`The tasks store did not answer within ${budgetMs} ms and stopped the read`, 504, "STORE_READ_TIMEOUT", {
+			maxTimeMS: budgetMs,
+			retryAfterSeconds,
+		});
 	}
 }
 

@@ -99,7 +99,12 @@ export class TaskStore {
 	async findPage(plan: ListPlan): Promise<TaskDocument[]> {
 		const collection = this.collection;
 		if (!collection) {
-			return this.adapter.find({ query: plan.filter, sort: ["-created_at", "-_id"] as unknown as string, offset: plan.skip, limit: plan.limit }) as Promise<TaskDocument[]>;
+			return this.adapter.find({
+				query: plan.filter,
+				sort: ["-created_at", "-_id"] as unknown as string,
+				offset: plan.skip,
+				limit: plan.limit,
+			}) as Promise<TaskDocument[]>;
 		}
 		const options = { sort: LIST_SORT, ...(plan.skip > 0 ? { skip: plan.skip } : {}), limit: plan.limit, maxTimeMS: READ_BUDGET_MS };
 		return this.listGate.run(READ_BUDGET_MS, () => collection.find(plan.filter, options).toArray());

@@ -23,7 +23,6 @@ const UP_TIMEOUT_S = Number(process.env.COMPOSE_TEST_UP_TIMEOUT ?? 240);
 const ROLES = ["api-flask", "api-go", "worker-py", "worker-go"] as const;
 const WORKERS = { "worker-py": 3, "worker-go": 2 } as const;
 
-
 /** `docker compose <args>` in the project root; a failure carries compose's own words. */
 async function compose(args: string[], timeoutMs = 120_000): Promise<string> {
 	try {
@@ -45,7 +44,8 @@ async function containers(service: string): Promise<string[]> {
 
 /** The Moleculer node id of a cluster container, from the labels of its own metrics. */
 async function nodeIdOf(container: string): Promise<string> {
-	const script = "fetch('http://127.0.0.1:' + process.env.METRICS_PORT + '/metrics').then(r => r.text()).then(t => console.log(/nodeID=\"([^\"]+)\"/.exec(t)[1]))";
+	const script =
+		"fetch('http://127.0.0.1:' + process.env.METRICS_PORT + '/metrics').then(r => r.text()).then(t => console.log(/nodeID=\"([^\"]+)\"/.exec(t)[1]))";
 	return (await docker(["exec", container, "node", "-e", script])).trim();
 }
 
@@ -88,10 +88,16 @@ describe("the docker-compose stack", () => {
 
 	/** Waits until every id is stored, and returns the stored documents. */
 	function stored(ids: string[], timeoutMs: number): Promise<TaskDocument[]> {
-		return eventually(`${ids.length} tasks stored`, async () => {
-			const found = await tasks().find({ _id: { $in: ids } }).toArray();
-			return found.length === ids.length ? found : undefined;
-		}, timeoutMs).catch(async err => {
+		return eventually(
+			`${ids.length} tasks stored`,
+			async () => {
+				const found = await tasks()
+					.find({ _id: { $in: ids } })
+					.toArray();
+				return found.length === ids.length ? found : undefined;
+			},
+			timeoutMs,
+		).catch(async err => {
 			const count = await tasks().countDocuments({ _id: { $in: ids } });
 			throw new Error(`${(err as Error).message}: ${count} of ${ids.length} stored`);
 		});
@@ -115,7 +121,10 @@ describe("the docker-compose stack", () => {
 			expect(response.status).toBe(202);
 			return (await response.json()) as AcceptedTask;
 		});
-		const documents = await stored(accepted.map(task => task.id), 60_000);
+		const documents = await stored(
+			accepted.map(task => task.id),
+			60_000,
+		);
 		for (const worker of Object.keys(WORKERS)) {
 			expect(nodes[worker]).toHaveLength(WORKERS[worker as keyof typeof WORKERS]);
 			for (const node of nodes[worker]) {
@@ -137,18 +146,28 @@ describe("the docker-compose stack", () => {
 		expect(expected.size).toBe(1 + 1 + WORKERS["worker-py"] + WORKERS["worker-go"]);
 		const prometheus = `http://127.0.0.1:${stack.env.PROMETHEUS_PORT}/api/v1`;
 		type Target = { labels: { instance: string; role: string }; health: string };
-		const targets = await eventually("every replica scraped and up", async () => {
-			const answer = (await (await fetch(`${prometheus}/targets`)).json()) as { data: { activeTargets: Target[] } };
-			const up = answer.data.activeTargets.filter(target => target.health === "up");
-			return up.length === expected.size && up.every(target => expected.has(target.labels.instance)) ? up : undefined;
-		}, 60_000);
+		const targets = await eventually(
+			"every replica scraped and up",
+			async () => {
+				const answer = (await (await fetch(`${prometheus}/targets`)).json()) as { data: { activeTargets: Target[] } };
+				const up = answer.data.activeTargets.filter(target => target.health === "up");
+				return up.length === expected.size && up.every(target => expected.has(target.labels.instance)) ? up : undefined;
+			},
+			60_000,
+		);
 		for (const target of targets) expect(target.labels.role).toBe(expected.get(target.labels.instance));
 		// The 500 tasks of the test before, stored by the workers and counted in their metrics.
-		const stored = await eventually("sum(tasks_stored_total) >= 500", async () => {
-			const answer = (await (await fetch(`${prometheus}/query?query=sum(tasks_stored_total)`)).json()) as { data: { result: { value: [number, string] }[] } };
-			const value = Number(answer.data.result[0]?.value[1]);
-			return value >= 500 ? value : undefined;
-		}, 60_000);
+		const stored = await eventually(
+			"sum(tasks_stored_total) >= 500",
+			async () => {
+				const answer = (await (await fetch(`${prometheus}/query?query=sum(tasks_stored_total)`)).json()) as {
+					data: { result: { value: [number, string] }[] };
+				};
+				const value = Number(answer.data.result[0]?.value[1]);
+				return value >= 500 ? value : undefined;
+			},
+			60_000,
+		);
 		expect(stored).toBeGreaterThanOrEqual(500);
 	}, 150_000);
 
@@ -160,13 +179,21 @@ describe("the docker-compose stack", () => {
 		const before = await Promise.all(replicas.map(replica => enqueueCount(replica, "api-go")));
 		const tag = runTag();
 		// Nginx re-resolves api-go within `valid=5s`: post in rounds until both have answered.
-		await eventually("POST /go/tasks served by both api-go replicas", async () => {
-			await inParallel(Array.from({ length: 20 }, (_, index) => `${tag} ${index}`), 4, async title => {
-				expect((await postTask(stack.gatewayUrl("go"), titled(title))).status).toBe(202);
-			});
-			const after = await Promise.all(replicas.map(replica => enqueueCount(replica, "api-go")));
-			return after.every((count, index) => count > before[index]) ? after : undefined;
-		}, 60_000);
+		await eventually(
+			"POST /go/tasks served by both api-go replicas",
+			async () => {
+				await inParallel(
+					Array.from({ length: 20 }, (_, index) => `${tag} ${index}`),
+					4,
+					async title => {
+						expect((await postTask(stack.gatewayUrl("go"), titled(title))).status).toBe(202);
+					},
+				);
+				const after = await Promise.all(replicas.map(replica => enqueueCount(replica, "api-go")));
+				return after.every((count, index) => count > before[index]) ? after : undefined;
+			},
+			60_000,
+		);
 	}, 360_000);
 
 	it("loses and duplicates nothing when a worker container is killed during 2,000 posts", async () => {
@@ -187,7 +214,9 @@ describe("the docker-compose stack", () => {
 		expect(new Set(ids).size).toBe(2000);
 		await stored(ids, 120_000);
 		// Nothing twice: every document of this run has its own title, one per posted task.
-		const documents = await tasks().find({ title: { $regex: `^${tag} kill ` } }).toArray();
+		const documents = await tasks()
+			.find({ title: { $regex: `^${tag} kill ` } })
+			.toArray();
 		expect(documents).toHaveLength(2000);
 		expect(new Set(documents.map(document => document.title)).size).toBe(2000);
 		// The killed container comes back (restart policy, or `up` as a user would run it).
@@ -205,13 +234,17 @@ describe("the docker-compose stack", () => {
 		const exited = new Promise<number | null>(resolve => child.once("exit", code => resolve(code)));
 		try {
 			// The REPL node learns the others within a heartbeat: ask again until all are listed.
-			await eventually("every node in the REPL's `nodes`", async () => {
-				const from = output.length;
-				child.stdin.write("nodes\n");
-				await sleep(1000);
-				const listing = output.slice(from);
-				return nodes.every(node => listing.includes(node)) ? listing : undefined;
-			}, 90_000).catch(err => {
+			await eventually(
+				"every node in the REPL's `nodes`",
+				async () => {
+					const from = output.length;
+					child.stdin.write("nodes\n");
+					await sleep(1000);
+					const listing = output.slice(from);
+					return nodes.every(node => listing.includes(node)) ? listing : undefined;
+				},
+				90_000,
+			).catch(err => {
 				throw new Error(`${(err as Error).message}; the REPL wrote:\n${output}`);
 			});
 			child.stdin.end("quit\n");
@@ -240,10 +273,14 @@ describe("the docker-compose stack", () => {
 
 		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
 		expect(await tasks().countDocuments()).toBe(before);
-		const read = await eventually(`GET /go/tasks/${task.id} after up`, async () => {
-			const answer = await fetch(`${stack.baseUrl}/go/tasks/${task.id}`);
-			return answer.status === 200 ? answer : undefined;
-		}, 60_000);
+		const read = await eventually(
+			`GET /go/tasks/${task.id} after up`,
+			async () => {
+				const answer = await fetch(`${stack.baseUrl}/go/tasks/${task.id}`);
+				return answer.status === 200 ? answer : undefined;
+			},
+			60_000,
+		);
 		expect(await read.json()).toMatchObject({ id: task.id, title: task.title, status: "processed" });
 		// And the restarted cluster takes new work.
 		const after = await postTask(stack.gatewayUrl("go"), titled(`${tag} after up`));

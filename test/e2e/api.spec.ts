@@ -17,7 +17,6 @@ interface Posted {
 	task: AcceptedTask;
 }
 
-
 describe("the task API through Nginx", () => {
 	let stack: Stack;
 	let mongo: MongoClient;
@@ -39,7 +38,7 @@ describe("the task API through Nginx", () => {
 	/** Whether a gateway's list (newest first) holds the task, looking only at pages as new as it. */
 	async function isListed(gateway: Gateway, task: AcceptedTask): Promise<boolean> {
 		// Paged by cursor: `total` is null on FerretDB, which would have to scan to count.
-		for (let after = ""; ; ) {
+		for (let after = ""; ;) {
 			const response = await fetch(`${stack.baseUrl}/${gateway}/tasks?pageSize=100${after}`);
 			expect(response.status).toBe(200);
 			const { rows, next } = (await response.json()) as TaskPage;
@@ -84,9 +83,7 @@ describe("the task API through Nginx", () => {
 		});
 		for (const document of documents) {
 			const { task } = Object.values(posted).find(({ task }) => task.id === document._id)!;
-			expect(Object.keys(document).sort()).toEqual(
-				["_id", "created_at", "node_id", "processed_at", "processed_by", "source", "status", "title"],
-			);
+			expect(Object.keys(document).sort()).toEqual(["_id", "created_at", "node_id", "processed_at", "processed_by", "source", "status", "title"]);
 			expect(document).toMatchObject({
 				title: task.title,
 				source: task.source,

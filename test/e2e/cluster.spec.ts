@@ -9,7 +9,6 @@ import type { AcceptedTask } from "../../lib/task";
 const BATCH = 300;
 const CONCURRENCY = 20;
 
-
 describe("the cluster under a batch of tasks", () => {
 	let stack: Stack;
 	let mongo: MongoClient;
@@ -32,7 +31,10 @@ describe("the cluster under a batch of tasks", () => {
 	afterAll(async () => {
 		await probe?.stop();
 		// The batch would otherwise grow the developer's store by BATCH tasks on every run.
-		await mongo?.db(stack.dbName).collection("tasks").deleteMany({ title: { $regex: `^${tag} batch ` } });
+		await mongo
+			?.db(stack.dbName)
+			.collection("tasks")
+			.deleteMany({ title: { $regex: `^${tag} batch ` } });
 		await mongo?.close();
 	});
 
@@ -47,10 +49,14 @@ describe("the cluster under a batch of tasks", () => {
 		expect(new Set(ids).size).toBe(BATCH);
 
 		const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
-		const stored = await eventually(`${BATCH} tasks stored`, async () => {
-			const found = await tasks.find({ _id: { $in: ids } }, { projection: { processed_by: 1, node_id: 1 } }).toArray();
-			return found.length === BATCH ? found : undefined;
-		}, 60_000);
+		const stored = await eventually(
+			`${BATCH} tasks stored`,
+			async () => {
+				const found = await tasks.find({ _id: { $in: ids } }, { projection: { processed_by: 1, node_id: 1 } }).toArray();
+				return found.length === BATCH ? found : undefined;
+			},
+			60_000,
+		);
 
 		// Both roles compete for the one queue, so both take a share of a batch this size.
 		expect(new Set(stored.map(task => task.processed_by))).toEqual(new Set(["worker-py", "worker-go"]));

@@ -30,7 +30,10 @@ describe("metrics and Prometheus", () => {
 	afterAll(async () => {
 		// The posted tasks would otherwise grow the developer's store on every run.
 		const mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 5000 });
-		await mongo.db(stack.dbName).collection("tasks").deleteMany({ title: { $regex: `^${tag} metrics ` } });
+		await mongo
+			.db(stack.dbName)
+			.collection("tasks")
+			.deleteMany({ title: { $regex: `^${tag} metrics ` } });
 		await mongo.close();
 	});
 
@@ -49,11 +52,15 @@ describe("metrics and Prometheus", () => {
 	}
 
 	it("scrapes every node of the stack, each on its own metrics port", async () => {
-		const targets = await eventually("every node's target up", async () => {
-			const { activeTargets } = await api<Targets>("targets");
-			const up = new Set(activeTargets.filter(target => target.health === "up").map(target => target.labels.node));
-			return stack.nodes.every(node => up.has(node)) ? activeTargets : undefined;
-		}, 30_000);
+		const targets = await eventually(
+			"every node's target up",
+			async () => {
+				const { activeTargets } = await api<Targets>("targets");
+				const up = new Set(activeTargets.filter(target => target.health === "up").map(target => target.labels.node));
+				return stack.nodes.every(node => up.has(node)) ? activeTargets : undefined;
+			},
+			30_000,
+		);
 		const ports = targets.map(target => target.labels.instance);
 		expect(new Set(ports).size).toBe(ports.length);
 	});
@@ -61,15 +68,23 @@ describe("metrics and Prometheus", () => {
 	/** Posts `count` tasks, half to each gateway, and waits until Prometheus has scraped them stored. */
 	async function postAndSeeStored(from: number, count: number): Promise<number> {
 		const before = (await scalar("sum(tasks_stored_total)")) ?? 0;
-		const statuses = await inParallel(Array.from({ length: count }, (_, n) => from + n), 20, async n => {
-			const res = await postTask(stack.gatewayUrl(n % 2 ? "go" : "flask"), titled(`${tag} metrics ${n}`));
-			return res.status;
-		});
+		const statuses = await inParallel(
+			Array.from({ length: count }, (_, n) => from + n),
+			20,
+			async n => {
+				const res = await postTask(stack.gatewayUrl(n % 2 ? "go" : "flask"), titled(`${tag} metrics ${n}`));
+				return res.status;
+			},
+		);
 		expect(statuses.filter(status => status === 202)).toHaveLength(count);
-		return eventually(`sum(tasks_stored_total) >= ${before + count}`, async () => {
-			const value = await scalar("sum(tasks_stored_total)");
-			return value !== undefined && value >= before + count ? value : undefined;
-		}, 30_000);
+		return eventually(
+			`sum(tasks_stored_total) >= ${before + count}`,
+			async () => {
+				const value = await scalar("sum(tasks_stored_total)");
+				return value !== undefined && value >= before + count ? value : undefined;
+			},
+			30_000,
+		);
 	}
 
 	it(`counts ${POSTED} posted tasks as stored, and gives their end-to-end latency`, async () => {
@@ -79,8 +94,11 @@ describe("metrics and Prometheus", () => {
 		const stored = await postAndSeeStored(POSTED / 4, (POSTED * 3) / 4);
 		expect(stored).toBeGreaterThanOrEqual(POSTED);
 
-		const p99 = await eventually("the p99 of tasks_end_to_end_seconds", () =>
-			scalar("histogram_quantile(0.99, sum by (le) (rate(tasks_end_to_end_seconds_bucket[1m])))"), 30_000);
+		const p99 = await eventually(
+			"the p99 of tasks_end_to_end_seconds",
+			() => scalar("histogram_quantile(0.99, sum by (le) (rate(tasks_end_to_end_seconds_bucket[1m])))"),
+			30_000,
+		);
 		expect(p99).toBeGreaterThan(0);
 		// The stack is idle but for this test: every task is stored within seconds of its post.
 		expect(p99).toBeLessThan(30);
@@ -90,8 +108,10 @@ describe("metrics and Prometheus", () => {
 	it.each([
 		["a text/plain body", 415, { "Content-Type": "text/plain" }, JSON.stringify({ title: "plain" })],
 		["a task without a title", 422, { "Content-Type": "application/json" }, "{}"],
-	])("counts %s in the gateway's tasks_refused_total{status=\"%i\"}", async (_case, status, headers, body) => {
-		const address = stack.env.STACK_METRICS.split(",").find(pair => pair.startsWith("api-go-"))?.split("=")[1];
+	])('counts %s in the gateway\'s tasks_refused_total{status="%i"}', async (_case, status, headers, body) => {
+		const address = stack.env.STACK_METRICS.split(",")
+			.find(pair => pair.startsWith("api-go-"))
+			?.split("=")[1];
 		const metricsUrl = `http://${address}/metrics`;
 		const labels = { source: "go", status: String(status) };
 		const before = sumOf(await scrape(metricsUrl), "tasks_refused_total", labels);

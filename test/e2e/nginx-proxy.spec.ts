@@ -36,10 +36,16 @@ async function captureUpstream(port: number, traffic: () => Promise<void>): Prom
 	const connectionsOpened = text.split("\n").filter(line => / > 127\.0\.0\.1\.\d+: Flags \[S\]/.test(line)).length;
 	// tcpdump -A prints each line break of the payload as a bare newline.
 	const requests = [...text.matchAll(/(?:GET|POST) \/\S* HTTP\/1\.1\n((?:[^\n]+\n)*)\n/g)].map(
-		([, head]) => new Map(head.split("\n").filter(Boolean).map(line => {
-			const colon = line.indexOf(":");
-			return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()];
-		})),
+		([, head]) =>
+			new Map(
+				head
+					.split("\n")
+					.filter(Boolean)
+					.map(line => {
+						const colon = line.indexOf(":");
+						return [line.slice(0, colon).toLowerCase(), line.slice(colon + 1).trim()];
+					}),
+			),
 	);
 	return { connectionsOpened, requests };
 }

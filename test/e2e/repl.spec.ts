@@ -28,10 +28,14 @@ class Repl {
 
 	async untilPrompt(from = 0, timeoutMs = 30_000): Promise<string> {
 		try {
-			return await eventually("the REPL prompt", async () => {
-				const at = this.output.indexOf(PROMPT, from);
-				return at >= 0 ? this.output.slice(from, at) : undefined;
-			}, timeoutMs);
+			return await eventually(
+				"the REPL prompt",
+				async () => {
+					const at = this.output.indexOf(PROMPT, from);
+					return at >= 0 ? this.output.slice(from, at) : undefined;
+				},
+				timeoutMs,
+			);
 		} catch (err) {
 			throw new Error(`${(err as Error).message}; the REPL wrote:\n${this.output}`, { cause: err });
 		}

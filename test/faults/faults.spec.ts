@@ -47,13 +47,11 @@ interface Scenario {
 	inject(stack: Stack, loadDone: () => boolean): Promise<Fault[]>;
 }
 
-
 interface Phase {
 	scenario: Scenario;
 	posted: PostedTask[];
 	faults: Fault[];
 }
-
 
 async function restartOnce(component: string, gateway?: Gateway): Promise<Fault[]> {
 	await sleep(FAULT_AT_MS);
@@ -104,10 +102,7 @@ function plan(phase: number): PlannedTask[] {
 async function runPhase(stack: Stack, scenario: Scenario, phase: number): Promise<Phase> {
 	let loadDone = false;
 	const load = postPaced(stack.baseUrl, plan(phase), { clients: CLIENTS, spacingMs: PHASE_LOAD_MS / TASKS_PER_PHASE, budgetMs: RETRY_BUDGET_MS });
-	const [posted, faults] = await Promise.allSettled([
-		load.finally(() => (loadDone = true)),
-		scenario.inject(stack, () => loadDone),
-	]);
+	const [posted, faults] = await Promise.allSettled([load.finally(() => (loadDone = true)), scenario.inject(stack, () => loadDone)]);
 	if (faults.status === "rejected") throw faults.reason;
 	if (posted.status === "rejected") throw posted.reason;
 	// The next phase starts on a whole cluster, e.g. with the gateways reconnected to RabbitMQ.
@@ -179,7 +174,10 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	afterAll(async () => {
 		await leaveStackHealthy();
 		// 5,000 tasks a run would otherwise pile up in the developer's store.
-		await mongo?.db(stack.dbName).collection("tasks").deleteMany({ title: { $regex: `^${RUN} ` } });
+		await mongo
+			?.db(stack.dbName)
+			.collection("tasks")
+			.deleteMany({ title: { $regex: `^${RUN} ` } });
 		await mongo?.close();
 	}, 180_000);
 
@@ -190,10 +188,12 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 		// Shortfalls are reported in the table and fail the tests below.
 		const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 		const ofRun = { title: { $regex: `^${RUN} ` } };
-		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000)
-			.catch(() => undefined);
-		drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000)
-			.catch((err: Error) => err);
+		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000).catch(
+			() => undefined,
+		);
+		drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000).catch(
+			(err: Error) => err,
+		);
 		documents = await tasks.find(ofRun, { projection: { title: 1, processed_at: 1 } }).toArray();
 
 		const rows = phases.map((phase, index) => {
@@ -233,7 +233,9 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	});
 
 	it("stores every accepted task exactly once, and nothing else of the run", () => {
-		const acceptedIds = accepted().map(task => task.acceptedId).sort();
+		const acceptedIds = accepted()
+			.map(task => task.acceptedId)
+			.sort();
 		expect(documents.map(document => document._id).sort()).toEqual(acceptedIds);
 		expect(new Set(documents.map(document => document.title)).size).toBe(documents.length);
 	});

@@ -41,7 +41,13 @@ interface Target {
 
 type Category = (target: Target, maxBodyBytes: number) => BadRequest[];
 
-const post = (target: Target, what: string, body: BadRequest["body"], expected: BadRequest["expected"], headers: Record<string, string> = JSON_TYPE): BadRequest => ({
+const post = (
+	target: Target,
+	what: string,
+	body: BadRequest["body"],
+	expected: BadRequest["expected"],
+	headers: Record<string, string> = JSON_TYPE,
+): BadRequest => ({
 	what,
 	method: "POST",
 	url: `${target.viaNginx}/tasks`,
@@ -279,9 +285,20 @@ const CATEGORIES: Record<string, Category> = {
 		].map(query => request(target, "GET", `/tasks?${query}`, 422)),
 
 	"unknown task ids get 404": target => [
-		...[randomUUID(), randomUUID(), "no-such-task", "507f1f77bcf86cd799439011", "null", "undefined", "0", "-1", `${MARK}`, "%20", "%F0%9F%92%A9", "%2e%2e"].map(id =>
-			request(target, "GET", `/tasks/${id}`, 404),
-		),
+		...[
+			randomUUID(),
+			randomUUID(),
+			"no-such-task",
+			"507f1f77bcf86cd799439011",
+			"null",
+			"undefined",
+			"0",
+			"-1",
+			`${MARK}`,
+			"%20",
+			"%F0%9F%92%A9",
+			"%2e%2e",
+		].map(id => request(target, "GET", `/tasks/${id}`, 404)),
 		request(target, "GET", `/tasks/${"x".repeat(101)}`, 422),
 		// Nginx refuses a path that decodes to a NUL byte itself, in the same JSON shape.
 		request(target, "GET", "/tasks/%00", 400),
@@ -377,7 +394,10 @@ describe("malformed input through Nginx to both gateways", () => {
 
 	afterAll(async () => {
 		await leaveStackHealthy();
-		await mongo?.db(stack.dbName).collection("tasks").deleteMany({ title: { $regex: MARK } });
+		await mongo
+			?.db(stack.dbName)
+			.collection("tasks")
+			.deleteMany({ title: { $regex: MARK } });
 		await mongo?.close();
 	}, 180_000);
 

@@ -61,7 +61,10 @@ describe("poison messages on task_queue", () => {
 
 	afterAll(async () => {
 		await connection?.close();
-		await mongo?.db(stack.dbName).collection("tasks").deleteMany({ title: { $regex: `^${MARK} ` } });
+		await mongo
+			?.db(stack.dbName)
+			.collection("tasks")
+			.deleteMany({ title: { $regex: `^${MARK} ` } });
 		await mongo?.close();
 		await leaveStackHealthy();
 	}, 180_000);
@@ -71,7 +74,11 @@ describe("poison messages on task_queue", () => {
 			{ id: `${MARK}-not-json`, body: Buffer.from("this is { not JSON"), reason: /^unreadable message: body is not JSON/ },
 			{ id: `${MARK}-empty-title`, body: Buffer.from('{"title": "   "}'), reason: /^unreadable message: .*'title'/ },
 			// Nested deep enough to overflow the validator's stack, which would take the worker with it.
-			{ id: `${MARK}-deep`, body: Buffer.from(`{"title": ${"[".repeat(5000)}${"]".repeat(5000)}}`), reason: /^unreadable message: body is nested deeper/ },
+			{
+				id: `${MARK}-deep`,
+				body: Buffer.from(`{"title": ${"[".repeat(5000)}${"]".repeat(5000)}}`),
+				reason: /^unreadable message: body is nested deeper/,
+			},
 		];
 		const behind = Array.from({ length: 20 }, (_, i) => newTask(`${MARK} behind the poison #${i}`, "flask"));
 		// A foreign producer's title-only message is a task too: its messageId becomes the task id.
@@ -88,7 +95,12 @@ describe("poison messages on task_queue", () => {
 		publisher.sendToQueue(stack.taskQueue, Buffer.from(JSON.stringify({ title: foreign.title })), { persistent: true, messageId: foreign.id });
 		await publisher.waitForConfirms();
 
-		const arrived = await deadLetters.waitFor(poisons.map(poison => poison.id), 5000).finally(() => deadLetters.close());
+		const arrived = await deadLetters
+			.waitFor(
+				poisons.map(poison => poison.id),
+				5000,
+			)
+			.finally(() => deadLetters.close());
 		for (const poison of poisons) {
 			const dead = arrived.get(poison.id);
 			expect({ id: poison.id, arrived: Boolean(dead) }).toEqual({ id: poison.id, arrived: true });

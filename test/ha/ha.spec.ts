@@ -179,10 +179,21 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	/** Every stack node answers $node.health over the transporter: its connection is back. */
 	async function transporterBack(): Promise<number> {
 		const started = Date.now();
-		await eventually("every node answering over the transporter", async () => {
-			const answers = await Promise.all(stack.nodes.map(nodeID => probe.call("$node.health", {}, { nodeID, timeout: 2000 }).then(() => true, () => false)));
-			return answers.every(Boolean) ? true : undefined;
-		}, TRANSPORTER_BACK_WITHIN_MS);
+		await eventually(
+			"every node answering over the transporter",
+			async () => {
+				const answers = await Promise.all(
+					stack.nodes.map(nodeID =>
+						probe.call("$node.health", {}, { nodeID, timeout: 2000 }).then(
+							() => true,
+							() => false,
+						),
+					),
+				);
+				return answers.every(Boolean) ? true : undefined;
+			},
+			TRANSPORTER_BACK_WITHIN_MS,
+		);
 		return Date.now() - started;
 	}
 
@@ -204,7 +215,9 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 		managementPorts = (stack.env.RABBITMQ_MANAGEMENT_PORTS ?? stack.env.RABBITMQ_MANAGEMENT_PORT).split(",");
 		const queue = await queueInfo(stack.taskQueue);
 		if (queue.type !== "quorum" || queue.members?.length !== 3) {
-			throw new Error(`${stack.taskQueue} is a ${queue.type} queue on ${queue.members?.length ?? 1} node(s): run this against RABBIT_NODES=3 scripts/stack.sh up (npm run test:ha does)`);
+			throw new Error(
+				`${stack.taskQueue} is a ${queue.type} queue on ${queue.members?.length ?? 1} node(s): run this against RABBIT_NODES=3 scripts/stack.sh up (npm run test:ha does)`,
+			);
 		}
 		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
 		deadLetteredBefore = await deadLettered();
@@ -222,7 +235,10 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	afterAll(async () => {
 		await probe?.stop();
 		await leaveStackHealthy();
-		await mongo?.db(stack.dbName).collection("tasks").deleteMany({ title: { $regex: `^${RUN} ` } });
+		await mongo
+			?.db(stack.dbName)
+			.collection("tasks")
+			.deleteMany({ title: { $regex: `^${RUN} ` } });
 		await mongo?.close();
 	}, 180_000);
 
@@ -235,10 +251,12 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 
 		const tasks = mongo.db(stack.dbName).collection<StoredDocument>("tasks");
 		const ofRun = { title: { $regex: `^${RUN} ` } };
-		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000)
-			.catch(() => undefined);
-		drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000)
-			.catch((err: Error) => err);
+		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000).catch(
+			() => undefined,
+		);
+		drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000).catch(
+			(err: Error) => err,
+		);
 		documents = await tasks.find(ofRun, { projection: { title: 1, processed_at: 1, node_id: 1 } }).toArray();
 
 		const rows = phases.map((phase, index) => {
@@ -246,7 +264,10 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)));
 			const stored = new Set(ofPhase.filter(document => ids.has(document._id)).map(document => document._id));
 			const retried = phase.posted.reduce((sum, task) => sum + task.attempts.length - (task.acceptedId ? 1 : 0), 0);
-			const gap = longestWorkerGap(phase, ofPhase.filter(document => WORKER_ROLES.test(document.node_id)));
+			const gap = longestWorkerGap(
+				phase,
+				ofPhase.filter(document => WORKER_ROLES.test(document.node_id)),
+			);
 			return [
 				phase.scenario.name,
 				String(ids.size),
@@ -259,11 +280,16 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 				seconds(phase.transporterBackMs),
 			];
 		});
-		const faultLines = phases.flatMap(phase => phase.faults.map(fault => `  ${phase.scenario.name}: ${fault.what}, ready again after ${seconds(fault.readyAt - fault.startedAt)}`));
+		const faultLines = phases.flatMap(phase =>
+			phase.faults.map(fault => `  ${phase.scenario.name}: ${fault.what}, ready again after ${seconds(fault.readyAt - fault.startedAt)}`),
+		);
 		publishReport(
 			[
 				`HA run ${RUN}: ${phases.length} phases of ${TASKS_PER_PHASE} tasks, ${CLIENTS} clients through Nginx, 3 RabbitMQ nodes, quorum ${stack.taskQueue}`,
-				textTable(["scenario", "accepted", "stored", "lost", "duplicated", "retried", "longest 503 run", "longest worker idle", "transporter back"], rows),
+				textTable(
+					["scenario", "accepted", "stored", "lost", "duplicated", "retried", "longest 503 run", "longest worker idle", "transporter back"],
+					rows,
+				),
 				"longest 503 run: the longest any client went from its first failed attempt (502/503/504, cut off) to its 202.",
 				"longest worker idle: the longest a worker node stored nothing while the load ran (to consume again).",
 				"transporter back: from the end of the last fault until every node answered $node.health over the transporter.",
@@ -282,7 +308,9 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	});
 
 	it("stores every accepted task exactly once, and nothing else of the run", () => {
-		const acceptedIds = accepted().map(task => task.acceptedId).sort();
+		const acceptedIds = accepted()
+			.map(task => task.acceptedId)
+			.sort();
 		expect(documents.map(document => document._id).sort()).toEqual(acceptedIds);
 		expect(new Set(documents.map(document => document.title)).size).toBe(documents.length);
 	});
@@ -291,7 +319,9 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 		const tooLong = phases.flatMap(phase => phase.posted.filter(task => outageMs(task) > MAX_OUTAGE_MS).map(task => `${task.title}: ${outageMs(task)} ms`));
 		expect(tooLong).toEqual([]);
 		const unexpected = phases.flatMap(phase =>
-			phase.posted.flatMap(task => task.attempts.filter(({ result }) => typeof result === "number" && result !== 202 && !RETRYABLE_STATUSES.includes(result))),
+			phase.posted.flatMap(task =>
+				task.attempts.filter(({ result }) => typeof result === "number" && result !== 202 && !RETRYABLE_STATUSES.includes(result)),
+			),
 		);
 		expect(unexpected).toEqual([]);
 	});
@@ -311,21 +341,25 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	});
 
 	it("refuses to start a node that would declare task_queue classic, saying what to do", async () => {
-		const node = spawn(path.join(ROOT, "node_modules/.bin/node"), ["node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"], {
-			cwd: ROOT,
-			env: {
-				PATH: process.env.PATH,
-				SERVICEDIR: "dist/services",
-				SERVICES: "worker-py,tasks",
-				NODE_ID: `ha-classic-${process.pid}`,
-				NAMESPACE: `${stack.namespace}-mismatch`,
-				RABBIT_HOSTS: stack.env.RABBIT_HOSTS,
-				RABBIT_QUEUE: stack.taskQueue,
-				RABBIT_QUEUE_TYPE: "classic",
-				MONGO_URI: stack.mongoUri,
-				DB_NAME: stack.dbName,
+		const node = spawn(
+			path.join(ROOT, "node_modules/.bin/node"),
+			["node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"],
+			{
+				cwd: ROOT,
+				env: {
+					PATH: process.env.PATH,
+					SERVICEDIR: "dist/services",
+					SERVICES: "worker-py,tasks",
+					NODE_ID: `ha-classic-${process.pid}`,
+					NAMESPACE: `${stack.namespace}-mismatch`,
+					RABBIT_HOSTS: stack.env.RABBIT_HOSTS,
+					RABBIT_QUEUE: stack.taskQueue,
+					RABBIT_QUEUE_TYPE: "classic",
+					MONGO_URI: stack.mongoUri,
+					DB_NAME: stack.dbName,
+				},
 			},
-		});
+		);
 		let output = "";
 		node.stdout.on("data", chunk => (output += chunk));
 		node.stderr.on("data", chunk => (output += chunk));

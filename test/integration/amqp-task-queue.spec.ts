@@ -9,7 +9,6 @@ import { DELIVERY_LIMIT } from "../../lib/queue/task-queue-declarations";
 import { eventually } from "../support/eventually";
 import { connectOrExplain, management, openQueue, queueCounters, RABBIT_URL, scratchQueueName } from "../support/rabbitmq";
 
-
 describe("AmqpTaskQueue against RabbitMQ", () => {
 	let inspector: ChannelModel;
 	const opened: AmqpTaskQueue[] = [];
@@ -166,7 +165,10 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 			let output = "";
 			doomed.stdout?.on("data", chunk => {
 				output += chunk;
-				const ids = output.split("\n").filter(Boolean).flatMap(line => JSON.parse(line) as string[]);
+				const ids = output
+					.split("\n")
+					.filter(Boolean)
+					.flatMap(line => JSON.parse(line) as string[]);
 				if (ids.length === tasks.length) resolve(ids);
 			});
 			doomed.on("exit", code => reject(new Error(`consumer exited early with ${code}`)));
@@ -239,18 +241,26 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		const received: QueuedTask[] = [];
 		const consumer = await queue.consume(async tasks => void received.push(...tasks));
 
-		const connections = await eventually("the queue's connection listed", async () => {
-			const all = await management<{ name: string; client_properties: { connection_name?: string } }[]>("/connections");
-			const ours = all.filter(connection => connection.client_properties.connection_name === `test ${name}`);
-			return ours.length > 0 ? ours : undefined;
-		}, 10_000);
+		const connections = await eventually(
+			"the queue's connection listed",
+			async () => {
+				const all = await management<{ name: string; client_properties: { connection_name?: string } }[]>("/connections");
+				const ours = all.filter(connection => connection.client_properties.connection_name === `test ${name}`);
+				return ours.length > 0 ? ours : undefined;
+			},
+			10_000,
+		);
 		for (const connection of connections) await management(`/connections/${encodeURIComponent(connection.name)}`, "DELETE");
 		await eventually("the dropped connection noticed", async () => (queue.isConnected() ? undefined : true), 5000);
 
 		await queue.whenConnected(10_000);
 		const after = newTask("after reconnect", "flask");
 		await queue.publish(after);
-		await eventually("the task published after reconnecting consumed", async () => (received.some(task => task.id === after.id) ? true : undefined), 10_000);
+		await eventually(
+			"the task published after reconnecting consumed",
+			async () => (received.some(task => task.id === after.id) ? true : undefined),
+			10_000,
+		);
 		await consumer.stop();
 	});
 
@@ -266,7 +276,11 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		const name = scratch();
 		const queue = open(name, { queueType: "quorum" });
 		await queue.whenConnected(5000);
-		const info = await eventually("the queue listed", () => management<{ type: string; arguments: Record<string, unknown> }>(`/queues/%2F/${encodeURIComponent(name)}`).catch(() => undefined), 10_000);
+		const info = await eventually(
+			"the queue listed",
+			() => management<{ type: string; arguments: Record<string, unknown> }>(`/queues/%2F/${encodeURIComponent(name)}`).catch(() => undefined),
+			10_000,
+		);
 		expect(info.type).toBe("quorum");
 		expect(info.arguments).toMatchObject({
 			"x-delivery-limit": DELIVERY_LIMIT,
@@ -285,7 +299,11 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 				const message = await eventually(`delivery ${delivery}`, async () => (await channel.get(name)) || undefined, 5000);
 				channel.nack(message, false, true);
 			}
-			const dead = await eventually("the message dead-lettered", async () => (await channel.get(deadLetterQueueOf(name), { noAck: true })) || undefined, 5000);
+			const dead = await eventually(
+				"the message dead-lettered",
+				async () => (await channel.get(deadLetterQueueOf(name), { noAck: true })) || undefined,
+				5000,
+			);
 			expect(dead.properties.messageId).toBe(task.id);
 			expect(await depthOf(name)).toBe(0);
 		} finally {
@@ -301,7 +319,11 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		const fatal: Error[] = [];
 		const queue = open(name, { queueType: "quorum", onFatal: err => fatal.push(err) });
 		await eventually("the mismatch reported", async () => (fatal.length > 0 ? true : undefined), 5000);
-		expect(fatal[0].message).toMatch(new RegExp(`queue "${name.replace(/\./g, "\\.")}" declared differently from RABBIT_QUEUE_TYPE=quorum .*PRECONDITION_FAILED - inequivalent arg.*set RABBIT_QUEUE_TYPE to the queue's type`));
+		expect(fatal[0].message).toMatch(
+			new RegExp(
+				`queue "${name.replace(/\./g, "\\.")}" declared differently from RABBIT_QUEUE_TYPE=quorum .*PRECONDITION_FAILED - inequivalent arg.*set RABBIT_QUEUE_TYPE to the queue's type`,
+			),
+		);
 		expect(queue.isConnected()).toBe(false);
 		await expect(queue.whenConnected(300)).rejects.toBeInstanceOf(QueueUnavailableError);
 	});

@@ -17,9 +17,7 @@ import { renderNginxTemplate } from "../../scripts/nginx-template";
 
 const NGINX = "/usr/sbin/nginx";
 const composeEnv = environmentOf(loadCompose().services.nginx);
-const upstreamHosts = [composeEnv.FLASK_UPSTREAM, composeEnv.GO_UPSTREAM, composeEnv.RABBITMQ_MANAGEMENT_UPSTREAM].map(
-	upstream => upstream.split(":")[0],
-);
+const upstreamHosts = [composeEnv.FLASK_UPSTREAM, composeEnv.GO_UPSTREAM, composeEnv.RABBITMQ_MANAGEMENT_UPSTREAM].map(upstream => upstream.split(":")[0]);
 
 let dir: string;
 

@@ -35,7 +35,10 @@ describe("tasks store on a MongoDB-protocol server", () => {
 	it("stores the SPEC's document with the task id as _id", async () => {
 		const task = processed("stored as documented");
 		await broker.call("tasks.storeProcessed", { tasks: [task] });
-		const document = await mongo.db(dbName).collection("tasks").findOne({ _id: task.id as never });
+		const document = await mongo
+			.db(dbName)
+			.collection("tasks")
+			.findOne({ _id: task.id as never });
 		expect(document).toEqual({
 			_id: task.id,
 			title: "stored as documented",

@@ -8,7 +8,6 @@ import { ROOT } from "../../scripts/stack-control";
  * shared by the tests that check them without Docker.
  */
 
-
 /** How the image runs a node (Dockerfile CMD, and the command compose services keep). */
 export const RUNNER_COMMAND = ["node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"];
 
@@ -38,15 +37,18 @@ export function loadDotEnv(): Record<string, string> {
  * An unset variable without a default throws: compose would only warn and substitute "".
  */
 export function interpolate(value: string, vars: Record<string, string>): string {
-	return value.replace(/\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|[A-Za-z_{])/g, (token, _next, name?: string, operator?: string, operand = "") => {
-		if (token === "$$") return "$";
-		if (name === undefined) throw new Error(`Unsupported interpolation "${token}" in "${value}": use \${NAME}`);
-		const current = vars[name];
-		const isSet = operator?.startsWith(":") ? Boolean(current) : current !== undefined;
-		if (isSet) return current;
-		if (operator?.endsWith("-")) return operand;
-		throw new Error(`${name} is not set (needed by "${value}")${operand ? `: ${operand}` : ""}`);
-	});
+	return value.replace(
+		/\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|[A-Za-z_{])/g,
+		(token, _next, name?: string, operator?: string, operand = "") => {
+			if (token === "$$") return "$";
+			if (name === undefined) throw new Error(`Unsupported interpolation "${token}" in "${value}": use \${NAME}`);
+			const current = vars[name];
+			const isSet = operator?.startsWith(":") ? Boolean(current) : current !== undefined;
+			if (isSet) return current;
+			if (operator?.endsWith("-")) return operand;
+			throw new Error(`${name} is not set (needed by "${value}")${operand ? `: ${operand}` : ""}`);
+		},
+	);
 }
 
 function interpolateAll(node: unknown, vars: Record<string, string>): unknown {

@@ -70,7 +70,17 @@ export class FakeMongoServer {
 	private answer(command: Document): Document {
 		const name = Object.keys(command)[0];
 		if (HANDSHAKES.has(name)) {
-			return { ismaster: true, helloOk: true, maxBsonObjectSize: 16 * 1024 * 1024, maxMessageSizeBytes: 48_000_000, maxWriteBatchSize: 100_000, localTime: new Date(), minWireVersion: 0, maxWireVersion: 17, ok: 1 };
+			return {
+				ismaster: true,
+				helloOk: true,
+				maxBsonObjectSize: 16 * 1024 * 1024,
+				maxMessageSizeBytes: 48_000_000,
+				maxWriteBatchSize: 100_000,
+				localTime: new Date(),
+				minWireVersion: 0,
+				maxWireVersion: 17,
+				ok: 1,
+			};
 		}
 		this.commands.push(command);
 		return this.handle(command) ?? { ok: 1 };

@@ -7,8 +7,7 @@ export const FAULT_REPORT = path.join(ROOT, ".stack/fault-report.txt");
 /** An aligned text table: the first column left-aligned, the others (numbers) right-aligned. */
 export function textTable(header: string[], rows: string[][]): string {
 	const widths = header.map((title, column) => Math.max(title.length, ...rows.map(row => row[column].length)));
-	const line = (cells: string[]) =>
-		cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join("  ");
+	const line = (cells: string[]) => cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join("  ");
 	return [line(header), widths.map(width => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n");
 }
 

@@ -2,7 +2,11 @@ import type { TaskPage } from "../../lib/store/task-reads";
 import type { AcceptedTask } from "../../lib/task";
 
 /** POST <gatewayUrl>/tasks with a raw body: a title as JSON, or whatever a test sends to be refused. */
-export function postTask(gatewayUrl: string, body: string | Buffer, headers: Record<string, string> = { "Content-Type": "application/json" }): Promise<Response> {
+export function postTask(
+	gatewayUrl: string,
+	body: string | Buffer,
+	headers: Record<string, string> = { "Content-Type": "application/json" },
+): Promise<Response> {
 	return fetch(`${gatewayUrl}/tasks`, { method: "POST", headers, body });
 }
 

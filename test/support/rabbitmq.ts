@@ -46,10 +46,14 @@ export async function management<T>(path: string, method = "GET"): Promise<T> {
 
 /** Waits until the management API's counters of `queue` satisfy `done` (they lag a few seconds). */
 export function queueCounters(queue: string, done: (counters: QueueCounters) => boolean, timeoutMs = 15_000): Promise<QueueCounters> {
-	return eventually(`queue ${queue}'s counters`, async () => {
-		const counters = await management<QueueCounters>(`/queues/%2F/${encodeURIComponent(queue)}`);
-		return done(counters) ? counters : undefined;
-	}, timeoutMs);
+	return eventually(
+		`queue ${queue}'s counters`,
+		async () => {
+			const counters = await management<QueueCounters>(`/queues/%2F/${encodeURIComponent(queue)}`);
+			return done(counters) ? counters : undefined;
+		},
+		timeoutMs,
+	);
 }
 
 interface QueueCounters {

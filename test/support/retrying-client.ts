@@ -31,7 +31,6 @@ export const RETRYABLE_STATUSES: readonly number[] = [502, 503, 504];
 /** Above Nginx's proxy_read_timeout (15 s), so that Nginx answers a stuck request first. */
 const ATTEMPT_TIMEOUT_MS = 20_000;
 
-
 /**
  * Posts one task until it gets a 202, as a careful client would: the same Idempotency-Key on
  * every attempt, retrying 502/503/504, lost connections and timeouts with a short backoff,

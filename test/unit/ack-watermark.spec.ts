@@ -20,7 +20,10 @@ describe("AckWatermark", () => {
 		expect(acks).toEqual([{ tag: 3, allUpTo: true }]);
 		watermark.settle(messages[3]);
 		await afterSettling();
-		expect(acks).toEqual([{ tag: 3, allUpTo: true }, { tag: 4, allUpTo: true }]);
+		expect(acks).toEqual([
+			{ tag: 3, allUpTo: true },
+			{ tag: 4, allUpTo: true },
+		]);
 	});
 
 	it("never acks past a delivery that is not settled yet", async () => {
@@ -35,7 +38,11 @@ describe("AckWatermark", () => {
 	});
 
 	it("survives a channel that closed before the ack", async () => {
-		const watermark = new AckWatermark({ ack: () => { throw new Error("Channel closed"); } });
+		const watermark = new AckWatermark({
+			ack: () => {
+				throw new Error("Channel closed");
+			},
+		});
 		const message = delivery(1);
 		watermark.received(message);
 		watermark.settle(message);

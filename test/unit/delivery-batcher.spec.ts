@@ -64,10 +64,14 @@ describe("DeliveryBatcher", () => {
 
 		it("writes a full batch at once, and what piled up behind it without waiting again", async () => {
 			const sizes: number[] = [];
-			const { batcher } = batcherWith(async tasks => {
-				sizes.push(tasks.length);
-				await sleep(10);
-			}, 3, 60_000);
+			const { batcher } = batcherWith(
+				async tasks => {
+					sizes.push(tasks.length);
+					await sleep(10);
+				},
+				3,
+				60_000,
+			);
 			pushed(batcher, 0, 50);
 			expect(sizes).toEqual([50]);
 			pushed(batcher, 50, 120);

@@ -22,13 +22,17 @@ describe("MemoryTaskQueue", () => {
 		const seenBy: number[][] = [[], []];
 		let inHand = 0;
 		let mostInHand = 0;
-		const consumers = await Promise.all(seenBy.map(seen => queue.consume(async tasks => {
-			inHand += tasks.length;
-			mostInHand = Math.max(mostInHand, inHand);
-			await new Promise(resolve => setTimeout(resolve, 2));
-			seen.push(tasks.length);
-			inHand -= tasks.length;
-		})));
+		const consumers = await Promise.all(
+			seenBy.map(seen =>
+				queue.consume(async tasks => {
+					inHand += tasks.length;
+					mostInHand = Math.max(mostInHand, inHand);
+					await new Promise(resolve => setTimeout(resolve, 2));
+					seen.push(tasks.length);
+					inHand -= tasks.length;
+				}),
+			),
+		);
 		for (let n = 0; n < 100; n++) await queue.publish(newTask(`t${n}`, "go"));
 		while ((await queue.depth()).messages > 0) await new Promise(resolve => setTimeout(resolve, 5));
 		await Promise.all(consumers.map(consumer => consumer.stop()));

@@ -121,9 +121,23 @@ describe("task gateways (api-flask, api-go)", () => {
 
 	it.each([
 		["a title in the query string", "POST", "/tasks?title=from-the-query", { "Content-Type": "application/json" }, "{}", 422],
-		["invalid UTF-8", "POST", "/tasks", { "Content-Type": "application/json" }, Buffer.concat([Buffer.from('{"title": "a'), Buffer.from([0xff]), Buffer.from('b"}')]), 400],
+		[
+			"invalid UTF-8",
+			"POST",
+			"/tasks",
+			{ "Content-Type": "application/json" },
+			Buffer.concat([Buffer.from('{"title": "a'), Buffer.from([0xff]), Buffer.from('b"}')]),
+			400,
+		],
 		["a body that fails to decompress", "POST", "/tasks", { "Content-Type": "application/json", "Content-Encoding": "gzip" }, '{"title": "x"}', 400],
-		["a CORS preflight for POST", "OPTIONS", "/tasks", { "Content-Type": "application/json", "Access-Control-Request-Method": "POST" }, '{"title": "x"}', 405],
+		[
+			"a CORS preflight for POST",
+			"OPTIONS",
+			"/tasks",
+			{ "Content-Type": "application/json", "Access-Control-Request-Method": "POST" },
+			'{"title": "x"}',
+			405,
+		],
 	])("refuses %s with a JSON error and queues nothing", async (_case, method, path, headers, body, status) => {
 		const published = jest.spyOn(cluster.queue, "publish");
 		const res = await fetch(`${cluster.flaskUrl}${path}`, { method, headers, body });

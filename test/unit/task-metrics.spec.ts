@@ -33,10 +33,14 @@ describe("task metrics", () => {
 
 	/** Waits until `name{labels}` has moved by `by` from `before`, and returns the page. */
 	async function movedBy(name: string, labels: Record<string, string>, before: number, by: number): Promise<Sample[]> {
-		return eventually(`${name} ${JSON.stringify(labels)} moved by ${by}`, async () => {
-			const samples = await scrape(metricsUrl);
-			return sumOf(samples, name, labels) === before + by ? samples : undefined;
-		}, 5000);
+		return eventually(
+			`${name} ${JSON.stringify(labels)} moved by ${by}`,
+			async () => {
+				const samples = await scrape(metricsUrl);
+				return sumOf(samples, name, labels) === before + by ? samples : undefined;
+			},
+			5000,
+		);
 	}
 
 	it("counts accepted tasks by source, observes their confirms, and labels them with the node", async () => {
@@ -61,20 +65,29 @@ describe("task metrics", () => {
 
 	const refusals: [string, number, () => Promise<Response>][] = [
 		["a body that is not JSON", 400, () => postTask(cluster.goUrl, "{not json")],
-		["a CORS preflight for POST /tasks", 405, () => fetch(`${cluster.goUrl}/tasks`, {
-			method: "OPTIONS",
-			headers: { "Content-Type": "application/json", "Access-Control-Request-Method": "POST" },
-		})],
+		[
+			"a CORS preflight for POST /tasks",
+			405,
+			() =>
+				fetch(`${cluster.goUrl}/tasks`, {
+					method: "OPTIONS",
+					headers: { "Content-Type": "application/json", "Access-Control-Request-Method": "POST" },
+				}),
+		],
 		["a body over MAX_BODY_BYTES", 413, () => postTask(cluster.goUrl, JSON.stringify({ title: "x".repeat(20_000) }))],
 		["a text/plain body", 415, () => postTask(cluster.goUrl, json, { "Content-Type": "text/plain" })],
 		["a task without a title", 422, () => postTask(cluster.goUrl, "{}")],
-		["a publish RabbitMQ does not confirm", 503, () => {
-			jest.spyOn(cluster.queue, "publish").mockRejectedValue(new QueueUnavailableError("RabbitMQ is not connected"));
-			return postTask(cluster.goUrl, json);
-		}],
+		[
+			"a publish RabbitMQ does not confirm",
+			503,
+			() => {
+				jest.spyOn(cluster.queue, "publish").mockRejectedValue(new QueueUnavailableError("RabbitMQ is not connected"));
+				return postTask(cluster.goUrl, json);
+			},
+		],
 	];
 
-	it.each(refusals)("counts %s in tasks_refused_total{status=\"%i\"}", async (_case, status, request) => {
+	it.each(refusals)('counts %s in tasks_refused_total{status="%i"}', async (_case, status, request) => {
 		const labels = { source: "go", status: String(status) };
 		const before = sumOf(await scrape(metricsUrl), "tasks_refused_total", labels);
 		const accepted = sumOf(await scrape(metricsUrl), "tasks_accepted_total");
@@ -115,7 +128,9 @@ describe("task metrics", () => {
 		const after = await movedBy("tasks_dead_lettered_total", labels, sumOf(before, "tasks_dead_lettered_total", labels), 1);
 		expect(sumOf(after, "tasks_stored_total")).toBe(sumOf(before, "tasks_stored_total"));
 		// The failed attempt is a write too.
-		expect(sumOf(after, "tasks_store_write_seconds_bucket", { le: "+Inf" })).toBeGreaterThan(sumOf(before, "tasks_store_write_seconds_bucket", { le: "+Inf" }));
+		expect(sumOf(after, "tasks_store_write_seconds_bucket", { le: "+Inf" })).toBeGreaterThan(
+			sumOf(before, "tasks_store_write_seconds_bucket", { le: "+Inf" }),
+		);
 	});
 
 	it("samples the depth of the task queue and its dead-letter queue", async () => {

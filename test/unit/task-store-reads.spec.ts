@@ -15,7 +15,16 @@ import { readJson, type ApiError } from "../support/http";
 const BUDGET = readBudgetMs(config.requestTimeoutMs);
 const t = (ms: number) => new Date(Date.UTC(2026, 10, 29, 12, 0, 0, ms));
 /** Newest first, as the index would return them. */
-const STORED = [5, 4, 3, 2, 1].map(n => ({ _id: `id-${n}`, title: `task ${n}`, source: "go", created_at: t(n), status: "processed", processed_by: "worker-go", processed_at: t(n + 10), node_id: "n1" }));
+const STORED = [5, 4, 3, 2, 1].map(n => ({
+	_id: `id-${n}`,
+	title: `task ${n}`,
+	source: "go",
+	created_at: t(n),
+	status: "processed",
+	processed_by: "worker-go",
+	processed_at: t(n + 10),
+	node_id: "n1",
+}));
 
 type Store = "mongodb" | "ferretdb";
 
@@ -78,11 +87,26 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 		const page = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2`));
 		expect(store.fake.commands).toEqual([
 			{ find: "tasks", filter: {}, sort: { created_at: -1, _id: -1 }, limit: 3, maxTimeMS: BUDGET, $db: "unitdb" },
-			{ aggregate: "tasks", pipeline: [{ $collStats: { count: {} } }, { $group: { _id: 1, n: { $sum: "$count" } } }], cursor: {}, maxTimeMS: BUDGET, $db: "unitdb" },
+			{
+				aggregate: "tasks",
+				pipeline: [{ $collStats: { count: {} } }, { $group: { _id: 1, n: { $sum: "$count" } } }],
+				cursor: {},
+				maxTimeMS: BUDGET,
+				$db: "unitdb",
+			},
 		]);
 		expect(page).toMatchObject({ total: 5, page: 1, pageSize: 2, totalPages: 3 });
 		expect(page.rows.map(row => row.id)).toEqual(["id-5", "id-4"]);
-		expect(page.rows[0]).toEqual({ id: "id-5", title: "task 5", source: "go", created_at: t(5).toISOString(), status: "processed", processed_by: "worker-go", processed_at: t(15).toISOString(), node_id: "n1" });
+		expect(page.rows[0]).toEqual({
+			id: "id-5",
+			title: "task 5",
+			source: "go",
+			created_at: t(5).toISOString(),
+			status: "processed",
+			processed_by: "worker-go",
+			processed_at: t(15).toISOString(),
+			node_id: "n1",
+		});
 		expect(decodeCursor(page.next ?? "")).toEqual({ createdAt: t(4), id: "id-4" });
 	});
 
@@ -90,14 +114,16 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 		const first = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2`));
 		store.fake.commands.length = 0;
 		const second = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2&after=${first.next}`));
-		expect(store.fake.named("find")).toEqual([{
-			find: "tasks",
-			filter: { $or: [{ created_at: { $lt: t(4) } }, { created_at: t(4), _id: { $lt: "id-4" } }] },
-			sort: { created_at: -1, _id: -1 },
-			limit: 3,
-			maxTimeMS: BUDGET,
-			$db: "unitdb",
-		}]);
+		expect(store.fake.named("find")).toEqual([
+			{
+				find: "tasks",
+				filter: { $or: [{ created_at: { $lt: t(4) } }, { created_at: t(4), _id: { $lt: "id-4" } }] },
+				sort: { created_at: -1, _id: -1 },
+				limit: 3,
+				maxTimeMS: BUDGET,
+				$db: "unitdb",
+			},
+		]);
 		expect(second).toMatchObject({ page: null, pageSize: 2 });
 		expect(second.rows.map(row => row.id)).toEqual(["id-3", "id-2"]);
 		const last = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2&after=${second.next}`));
@@ -117,7 +143,13 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 		const page = await store.broker.call<{ total: number }, object>("tasks.list", { query: { source: "go", id: "id-3" }, pageSize: 2 });
 		expect(store.fake.commands).toEqual([
 			{ find: "tasks", filter: { source: "go", _id: "id-3" }, sort: { created_at: -1, _id: -1 }, limit: 3, maxTimeMS: BUDGET, $db: "unitdb" },
-			{ aggregate: "tasks", pipeline: [{ $match: { source: "go", _id: "id-3" } }, { $group: { _id: 1, n: { $sum: 1 } } }], cursor: {}, maxTimeMS: BUDGET, $db: "unitdb" },
+			{
+				aggregate: "tasks",
+				pipeline: [{ $match: { source: "go", _id: "id-3" } }, { $group: { _id: 1, n: { $sum: 1 } } }],
+				cursor: {},
+				maxTimeMS: BUDGET,
+				$db: "unitdb",
+			},
 		]);
 		expect(page.total).toBe(5);
 		// Only equality on known fields: an operator in a value never reaches the store.

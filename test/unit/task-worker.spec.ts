@@ -6,7 +6,6 @@ import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-
 import TasksService from "../../services/tasks.service";
 import { eventually } from "../support/eventually";
 
-
 describe("task workers (worker-py, worker-go)", () => {
 	let cluster: EmbeddedCluster;
 

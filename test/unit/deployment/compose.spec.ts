@@ -5,7 +5,17 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import { BSON, type Document } from "mongodb";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { composeService, durationSeconds, environmentOf, loadCompose, loadDotEnv, publishedPorts, readText, type ComposeService, RUNNER_COMMAND } from "../../support/deployment-files";
+import {
+	composeService,
+	durationSeconds,
+	environmentOf,
+	loadCompose,
+	loadDotEnv,
+	publishedPorts,
+	readText,
+	type ComposeService,
+	RUNNER_COMMAND,
+} from "../../support/deployment-files";
 import { templateVariables } from "../../../scripts/nginx-template";
 import { ROOT } from "../../../scripts/stack-control";
 
@@ -165,7 +175,9 @@ describe("docker-compose.yml: health and start order", () => {
 			const [, command, flag, script] = service("mongo").healthcheck?.test ?? [];
 			expect(script).toContain("/dev/tcp/127.0.0.1/27017");
 			return new Promise((resolve, reject) => {
-				spawn(command, [flag, script.replace("/27017", `/${port}`)], { stdio: "ignore" }).on("error", reject).on("exit", resolve);
+				spawn(command, [flag, script.replace("/27017", `/${port}`)], { stdio: "ignore" })
+					.on("error", reject)
+					.on("exit", resolve);
 			});
 		}
 

@@ -50,7 +50,9 @@ describe("Dockerfile", () => {
 	});
 
 	it("keeps the build context to what it copies: no .env, no node_modules", () => {
-		const ignore = readText(".dockerignore").split("\n").filter(line => line && !line.startsWith("#"));
+		const ignore = readText(".dockerignore")
+			.split("\n")
+			.filter(line => line && !line.startsWith("#"));
 		expect(ignore[0]).toBe("*");
 		const allowed = ignore.slice(1).map(line => line.replace(/^!/, ""));
 		const copied = instructions
