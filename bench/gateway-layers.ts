@@ -2,26 +2,18 @@
 // variant answers POST /tasks in this process while a child process loads it (64 connections),
 // and this process's own CPU time is divided by the requests. Needs no stack: the real gateway
 // runs on the embedded (in-process) queue and store.
-import { fork } from "node:child_process";
 import http from "node:http";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { TaskQueueMiddleware } from "../middlewares/task-queue.middleware";
 import { jsonBodyParser } from "../lib/http/request-guards";
-import type { LoadFigures } from "./load";
+import { postTasksFromChild } from "./load";
 
 const PORT = 5191;
 const REQUESTS = Number(process.env.BENCH_LAYER_REQUESTS ?? 20_000);
 const WARM_UP = 4_000;
 
-/** Posts `amount` tasks from a child process, so that the load's CPU is not counted here. */
-function load(amount: number): Promise<LoadFigures> {
-	const child = fork(__filename, ["--load", String(amount)], { execArgv: ["--import", "tsx"] });
-	return new Promise((resolve, reject) => {
-		child.once("message", figures => resolve(figures as LoadFigures));
-		child.once("error", reject);
-	});
-}
+const load = (amount: number) => postTasksFromChild(`http://127.0.0.1:${PORT}/tasks`, amount);
 
 function trivialGateway(bodyParsed: boolean): ServiceSchema {
 	return <ServiceSchema>{
@@ -94,14 +86,7 @@ async function main() {
 	}
 }
 
-if (process.argv[2] === "--load") {
-	void import("./load").then(async ({ postTasks }) => {
-		process.send?.(await postTasks(`http://127.0.0.1:${PORT}/tasks`, { connections: 64, amount: Number(process.argv[3]) }));
-		process.exit(0);
-	});
-} else {
-	main().catch(err => {
-		console.error(err);
-		process.exit(1);
-	});
-}
+main().catch(err => {
+	console.error(err);
+	process.exit(1);
+});

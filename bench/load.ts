@@ -1,3 +1,5 @@
+import { fork } from "node:child_process";
+import path from "node:path";
 import autocannon from "autocannon";
 
 export interface LoadFigures {
@@ -33,4 +35,16 @@ export async function postTasks(url: string, load: { connections: number; durati
 		errors: result.errors + result.timeouts,
 		seconds: result.duration,
 	};
+}
+
+/**
+ * The same from a child process (bench/load-child.ts), so that the load's CPU is not counted in
+ * the process that measures its own.
+ */
+export function postTasksFromChild(url: string, amount: number): Promise<LoadFigures> {
+	const child = fork(path.join(__dirname, "load-child.ts"), [url, String(amount)], { execArgv: ["--import", "tsx"] });
+	return new Promise((resolve, reject) => {
+		child.once("message", figures => resolve(figures as LoadFigures));
+		child.once("error", reject);
+	});
 }

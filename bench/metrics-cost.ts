@@ -2,23 +2,16 @@
 // much of it is the task metrics (lib/task-metrics.ts) rather than Moleculer's own. Like
 // bench/gateway-layers.ts: the real api-flask on the in-process queue answers POST /tasks while a
 // child process loads it (64 connections), and this process's CPU is divided by the requests.
-import { fork } from "node:child_process";
 import { ServiceBroker, type BrokerOptions, type ServiceSchema } from "moleculer";
 import { TaskMetrics } from "../lib/task-metrics";
-import type { LoadFigures } from "./load";
+import { postTasksFromChild } from "./load";
 
 const PORT = 5192;
 const REQUESTS = Number(process.env.BENCH_LAYER_REQUESTS ?? 20_000);
 const WARM_UP = 4_000;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 
-function load(amount: number): Promise<LoadFigures> {
-	const child = fork(__filename, ["--load", String(amount)], { execArgv: ["--import", "tsx"] });
-	return new Promise((resolve, reject) => {
-		child.once("message", figures => resolve(figures as LoadFigures));
-		child.once("error", reject);
-	});
-}
+const load = (amount: number) => postTasksFromChild(`http://127.0.0.1:${PORT}/tasks`, amount);
 
 const recording = { taskAccepted: TaskMetrics.prototype.taskAccepted };
 
@@ -56,14 +49,7 @@ async function main() {
 	}
 }
 
-if (process.argv[2] === "--load") {
-	void import("./load").then(async ({ postTasks }) => {
-		process.send?.(await postTasks(`http://127.0.0.1:${PORT}/tasks`, { connections: 64, amount: Number(process.argv[3]) }));
-		process.exit(0);
-	});
-} else {
-	main().catch(err => {
-		console.error(err);
-		process.exit(1);
-	});
-}
+main().catch(err => {
+	console.error(err);
+	process.exit(1);
+});

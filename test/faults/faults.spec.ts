@@ -1,15 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
-import { nameBasedUuid, type TaskDocument } from "../../lib/task";
+import type { TaskDocument } from "../../lib/task";
 import { eventually } from "../support/eventually";
-import type { Stack } from "../support/stack";
-import { connectOrExplain, queueCounters } from "../support/rabbitmq";
+import { deadLetteredCount, queueCounters } from "../support/rabbitmq";
 import { publishReport, textTable } from "../support/fault-report";
-import { postPaced, RETRYABLE_STATUSES, type Gateway, type PlannedTask, type PostedTask } from "../support/retrying-client";
-import { gatewaysReady, leaveStackHealthy } from "../support/stack";
+import { postPaced, RETRYABLE_STATUSES, type Gateway, type PlannedTask } from "../support/retrying-client";
+import { gatewaysReady, leaveStackHealthy, removeTestTasks, type Stack } from "../support/stack";
 import { stackCommand } from "../../scripts/stack-control";
-import { deadLetterQueueOf } from "../../lib/queue/task-queue";
+import { expectEveryTaskAccepted, expectStoredExactlyOnce, taskCounts, type FaultWindow, type PhaseRun } from "../support/run-accounting";
 
 /**
  * The promise under faults: a 202 means the task is stored exactly once. Phase after phase, 12
@@ -27,10 +26,7 @@ const KILL_EVERY_MS = 1000;
 /** A client gives up on a task after this; a full RabbitMQ restart takes about 15 s here. */
 const RETRY_BUDGET_MS = 60_000;
 
-/** One fault: when it was injected and when its component was ready again (stack.sh returned). */
-interface Fault {
-	startedAt: number;
-	readyAt: number;
+interface Fault extends FaultWindow {
 	/** The gateway the fault took away, if it took only one. */
 	gateway?: Gateway;
 }
@@ -47,11 +43,7 @@ interface Scenario {
 	inject(stack: Stack, loadDone: () => boolean): Promise<Fault[]>;
 }
 
-interface Phase {
-	scenario: Scenario;
-	posted: PostedTask[];
-	faults: Fault[];
-}
+type Phase = PhaseRun<Scenario, Fault>;
 
 async function restartOnce(component: string, gateway?: Gateway): Promise<Fault[]> {
 	await sleep(FAULT_AT_MS);
@@ -155,30 +147,16 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 
 	const accepted = () => phases.flatMap(phase => phase.posted).filter(task => task.acceptedId);
 
-	async function deadLettered(): Promise<number> {
-		const connection = await connectOrExplain();
-		try {
-			const channel = await connection.createChannel();
-			return (await channel.checkQueue(deadLetterQueueOf(stack.taskQueue))).messageCount;
-		} finally {
-			await connection.close();
-		}
-	}
-
 	beforeAll(async () => {
 		stack = await gatewaysReady();
 		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
-		deadLetteredBefore = await deadLettered();
+		deadLetteredBefore = await deadLetteredCount(stack.taskQueue);
 	});
 
 	afterAll(async () => {
 		await leaveStackHealthy();
 		// 5,000 tasks a run would otherwise pile up in the developer's store.
-		await mongo
-			?.db(stack.dbName)
-			.collection("tasks")
-			.deleteMany({ title: { $regex: `^${RUN} ` } });
-		await mongo?.close();
+		await removeTestTasks(mongo, stack, `^${RUN} `);
 	}, 180_000);
 
 	it("runs each phase's load through its fault and reports what became of every task", async () => {
@@ -197,21 +175,10 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 		documents = await tasks.find(ofRun, { projection: { title: 1, processed_at: 1 } }).toArray();
 
 		const rows = phases.map((phase, index) => {
-			const ids = new Set(phase.posted.flatMap(task => (task.acceptedId ? [task.acceptedId] : [])));
 			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)));
-			const stored = new Set(ofPhase.filter(document => ids.has(document._id)).map(document => document._id));
-			const retried = phase.posted.reduce((sum, task) => sum + task.attempts.length - (task.acceptedId ? 1 : 0), 0);
+			const counts = taskCounts(phase.posted, ofPhase);
 			const failed = phase.posted.filter(task => task.failure).length;
-			return [
-				phase.scenario.name,
-				String(ids.size),
-				String(stored.size),
-				String(ids.size - stored.size),
-				String(ofPhase.length - new Set(ofPhase.map(document => document.title)).size),
-				String(retried),
-				String(failed + unexpectedAttempts(phase).length),
-				describeRecovery(phase, documents),
-			];
+			return [phase.scenario.name, ...counts.cells, String(failed + unexpectedAttempts(phase).length), describeRecovery(phase, documents)];
 		});
 		publishReport(
 			[
@@ -226,18 +193,17 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	}, 600_000);
 
 	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
-		const posted = phases.flatMap(phase => phase.posted);
-		expect(posted).toHaveLength(SCENARIOS.length * TASKS_PER_PHASE);
-		expect(posted.filter(task => task.failure).map(task => `${task.title}: ${task.failure}`)).toEqual([]);
-		expect(accepted().filter(task => task.acceptedId !== nameBasedUuid(`idempotency-key:${task.key}`))).toEqual([]);
+		expectEveryTaskAccepted(
+			phases.flatMap(phase => phase.posted),
+			SCENARIOS.length * TASKS_PER_PHASE,
+		);
 	});
 
 	it("stores every accepted task exactly once, and nothing else of the run", () => {
-		const acceptedIds = accepted()
-			.map(task => task.acceptedId)
-			.sort();
-		expect(documents.map(document => document._id).sort()).toEqual(acceptedIds);
-		expect(new Set(documents.map(document => document.title)).size).toBe(documents.length);
+		expectStoredExactlyOnce(
+			phases.flatMap(phase => phase.posted),
+			documents,
+		);
 	});
 
 	it("answers nothing but 202, and 502/503/504 or a lost connection while a fault is on the request path", () => {
@@ -249,6 +215,6 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	});
 
 	it("dead-letters nothing", async () => {
-		expect(await deadLettered()).toBe(deadLetteredBefore);
+		expect(await deadLetteredCount(stack.taskQueue)).toBe(deadLetteredBefore);
 	});
 });

@@ -3,12 +3,10 @@ import { gzipSync } from "node:zlib";
 import { MongoClient } from "mongodb";
 import { loadConfig } from "../../lib/config";
 import { eventually } from "../support/eventually";
-import { inParallel, type Stack } from "../support/stack";
 import { postTask, titled } from "../support/http";
-import { connectOrExplain } from "../support/rabbitmq";
-import { gatewaysReady, leaveStackHealthy } from "../support/stack";
+import { deadLetteredCount } from "../support/rabbitmq";
+import { gatewaysReady, inParallel, leaveStackHealthy, removeTestTasks, type Stack } from "../support/stack";
 import { stackCommand } from "../../scripts/stack-control";
-import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 /**
  * Bad input through Nginx to both gateways: every request gets a 4xx with a JSON error, no
@@ -369,15 +367,6 @@ describe("malformed input through Nginx to both gateways", () => {
 	let deadLetteredBefore: number;
 	let sent = 0;
 
-	async function deadLettered(): Promise<number> {
-		const connection = await connectOrExplain();
-		try {
-			return (await (await connection.createChannel()).checkQueue(deadLetterQueueOf(stack.taskQueue))).messageCount;
-		} finally {
-			await connection.close();
-		}
-	}
-
 	beforeAll(async () => {
 		stack = await gatewaysReady();
 		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 5000 });
@@ -389,16 +378,12 @@ describe("malformed input through Nginx to both gateways", () => {
 		}));
 		// Stored documents carry processed_at; anything processed from here on must be the sentinels'.
 		startedAt = new Date();
-		deadLetteredBefore = await deadLettered();
+		deadLetteredBefore = await deadLetteredCount(stack.taskQueue);
 	});
 
 	afterAll(async () => {
 		await leaveStackHealthy();
-		await mongo
-			?.db(stack.dbName)
-			.collection("tasks")
-			.deleteMany({ title: { $regex: MARK } });
-		await mongo?.close();
+		await removeTestTasks(mongo, stack, MARK);
 	}, 180_000);
 
 	it.each(Object.keys(CATEGORIES))("%s, as a JSON error", async category => {
@@ -428,6 +413,6 @@ describe("malformed input through Nginx to both gateways", () => {
 		const processedSinceStart = await tasks.find({ processed_at: { $gte: startedAt } }, { projection: { title: 1 } }).toArray();
 		expect(processedSinceStart.map(document => document.title).sort()).toEqual(GATEWAYS.map(gateway => `${MARK} sentinel via ${gateway}`));
 		expect(await tasks.countDocuments({ title: { $regex: MARK } })).toBe(2);
-		expect(await deadLettered()).toBe(deadLetteredBefore);
+		expect(await deadLetteredCount(stack.taskQueue)).toBe(deadLetteredBefore);
 	});
 });

@@ -5,13 +5,13 @@ import path from "node:path";
 import { MongoClient } from "mongodb";
 import { ServiceBroker } from "moleculer";
 import { ClusterAmqpTransporter } from "../../lib/cluster-amqp-transporter";
-import { nameBasedUuid } from "../../lib/task";
 import { ROOT, stackCommand } from "../../scripts/stack-control";
 import { eventually } from "../support/eventually";
 import { publishReport, textTable } from "../support/fault-report";
 import { postPaced, RETRYABLE_STATUSES, type PlannedTask, type PostedTask } from "../support/retrying-client";
-import { gatewaysReady, leaveStackHealthy, type Stack } from "../support/stack";
-import { connectOrExplain, queueCounters } from "../support/rabbitmq";
+import { gatewaysReady, leaveStackHealthy, removeTestTasks, type Stack } from "../support/stack";
+import { deadLetteredCount, queueCounters } from "../support/rabbitmq";
+import { expectEveryTaskAccepted, expectStoredExactlyOnce, taskCounts, type FaultWindow, type PhaseRun } from "../support/run-accounting";
 
 /**
  * The promise of the 3-node RabbitMQ cluster (`RABBIT_NODES=3`, a quorum task queue): a node
@@ -34,10 +34,8 @@ const KILLED_FOR_MS = 5000;
 const TRANSPORTER_BACK_WITHIN_MS = 20_000;
 const WORKER_ROLES = /^worker-/;
 
-interface Fault {
+interface Fault extends FaultWindow {
 	what: string;
-	startedAt: number;
-	readyAt: number;
 }
 
 interface Scenario {
@@ -54,10 +52,7 @@ interface StoredDocument {
 	node_id: string;
 }
 
-interface Phase {
-	scenario: Scenario;
-	posted: PostedTask[];
-	faults: Fault[];
+interface Phase extends PhaseRun<Scenario, Fault> {
 	startedAt: number;
 	loadDoneAt: number;
 	/** How long after the last fault every stack node answered over the transporter again. */
@@ -166,16 +161,6 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 
 	const accepted = () => phases.flatMap(phase => phase.posted).filter(task => task.acceptedId);
 
-	async function deadLettered(): Promise<number> {
-		const connection = await connectOrExplain();
-		try {
-			const channel = await connection.createChannel();
-			return (await channel.checkQueue(`${stack.taskQueue}.dead`)).messageCount;
-		} finally {
-			await connection.close();
-		}
-	}
-
 	/** Every stack node answers $node.health over the transporter: its connection is back. */
 	async function transporterBack(): Promise<number> {
 		const started = Date.now();
@@ -220,7 +205,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 			);
 		}
 		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
-		deadLetteredBefore = await deadLettered();
+		deadLetteredBefore = await deadLetteredCount(stack.taskQueue);
 		probe = new ServiceBroker({
 			namespace: stack.namespace,
 			nodeID: `ha-probe-${process.pid}`,
@@ -235,11 +220,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	afterAll(async () => {
 		await probe?.stop();
 		await leaveStackHealthy();
-		await mongo
-			?.db(stack.dbName)
-			.collection("tasks")
-			.deleteMany({ title: { $regex: `^${RUN} ` } });
-		await mongo?.close();
+		await removeTestTasks(mongo, stack, `^${RUN} `);
 	}, 180_000);
 
 	it("runs both scenarios and reports what became of every task", async () => {
@@ -260,21 +241,15 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 		documents = await tasks.find(ofRun, { projection: { title: 1, processed_at: 1, node_id: 1 } }).toArray();
 
 		const rows = phases.map((phase, index) => {
-			const ids = new Set(phase.posted.flatMap(task => (task.acceptedId ? [task.acceptedId] : [])));
 			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)));
-			const stored = new Set(ofPhase.filter(document => ids.has(document._id)).map(document => document._id));
-			const retried = phase.posted.reduce((sum, task) => sum + task.attempts.length - (task.acceptedId ? 1 : 0), 0);
+			const counts = taskCounts(phase.posted, ofPhase);
 			const gap = longestWorkerGap(
 				phase,
 				ofPhase.filter(document => WORKER_ROLES.test(document.node_id)),
 			);
 			return [
 				phase.scenario.name,
-				String(ids.size),
-				String(stored.size),
-				String(ids.size - stored.size),
-				String(ofPhase.length - new Set(ofPhase.map(document => document.title)).size),
-				String(retried),
+				...counts.cells,
 				seconds(Math.max(...phase.posted.map(outageMs))),
 				`${seconds(gap.ms)} (${gap.node})`,
 				seconds(phase.transporterBackMs),
@@ -301,18 +276,17 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	}, 600_000);
 
 	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
-		const posted = phases.flatMap(phase => phase.posted);
-		expect(posted).toHaveLength(2 * TASKS_PER_PHASE);
-		expect(posted.filter(task => task.failure).map(task => `${task.title}: ${task.failure}`)).toEqual([]);
-		expect(accepted().filter(task => task.acceptedId !== nameBasedUuid(`idempotency-key:${task.key}`))).toEqual([]);
+		expectEveryTaskAccepted(
+			phases.flatMap(phase => phase.posted),
+			2 * TASKS_PER_PHASE,
+		);
 	});
 
 	it("stores every accepted task exactly once, and nothing else of the run", () => {
-		const acceptedIds = accepted()
-			.map(task => task.acceptedId)
-			.sort();
-		expect(documents.map(document => document._id).sort()).toEqual(acceptedIds);
-		expect(new Set(documents.map(document => document.title)).size).toBe(documents.length);
+		expectStoredExactlyOnce(
+			phases.flatMap(phase => phase.posted),
+			documents,
+		);
 	});
 
 	it(`leaves no client without a 202 for more than ${MAX_OUTAGE_MS} ms, and answers nothing but 202 and retryable errors`, () => {
@@ -377,6 +351,6 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 
 	it("leaves task_queue empty, with nothing unacknowledged, and dead-letters nothing", async () => {
 		expect(drained).toEqual(expect.objectContaining({ messages_ready: 0, messages_unacknowledged: 0 }));
-		expect(await deadLettered()).toBe(deadLetteredBefore);
+		expect(await deadLetteredCount(stack.taskQueue)).toBe(deadLetteredBefore);
 	});
 });

@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import { AmqpTaskQueue, type AmqpQueueOptions } from "../../lib/queue/amqp-task-queue";
 import { eventually } from "./eventually";
 import { SILENT_LOGGER } from "./silent-logger";
+import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 export const RABBIT_URL = process.env.TEST_RABBIT_URL ?? "amqp://guest:guest@127.0.0.1:5672/%2F";
 export const RABBIT_MANAGEMENT_URL = process.env.TEST_RABBIT_MANAGEMENT_URL ?? "http://127.0.0.1:15672";
@@ -59,4 +60,15 @@ export function queueCounters(queue: string, done: (counters: QueueCounters) => 
 interface QueueCounters {
 	messages_ready: number;
 	messages_unacknowledged: number;
+}
+
+/** Messages in the dead-letter queue of `queue`, read over a connection of its own. */
+export async function deadLetteredCount(queue: string): Promise<number> {
+	const connection = await connectOrExplain();
+	try {
+		const channel = await connection.createChannel();
+		return (await channel.checkQueue(deadLetterQueueOf(queue))).messageCount;
+	} finally {
+		await connection.close();
+	}
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseEnv } from "node:util";
+import type { MongoClient } from "mongodb";
 import { ROOT, stackCommand } from "../../scripts/stack-control";
 import { eventually } from "./eventually";
 
@@ -108,3 +109,12 @@ export async function inParallel<T, R>(items: T[], limit: number, work: (item: T
 
 /** A tag that keeps this run's tasks apart from the ones earlier runs left in the store. */
 export const runTag = () => `e2e-${Date.now().toString(36)}-${process.pid}`;
+
+/** Deletes the tasks a test run stored (titles matching `titlePattern`) from the stack's store, and closes the client. */
+export async function removeTestTasks(mongo: MongoClient | undefined, stack: Stack, titlePattern: string): Promise<void> {
+	await mongo
+		?.db(stack.dbName)
+		.collection("tasks")
+		.deleteMany({ title: { $regex: titlePattern } });
+	await mongo?.close();
+}
