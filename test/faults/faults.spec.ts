@@ -1,14 +1,12 @@
-import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
 import type { TaskDocument } from "../../lib/task";
-import { eventually } from "../support/eventually";
-import { deadLetteredCount, queueCounters } from "../support/rabbitmq";
+import { deadLetteredCount } from "../support/rabbitmq";
 import { publishReport, textTable } from "../support/fault-report";
-import { postPaced, RETRYABLE_STATUSES, type Gateway, type PlannedTask } from "../support/retrying-client";
+import { postPaced, RETRYABLE_STATUSES, type Gateway } from "../support/retrying-client";
 import { gatewaysReady, leaveStackHealthy, removeTestTasks, type Stack } from "../support/stack";
 import { stackCommand } from "../../scripts/stack-control";
-import { expectEveryTaskAccepted, expectStoredExactlyOnce, taskCounts, type FaultWindow, type PhaseRun } from "../support/run-accounting";
+import * as runs from "../support/run-accounting";
 
 /**
  * The promise under faults: a 202 means the task is stored exactly once. Phase after phase, 12
@@ -26,7 +24,7 @@ const KILL_EVERY_MS = 1000;
 /** A client gives up on a task after this; a full RabbitMQ restart takes about 15 s here. */
 const RETRY_BUDGET_MS = 60_000;
 
-interface Fault extends FaultWindow {
+interface Fault extends runs.FaultWindow {
 	/** The gateway the fault took away, if it took only one. */
 	gateway?: Gateway;
 }
@@ -43,7 +41,7 @@ interface Scenario {
 	inject(stack: Stack, loadDone: () => boolean): Promise<Fault[]>;
 }
 
-type Phase = PhaseRun<Scenario, Fault>;
+type Phase = runs.PhaseRun<Scenario, Fault>;
 
 async function restartOnce(component: string, gateway?: Gateway): Promise<Fault[]> {
 	await sleep(FAULT_AT_MS);
@@ -81,19 +79,13 @@ const SCENARIOS: Scenario[] = [
 	{ name: "Nginx restart", onRequestPath: true, recoveredBy: "first 202", inject: () => restartOnce("nginx") },
 ];
 
-const phasePrefix = (phase: number) => `${RUN} phase-${phase} `;
-
-function plan(phase: number): PlannedTask[] {
-	return Array.from({ length: TASKS_PER_PHASE }, (_, i) => ({
-		title: `${phasePrefix(phase)}#${i}`,
-		key: randomUUID(),
-		gateway: i % 2 === 0 ? "flask" : "go",
-	}));
-}
-
 async function runPhase(stack: Stack, scenario: Scenario, phase: number): Promise<Phase> {
 	let loadDone = false;
-	const load = postPaced(stack.baseUrl, plan(phase), { clients: CLIENTS, spacingMs: PHASE_LOAD_MS / TASKS_PER_PHASE, budgetMs: RETRY_BUDGET_MS });
+	const load = postPaced(stack.baseUrl, runs.planPhase(RUN, phase, TASKS_PER_PHASE), {
+		clients: CLIENTS,
+		spacingMs: PHASE_LOAD_MS / TASKS_PER_PHASE,
+		budgetMs: RETRY_BUDGET_MS,
+	});
 	const [posted, faults] = await Promise.allSettled([load.finally(() => (loadDone = true)), scenario.inject(stack, () => loadDone)]);
 	if (faults.status === "rejected") throw faults.reason;
 	if (posted.status === "rejected") throw posted.reason;
@@ -162,21 +154,11 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	it("runs each phase's load through its fault and reports what became of every task", async () => {
 		for (const [index, scenario] of SCENARIOS.entries()) phases.push(await runPhase(stack, scenario, index));
 
-		// Drained: the store holds as many of the run's tasks as were accepted and the queue is empty.
-		// Shortfalls are reported in the table and fail the tests below.
-		const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
-		const ofRun = { title: { $regex: `^${RUN} ` } };
-		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000).catch(
-			() => undefined,
-		);
-		drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000).catch(
-			(err: Error) => err,
-		);
-		documents = await tasks.find(ofRun, { projection: { title: 1, processed_at: 1 } }).toArray();
+		({ documents, drained } = await runs.settledRun<TaskDocument>(stack, mongo, RUN, accepted().length, { title: 1, processed_at: 1 }));
 
 		const rows = phases.map((phase, index) => {
-			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)));
-			const counts = taskCounts(phase.posted, ofPhase);
+			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(RUN, index)));
+			const counts = runs.taskCounts(phase.posted, ofPhase);
 			const failed = phase.posted.filter(task => task.failure).length;
 			return [phase.scenario.name, ...counts.cells, String(failed + unexpectedAttempts(phase).length), describeRecovery(phase, documents)];
 		});
@@ -193,14 +175,14 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	}, 600_000);
 
 	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
-		expectEveryTaskAccepted(
+		runs.expectEveryTaskAccepted(
 			phases.flatMap(phase => phase.posted),
 			SCENARIOS.length * TASKS_PER_PHASE,
 		);
 	});
 
 	it("stores every accepted task exactly once, and nothing else of the run", () => {
-		expectStoredExactlyOnce(
+		runs.expectStoredExactlyOnce(
 			phases.flatMap(phase => phase.posted),
 			documents,
 		);

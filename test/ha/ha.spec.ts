@@ -1,5 +1,4 @@
 import { spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import { MongoClient } from "mongodb";
@@ -8,10 +7,10 @@ import { ClusterAmqpTransporter } from "../../lib/cluster-amqp-transporter";
 import { ROOT, stackCommand } from "../../scripts/stack-control";
 import { eventually } from "../support/eventually";
 import { publishReport, textTable } from "../support/fault-report";
-import { postPaced, RETRYABLE_STATUSES, type PlannedTask, type PostedTask } from "../support/retrying-client";
+import { postPaced, RETRYABLE_STATUSES, type PostedTask } from "../support/retrying-client";
 import { gatewaysReady, leaveStackHealthy, removeTestTasks, type Stack } from "../support/stack";
-import { deadLetteredCount, queueCounters } from "../support/rabbitmq";
-import { expectEveryTaskAccepted, expectStoredExactlyOnce, taskCounts, type FaultWindow, type PhaseRun } from "../support/run-accounting";
+import { deadLetteredCount } from "../support/rabbitmq";
+import * as runs from "../support/run-accounting";
 
 /**
  * The promise of the 3-node RabbitMQ cluster (`RABBIT_NODES=3`, a quorum task queue): a node
@@ -34,7 +33,7 @@ const KILLED_FOR_MS = 5000;
 const TRANSPORTER_BACK_WITHIN_MS = 20_000;
 const WORKER_ROLES = /^worker-/;
 
-interface Fault extends FaultWindow {
+interface Fault extends runs.FaultWindow {
 	what: string;
 }
 
@@ -52,7 +51,7 @@ interface StoredDocument {
 	node_id: string;
 }
 
-interface Phase extends PhaseRun<Scenario, Fault> {
+interface Phase extends runs.PhaseRun<Scenario, Fault> {
 	startedAt: number;
 	loadDoneAt: number;
 	/** How long after the last fault every stack node answered over the transporter again. */
@@ -109,16 +108,6 @@ async function rollingRestart(queue: string): Promise<Fault[]> {
 		faults.push({ what: `restart ${node}`, startedAt, readyAt: Date.now() });
 	}
 	return faults;
-}
-
-const phasePrefix = (phase: number) => `${RUN} phase-${phase} `;
-
-function plan(phase: number): PlannedTask[] {
-	return Array.from({ length: TASKS_PER_PHASE }, (_, i) => ({
-		title: `${phasePrefix(phase)}#${i}`,
-		key: randomUUID(),
-		gateway: i % 2 === 0 ? "flask" : "go",
-	}));
 }
 
 /** From a task's first failed attempt to its 202: how long that client was without service. */
@@ -185,7 +174,11 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	async function runPhase(scenario: Scenario, index: number): Promise<Phase> {
 		let loadDoneAt = 0;
 		const startedAt = Date.now();
-		const load = postPaced(stack.baseUrl, plan(index), { clients: CLIENTS, spacingMs: scenario.loadMs / TASKS_PER_PHASE, budgetMs: RETRY_BUDGET_MS });
+		const load = postPaced(stack.baseUrl, runs.planPhase(RUN, index, TASKS_PER_PHASE), {
+			clients: CLIENTS,
+			spacingMs: scenario.loadMs / TASKS_PER_PHASE,
+			budgetMs: RETRY_BUDGET_MS,
+		});
 		// The transporter is checked as soon as the last fault is over, while the load still runs.
 		const faultsAndTransporter = scenario.inject().then(async faults => ({ faults, transporterBackMs: await transporterBack().catch(() => Infinity) }));
 		const [posted, injected] = await Promise.allSettled([load.finally(() => (loadDoneAt = Date.now())), faultsAndTransporter]);
@@ -230,19 +223,11 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 		];
 		for (const [index, scenario] of scenarios.entries()) phases.push(await runPhase(scenario, index));
 
-		const tasks = mongo.db(stack.dbName).collection<StoredDocument>("tasks");
-		const ofRun = { title: { $regex: `^${RUN} ` } };
-		await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted().length ? true : undefined), 60_000).catch(
-			() => undefined,
-		);
-		drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000).catch(
-			(err: Error) => err,
-		);
-		documents = await tasks.find(ofRun, { projection: { title: 1, processed_at: 1, node_id: 1 } }).toArray();
+		({ documents, drained } = await runs.settledRun<StoredDocument>(stack, mongo, RUN, accepted().length, { title: 1, processed_at: 1, node_id: 1 }));
 
 		const rows = phases.map((phase, index) => {
-			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)));
-			const counts = taskCounts(phase.posted, ofPhase);
+			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(RUN, index)));
+			const counts = runs.taskCounts(phase.posted, ofPhase);
 			const gap = longestWorkerGap(
 				phase,
 				ofPhase.filter(document => WORKER_ROLES.test(document.node_id)),
@@ -276,14 +261,14 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	}, 600_000);
 
 	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
-		expectEveryTaskAccepted(
+		runs.expectEveryTaskAccepted(
 			phases.flatMap(phase => phase.posted),
 			2 * TASKS_PER_PHASE,
 		);
 	});
 
 	it("stores every accepted task exactly once, and nothing else of the run", () => {
-		expectStoredExactlyOnce(
+		runs.expectStoredExactlyOnce(
 			phases.flatMap(phase => phase.posted),
 			documents,
 		);
@@ -302,7 +287,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 
 	it(`has every worker storing again within ${MAX_OUTAGE_MS} ms`, () => {
 		for (const [index, phase] of phases.entries()) {
-			const ofPhase = documents.filter(document => document.title.startsWith(phasePrefix(index)) && WORKER_ROLES.test(document.node_id));
+			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(RUN, index)) && WORKER_ROLES.test(document.node_id));
 			const gap = longestWorkerGap(phase, ofPhase);
 			expect({ phase: phase.scenario.name, ...gap, ok: gap.ms <= MAX_OUTAGE_MS }).toMatchObject({ ok: true });
 		}

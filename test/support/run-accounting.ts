@@ -1,5 +1,10 @@
+import { randomUUID } from "node:crypto";
+import type { MongoClient } from "mongodb";
 import { nameBasedUuid, type TaskDocument } from "../../lib/task";
-import type { PostedTask } from "./retrying-client";
+import { eventually } from "./eventually";
+import { queueCounters } from "./rabbitmq";
+import type { PlannedTask, PostedTask } from "./retrying-client";
+import type { Stack } from "./stack";
 
 /** One fault of a run: when it was injected and when its component was ready again (stack.sh returned). */
 export interface FaultWindow {
@@ -35,4 +40,39 @@ export function expectStoredExactlyOnce(posted: PostedTask[], documents: Pick<Ta
 	const acceptedIds = posted.flatMap(task => (task.acceptedId ? [task.acceptedId] : [])).sort();
 	expect(documents.map(document => document._id).sort()).toEqual(acceptedIds);
 	expect(new Set(documents.map(document => document.title)).size).toBe(documents.length);
+}
+
+/** The title prefix of a phase's tasks: the run's tag and the phase's number. */
+export const phasePrefix = (run: string, phase: number) => `${run} phase-${phase} `;
+
+/** A phase's tasks, alternating between the gateways, each with an Idempotency-Key of its own. */
+export function planPhase(run: string, phase: number, tasks: number): PlannedTask[] {
+	return Array.from({ length: tasks }, (_, i) => ({
+		title: `${phasePrefix(run, phase)}#${i}`,
+		key: randomUUID(),
+		gateway: i % 2 === 0 ? "flask" : "go",
+	}));
+}
+
+/**
+ * Waits until the store holds as many of the run's tasks as were accepted and the queue is empty,
+ * then reads the run's documents. Shortfalls are left for the report and the tests to show.
+ */
+export async function settledRun<D extends Pick<TaskDocument, "_id" | "title">>(
+	stack: Stack,
+	mongo: MongoClient,
+	run: string,
+	accepted: number,
+	projection: Record<string, 1>,
+): Promise<{ documents: D[]; drained: { messages_ready: number; messages_unacknowledged: number } | Error }> {
+	const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
+	const ofRun = { title: { $regex: `^${run} ` } };
+	await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted ? true : undefined), 60_000).catch(
+		() => undefined,
+	);
+	const drained = await queueCounters(stack.taskQueue, counters => counters.messages_ready === 0 && counters.messages_unacknowledged === 0, 30_000).catch(
+		(err: Error) => err,
+	);
+	const documents = (await tasks.find(ofRun, { projection }).toArray()) as unknown as D[];
+	return { documents, drained };
 }
