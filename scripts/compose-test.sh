@@ -115,9 +115,12 @@ finish() {
 		fi
 	fi
 	if $started_dockerd; then stop_dockerd; fi
-	print_totals
+	local totals
+	totals=$(print_totals)
+	echo "$totals"
 	rm -rf "$results"
-	((failed == 0)) || status=1
+	# A failed jest test fails the run too, not only the script's own checks.
+	if ((failed > 0)) || { [[ $totals =~ ([0-9]+)\ failed ]] && ((BASH_REMATCH[1] > 0)); }; then status=1; fi
 	exit "$status"
 }
 trap finish EXIT

@@ -50,12 +50,13 @@ async function nodeIdOf(container: string): Promise<string> {
 }
 
 /** Requests that a gateway container's own `<role>.enqueue` action handled (its metrics). */
-async function enqueueCount(container: string, role: string): Promise<number> {
+/** Tasks a gateway container has accepted, from its own metrics (tasks_accepted_total). */
+async function acceptedCount(container: string): Promise<number> {
 	const script = "fetch('http://127.0.0.1:' + process.env.METRICS_PORT + '/metrics').then(r => r.text()).then(t => console.log(t))";
 	const metrics = await docker(["exec", container, "node", "-e", script]);
 	return metrics
 		.split("\n")
-		.filter(line => line.startsWith("moleculer_request_total{") && line.includes(`action="${role}.enqueue"`))
+		.filter(line => line.startsWith("tasks_accepted_total{"))
 		.reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
 }
 
@@ -176,7 +177,7 @@ describe("the docker-compose stack", () => {
 		await up();
 		const replicas = await containers("api-go");
 		expect(replicas).toHaveLength(2);
-		const before = await Promise.all(replicas.map(replica => enqueueCount(replica, "api-go")));
+		const before = await Promise.all(replicas.map(replica => acceptedCount(replica)));
 		const tag = runTag();
 		// Nginx re-resolves api-go within `valid=5s`: post in rounds until both have answered.
 		await eventually(
@@ -189,7 +190,7 @@ describe("the docker-compose stack", () => {
 						expect((await postTask(stack.gatewayUrl("go"), titled(title))).status).toBe(202);
 					},
 				);
-				const after = await Promise.all(replicas.map(replica => enqueueCount(replica, "api-go")));
+				const after = await Promise.all(replicas.map(replica => acceptedCount(replica)));
 				return after.every((count, index) => count > before[index]) ? after : undefined;
 			},
 			60_000,
