@@ -14,15 +14,12 @@ import * as runs from "../support/run-accounting";
  * task must be in the store once, and nothing else of the run.
  */
 
-const RUN = `faults-${Date.now().toString(36)}`;
-const TASKS_PER_PHASE = 1000;
-const CLIENTS = 12;
+/** A client gives up on a task after 60 s; a full RabbitMQ restart takes about 15 s here. */
+const LOAD: runs.LoadPlan = { run: `faults-${Date.now().toString(36)}`, tasksPerPhase: 1000, clients: 12, retryBudgetMs: 60_000 };
 /** How long a phase's load lasts when nothing goes wrong: the fault lands in the middle of it. */
 const PHASE_LOAD_MS = 8000;
 const FAULT_AT_MS = 2000;
 const KILL_EVERY_MS = 1000;
-/** A client gives up on a task after this; a full RabbitMQ restart takes about 15 s here. */
-const RETRY_BUDGET_MS = 60_000;
 
 interface Fault extends runs.FaultWindow {
 	/** The gateway the fault took away, if it took only one. */
@@ -81,10 +78,10 @@ const SCENARIOS: Scenario[] = [
 
 async function runPhase(stack: Stack, scenario: Scenario, phase: number): Promise<Phase> {
 	let loadDone = false;
-	const load = postPaced(stack.baseUrl, runs.planPhase(RUN, phase, TASKS_PER_PHASE), {
-		clients: CLIENTS,
-		spacingMs: PHASE_LOAD_MS / TASKS_PER_PHASE,
-		budgetMs: RETRY_BUDGET_MS,
+	const load = postPaced(stack.baseUrl, runs.planPhase(LOAD.run, phase, LOAD.tasksPerPhase), {
+		clients: LOAD.clients,
+		spacingMs: PHASE_LOAD_MS / LOAD.tasksPerPhase,
+		budgetMs: LOAD.retryBudgetMs,
 	});
 	const [posted, faults] = await Promise.allSettled([load.finally(() => (loadDone = true)), scenario.inject(stack, () => loadDone)]);
 	if (faults.status === "rejected") throw faults.reason;
@@ -129,7 +126,7 @@ function describeRecovery(phase: Phase, documents: TaskDocument[]): string {
 	return `${seconds} (${phase.scenario.recoveredBy}${many})`;
 }
 
-describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and RabbitMQ, FerretDB, gateway and Nginx restarts`, () => {
+describe(`${SCENARIOS.length * LOAD.tasksPerPhase} tasks through worker crashes and RabbitMQ, FerretDB, gateway and Nginx restarts`, () => {
 	let stack: Stack;
 	let mongo: MongoClient;
 	let deadLetteredBefore: number;
@@ -148,23 +145,23 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	afterAll(async () => {
 		await leaveStackHealthy();
 		// 5,000 tasks a run would otherwise pile up in the developer's store.
-		await removeTestTasks(mongo, stack, `^${RUN} `);
+		await removeTestTasks(mongo, stack, `^${LOAD.run} `);
 	}, 180_000);
 
 	it("runs each phase's load through its fault and reports what became of every task", async () => {
 		for (const [index, scenario] of SCENARIOS.entries()) phases.push(await runPhase(stack, scenario, index));
 
-		({ documents, drained } = await runs.settledRun<TaskDocument>(stack, mongo, RUN, accepted().length, { title: 1, processed_at: 1 }));
+		({ documents, drained } = await runs.settledRun<TaskDocument>(stack, mongo, LOAD.run, accepted().length, { title: 1, processed_at: 1 }));
 
 		const rows = phases.map((phase, index) => {
-			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(RUN, index)));
+			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(LOAD.run, index)));
 			const counts = runs.taskCounts(phase.posted, ofPhase);
 			const failed = phase.posted.filter(task => task.failure).length;
 			return [phase.scenario.name, ...counts.cells, String(failed + unexpectedAttempts(phase).length), describeRecovery(phase, documents)];
 		});
 		publishReport(
 			[
-				`Fault run ${RUN}: ${phases.length} phases of ${TASKS_PER_PHASE} tasks, ${CLIENTS} clients through Nginx`,
+				`Fault run ${LOAD.run}: ${phases.length} phases of ${LOAD.tasksPerPhase} tasks, ${LOAD.clients} clients through Nginx`,
 				textTable(["scenario", "accepted", "stored", "lost", "duplicated", "retried", "unexpected", "time to recover"], rows),
 				"retried: attempts answered 502/503/504 or cut off, then retried with the same Idempotency-Key.",
 				"unexpected: tasks never accepted, plus answers a client should not have seen in that phase.",
@@ -177,7 +174,7 @@ describe(`${SCENARIOS.length * TASKS_PER_PHASE} tasks through worker crashes and
 	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
 		runs.expectEveryTaskAccepted(
 			phases.flatMap(phase => phase.posted),
-			SCENARIOS.length * TASKS_PER_PHASE,
+			SCENARIOS.length * LOAD.tasksPerPhase,
 		);
 	});
 

@@ -19,14 +19,11 @@ import * as runs from "../support/run-accounting";
  * Moleculer node reachable over the transporter afterwards.
  */
 
-const RUN = `ha-${Date.now().toString(36)}`;
 const REPORT = path.join(ROOT, ".stack/ha-report.txt");
-const CLIENTS = 16;
-const TASKS_PER_PHASE = 10_000;
 /** Longest a client may go from its first failed attempt to its 202, and a worker between two stores. */
 const MAX_OUTAGE_MS = 2000;
-/** A client gives up on a task after this: far above the goal, so that a miss shows as a number. */
-const RETRY_BUDGET_MS = 30_000;
+/** A client gives up on a task after 30 s: far above the goal, so that a miss shows as a number. */
+const LOAD: runs.LoadPlan = { run: `ha-${Date.now().toString(36)}`, tasksPerPhase: 10_000, clients: 16, retryBudgetMs: 30_000 };
 /** How long a SIGKILLed node stays down before it is started again. */
 const KILLED_FOR_MS = 5000;
 /** Moleculer's transporter reconnects 5 s after a loss, to the next URL; two tries and some slack. */
@@ -139,7 +136,7 @@ function longestWorkerGap(phase: Phase, documents: StoredDocument[]): { ms: numb
 
 const seconds = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "never");
 
-describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a rolling restart of the cluster`, () => {
+describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and a rolling restart of the cluster`, () => {
 	let stack: Stack;
 	let mongo: MongoClient;
 	let probe: ServiceBroker;
@@ -174,10 +171,10 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	async function runPhase(scenario: Scenario, index: number): Promise<Phase> {
 		let loadDoneAt = 0;
 		const startedAt = Date.now();
-		const load = postPaced(stack.baseUrl, runs.planPhase(RUN, index, TASKS_PER_PHASE), {
-			clients: CLIENTS,
-			spacingMs: scenario.loadMs / TASKS_PER_PHASE,
-			budgetMs: RETRY_BUDGET_MS,
+		const load = postPaced(stack.baseUrl, runs.planPhase(LOAD.run, index, LOAD.tasksPerPhase), {
+			clients: LOAD.clients,
+			spacingMs: scenario.loadMs / LOAD.tasksPerPhase,
+			budgetMs: LOAD.retryBudgetMs,
 		});
 		// The transporter is checked as soon as the last fault is over, while the load still runs.
 		const faultsAndTransporter = scenario.inject().then(async faults => ({ faults, transporterBackMs: await transporterBack().catch(() => Infinity) }));
@@ -213,7 +210,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	afterAll(async () => {
 		await probe?.stop();
 		await leaveStackHealthy();
-		await removeTestTasks(mongo, stack, `^${RUN} `);
+		await removeTestTasks(mongo, stack, `^${LOAD.run} `);
 	}, 180_000);
 
 	it("runs both scenarios and reports what became of every task", async () => {
@@ -223,10 +220,10 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 		];
 		for (const [index, scenario] of scenarios.entries()) phases.push(await runPhase(scenario, index));
 
-		({ documents, drained } = await runs.settledRun<StoredDocument>(stack, mongo, RUN, accepted().length, { title: 1, processed_at: 1, node_id: 1 }));
+		({ documents, drained } = await runs.settledRun<StoredDocument>(stack, mongo, LOAD.run, accepted().length, { title: 1, processed_at: 1, node_id: 1 }));
 
 		const rows = phases.map((phase, index) => {
-			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(RUN, index)));
+			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(LOAD.run, index)));
 			const counts = runs.taskCounts(phase.posted, ofPhase);
 			const gap = longestWorkerGap(
 				phase,
@@ -245,7 +242,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 		);
 		publishReport(
 			[
-				`HA run ${RUN}: ${phases.length} phases of ${TASKS_PER_PHASE} tasks, ${CLIENTS} clients through Nginx, 3 RabbitMQ nodes, quorum ${stack.taskQueue}`,
+				`HA run ${LOAD.run}: ${phases.length} phases of ${LOAD.tasksPerPhase} tasks, ${LOAD.clients} clients through Nginx, 3 RabbitMQ nodes, quorum ${stack.taskQueue}`,
 				textTable(
 					["scenario", "accepted", "stored", "lost", "duplicated", "retried", "longest 503 run", "longest worker idle", "transporter back"],
 					rows,
@@ -263,7 +260,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
 		runs.expectEveryTaskAccepted(
 			phases.flatMap(phase => phase.posted),
-			2 * TASKS_PER_PHASE,
+			2 * LOAD.tasksPerPhase,
 		);
 	});
 
@@ -287,7 +284,7 @@ describe(`${2 * TASKS_PER_PHASE} tasks through a SIGKILLed RabbitMQ node and a r
 
 	it(`has every worker storing again within ${MAX_OUTAGE_MS} ms`, () => {
 		for (const [index, phase] of phases.entries()) {
-			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(RUN, index)) && WORKER_ROLES.test(document.node_id));
+			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(LOAD.run, index)) && WORKER_ROLES.test(document.node_id));
 			const gap = longestWorkerGap(phase, ofPhase);
 			expect({ phase: phase.scenario.name, ...gap, ok: gap.ms <= MAX_OUTAGE_MS }).toMatchObject({ ok: true });
 		}

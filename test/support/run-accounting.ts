@@ -6,6 +6,15 @@ import { queueCounters } from "./rabbitmq";
 import type { PlannedTask, PostedTask } from "./retrying-client";
 import type { Stack } from "./stack";
 
+/** How a run loads the stack: its tag (a prefix of every title), its tasks per phase, and its retrying clients. */
+export interface LoadPlan {
+	run: string;
+	tasksPerPhase: number;
+	clients: number;
+	/** A client gives up on a task after this. */
+	retryBudgetMs: number;
+}
+
 /** One fault of a run: when it was injected and when its component was ready again (stack.sh returned). */
 export interface FaultWindow {
 	startedAt: number;
