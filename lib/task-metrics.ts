@@ -3,7 +3,7 @@ import type { DeadLetterReason } from "./queue/task-queue";
 import type { QueuedTask } from "./task";
 
 /**
- * The task pipeline's metrics (issue 12), in the broker's own registry, so that the Prometheus
+ * The task pipeline's metrics, in the broker's own registry, so that the Prometheus
  * reporter of moleculer.config.ts exports them beside Moleculer's: each name below is the name
  * Prometheus shows (the reporter adds the `namespace` and `nodeID` labels, histograms get
  * `_bucket` series). Nothing is registered when metrics are off (no METRICS_PORT): then

@@ -14,7 +14,7 @@ type Vector = { result: { metric: Record<string, string>; value: [number, string
 type Targets = { activeTargets: { labels: Record<string, string>; health: string; lastError: string }[] };
 
 /**
- * What an operator reads (issue 12): the stack's Prometheus scrapes every node, and its HTTP API
+ * What an operator reads: the stack's Prometheus scrapes every node, and its HTTP API
  * answers the README's queries; a gateway's own metrics count what it refused.
  */
 describe("metrics and Prometheus", () => {
