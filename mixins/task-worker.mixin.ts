@@ -35,7 +35,8 @@ const TaskWorkerMixin: WorkerSchema = {
 		async storeBatch(tasks: QueuedTask[]): Promise<void> {
 			const stamp = { processedBy: this.settings.processedBy, nodeID: this.broker.nodeID };
 			const processedAt = Date.now();
-			const stamped = tasks.map(task => stampProcessed(task, stamp, new Date(processedAt).toISOString()));
+			const processedAtIso = new Date(processedAt).toISOString();
+			const stamped = tasks.map(task => stampProcessed(task, stamp, processedAtIso));
 			const metrics = this.metrics;
 			if (!metrics) return void (await this.broker.call("tasks.storeProcessed", { tasks: stamped }));
 			const writeStarted = performance.now();
