@@ -1,10 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { MongoClient } from "mongodb";
 import type { TaskDocument } from "../../lib/task";
 import { deadLetteredCount } from "../support/rabbitmq";
 import { publishReport, textTable } from "../support/fault-report";
 import { postPaced, RETRYABLE_STATUSES, type Gateway } from "../support/retrying-client";
-import { gatewaysReady, leaveStackHealthy, removeTestTasks, type Stack } from "../support/stack";
+import { gatewaysReady, type Stack } from "../support/stack";
 import { stackCommand } from "../../scripts/stack-control";
 import * as runs from "../support/run-accounting";
 
@@ -127,41 +126,26 @@ function describeRecovery(phase: Phase, documents: TaskDocument[]): string {
 }
 
 describe(`${SCENARIOS.length * LOAD.tasksPerPhase} tasks through worker crashes and RabbitMQ, FerretDB, gateway and Nginx restarts`, () => {
-	let stack: Stack;
-	let mongo: MongoClient;
-	let deadLetteredBefore: number;
-	const phases: Phase[] = [];
-	let documents: TaskDocument[] = [];
-	let drained: { messages_ready: number; messages_unacknowledged: number } | Error;
+	const run = new runs.FaultRun<Phase, TaskDocument>(LOAD);
 
-	const accepted = () => phases.flatMap(phase => phase.posted).filter(task => task.acceptedId);
+	beforeAll(() => run.open());
 
-	beforeAll(async () => {
-		stack = await gatewaysReady();
-		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
-		deadLetteredBefore = await deadLetteredCount(stack.taskQueue);
-	});
-
-	afterAll(async () => {
-		await leaveStackHealthy();
-		// 5,000 tasks a run would otherwise pile up in the developer's store.
-		await removeTestTasks(mongo, stack, `^${LOAD.run} `);
-	}, 180_000);
+	// 5,000 tasks a run would otherwise pile up in the developer's store.
+	afterAll(() => run.close(), 180_000);
 
 	it("runs each phase's load through its fault and reports what became of every task", async () => {
-		for (const [index, scenario] of SCENARIOS.entries()) phases.push(await runPhase(stack, scenario, index));
+		for (const [index, scenario] of SCENARIOS.entries()) run.phases.push(await runPhase(run.stack, scenario, index));
 
-		({ documents, drained } = await runs.settledRun<TaskDocument>(stack, mongo, LOAD.run, accepted().length, { title: 1, processed_at: 1 }));
+		await run.settle({ title: 1, processed_at: 1 });
 
-		const rows = phases.map((phase, index) => {
-			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(LOAD.run, index)));
-			const counts = runs.taskCounts(phase.posted, ofPhase);
+		const rows = run.phases.map((phase, index) => {
+			const counts = runs.taskCounts(phase.posted, run.documentsOf(index));
 			const failed = phase.posted.filter(task => task.failure).length;
-			return [phase.scenario.name, ...counts.cells, String(failed + unexpectedAttempts(phase).length), describeRecovery(phase, documents)];
+			return [phase.scenario.name, ...counts.cells, String(failed + unexpectedAttempts(phase).length), describeRecovery(phase, run.documents)];
 		});
 		publishReport(
 			[
-				`Fault run ${LOAD.run}: ${phases.length} phases of ${LOAD.tasksPerPhase} tasks, ${LOAD.clients} clients through Nginx`,
+				`Fault run ${LOAD.run}: ${run.phases.length} phases of ${LOAD.tasksPerPhase} tasks, ${LOAD.clients} clients through Nginx`,
 				textTable(["scenario", "accepted", "stored", "lost", "duplicated", "retried", "unexpected", "time to recover"], rows),
 				"retried: attempts answered 502/503/504 or cut off, then retried with the same Idempotency-Key.",
 				"unexpected: tasks never accepted, plus answers a client should not have seen in that phase.",
@@ -172,28 +156,22 @@ describe(`${SCENARIOS.length * LOAD.tasksPerPhase} tasks through worker crashes 
 	}, 600_000);
 
 	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
-		runs.expectEveryTaskAccepted(
-			phases.flatMap(phase => phase.posted),
-			SCENARIOS.length * LOAD.tasksPerPhase,
-		);
+		runs.expectEveryTaskAccepted(run.posted(), SCENARIOS.length * LOAD.tasksPerPhase);
 	});
 
 	it("stores every accepted task exactly once, and nothing else of the run", () => {
-		runs.expectStoredExactlyOnce(
-			phases.flatMap(phase => phase.posted),
-			documents,
-		);
+		runs.expectStoredExactlyOnce(run.posted(), run.documents);
 	});
 
 	it("answers nothing but 202, and 502/503/504 or a lost connection while a fault is on the request path", () => {
-		expect(phases.flatMap(unexpectedAttempts)).toEqual([]);
+		expect(run.phases.flatMap(unexpectedAttempts)).toEqual([]);
 	});
 
 	it("leaves task_queue empty, with nothing unacknowledged", () => {
-		expect(drained).toEqual(expect.objectContaining({ messages_ready: 0, messages_unacknowledged: 0 }));
+		expect(run.drained).toEqual(expect.objectContaining({ messages_ready: 0, messages_unacknowledged: 0 }));
 	});
 
 	it("dead-letters nothing", async () => {
-		expect(await deadLetteredCount(stack.taskQueue)).toBe(deadLetteredBefore);
+		expect(await deadLetteredCount(run.stack.taskQueue)).toBe(run.deadLetteredBefore);
 	});
 });

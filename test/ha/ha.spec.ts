@@ -1,14 +1,13 @@
 import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
-import { MongoClient } from "mongodb";
 import { ServiceBroker } from "moleculer";
 import { ClusterAmqpTransporter } from "../../lib/cluster-amqp-transporter";
 import { ROOT, stackCommand } from "../../scripts/stack-control";
 import { eventually } from "../support/eventually";
 import { publishReport, textTable } from "../support/fault-report";
 import { postPaced, RETRYABLE_STATUSES, type PostedTask } from "../support/retrying-client";
-import { gatewaysReady, leaveStackHealthy, removeTestTasks, type Stack } from "../support/stack";
+import { gatewaysReady } from "../support/stack";
 import { deadLetteredCount } from "../support/rabbitmq";
 import * as runs from "../support/run-accounting";
 
@@ -137,15 +136,8 @@ function longestWorkerGap(phase: Phase, documents: StoredDocument[]): { ms: numb
 const seconds = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "never");
 
 describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and a rolling restart of the cluster`, () => {
-	let stack: Stack;
-	let mongo: MongoClient;
+	const run = new runs.FaultRun<Phase, StoredDocument>(LOAD);
 	let probe: ServiceBroker;
-	let deadLetteredBefore: number;
-	const phases: Phase[] = [];
-	let documents: StoredDocument[] = [];
-	let drained: { messages_ready: number; messages_unacknowledged: number } | Error;
-
-	const accepted = () => phases.flatMap(phase => phase.posted).filter(task => task.acceptedId);
 
 	/** Every stack node answers $node.health over the transporter: its connection is back. */
 	async function transporterBack(): Promise<number> {
@@ -154,7 +146,7 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 			"every node answering over the transporter",
 			async () => {
 				const answers = await Promise.all(
-					stack.nodes.map(nodeID =>
+					run.stack.nodes.map(nodeID =>
 						probe.call("$node.health", {}, { nodeID, timeout: 2000 }).then(
 							() => true,
 							() => false,
@@ -171,7 +163,7 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 	async function runPhase(scenario: Scenario, index: number): Promise<Phase> {
 		let loadDoneAt = 0;
 		const startedAt = Date.now();
-		const load = postPaced(stack.baseUrl, runs.planPhase(LOAD.run, index, LOAD.tasksPerPhase), {
+		const load = postPaced(run.stack.baseUrl, runs.planPhase(LOAD.run, index, LOAD.tasksPerPhase), {
 			clients: LOAD.clients,
 			spacingMs: scenario.loadMs / LOAD.tasksPerPhase,
 			budgetMs: LOAD.retryBudgetMs,
@@ -186,21 +178,19 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 	}
 
 	beforeAll(async () => {
-		stack = await gatewaysReady();
-		managementPorts = (stack.env.RABBITMQ_MANAGEMENT_PORTS ?? stack.env.RABBITMQ_MANAGEMENT_PORT).split(",");
-		const queue = await queueInfo(stack.taskQueue);
+		await run.open();
+		managementPorts = (run.stack.env.RABBITMQ_MANAGEMENT_PORTS ?? run.stack.env.RABBITMQ_MANAGEMENT_PORT).split(",");
+		const queue = await queueInfo(run.stack.taskQueue);
 		if (queue.type !== "quorum" || queue.members?.length !== 3) {
 			throw new Error(
-				`${stack.taskQueue} is a ${queue.type} queue on ${queue.members?.length ?? 1} node(s): run this against RABBIT_NODES=3 scripts/stack.sh up (npm run test:ha does)`,
+				`${run.stack.taskQueue} is a ${queue.type} queue on ${queue.members?.length ?? 1} node(s): run this against RABBIT_NODES=3 scripts/stack.sh up (npm run test:ha does)`,
 			);
 		}
-		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
-		deadLetteredBefore = await deadLetteredCount(stack.taskQueue);
 		probe = new ServiceBroker({
-			namespace: stack.namespace,
+			namespace: run.stack.namespace,
 			nodeID: `ha-probe-${process.pid}`,
 			// The transporter every node and the REPL use (moleculer.config.ts).
-			transporter: new ClusterAmqpTransporter({ url: stack.env.RABBIT_HOSTS.split(",").map(host => `amqp://guest:guest@${host}`) }),
+			transporter: new ClusterAmqpTransporter({ url: run.stack.env.RABBIT_HOSTS.split(",").map(host => `amqp://guest:guest@${host}`) }),
 			logger: false,
 		});
 		await probe.start();
@@ -209,21 +199,20 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 
 	afterAll(async () => {
 		await probe?.stop();
-		await leaveStackHealthy();
-		await removeTestTasks(mongo, stack, `^${LOAD.run} `);
+		await run.close();
 	}, 180_000);
 
 	it("runs both scenarios and reports what became of every task", async () => {
 		const scenarios: Scenario[] = [
-			{ name: "SIGKILL of one node", loadMs: 20_000, inject: () => killLeader(stack.taskQueue) },
-			{ name: "rolling restart of all three", loadMs: 45_000, inject: () => rollingRestart(stack.taskQueue) },
+			{ name: "SIGKILL of one node", loadMs: 20_000, inject: () => killLeader(run.stack.taskQueue) },
+			{ name: "rolling restart of all three", loadMs: 45_000, inject: () => rollingRestart(run.stack.taskQueue) },
 		];
-		for (const [index, scenario] of scenarios.entries()) phases.push(await runPhase(scenario, index));
+		for (const [index, scenario] of scenarios.entries()) run.phases.push(await runPhase(scenario, index));
 
-		({ documents, drained } = await runs.settledRun<StoredDocument>(stack, mongo, LOAD.run, accepted().length, { title: 1, processed_at: 1, node_id: 1 }));
+		await run.settle({ title: 1, processed_at: 1, node_id: 1 });
 
-		const rows = phases.map((phase, index) => {
-			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(LOAD.run, index)));
+		const rows = run.phases.map((phase, index) => {
+			const ofPhase = run.documentsOf(index);
 			const counts = runs.taskCounts(phase.posted, ofPhase);
 			const gap = longestWorkerGap(
 				phase,
@@ -237,12 +226,12 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 				seconds(phase.transporterBackMs),
 			];
 		});
-		const faultLines = phases.flatMap(phase =>
+		const faultLines = run.phases.flatMap(phase =>
 			phase.faults.map(fault => `  ${phase.scenario.name}: ${fault.what}, ready again after ${seconds(fault.readyAt - fault.startedAt)}`),
 		);
 		publishReport(
 			[
-				`HA run ${LOAD.run}: ${phases.length} phases of ${LOAD.tasksPerPhase} tasks, ${LOAD.clients} clients through Nginx, 3 RabbitMQ nodes, quorum ${stack.taskQueue}`,
+				`HA run ${LOAD.run}: ${run.phases.length} phases of ${LOAD.tasksPerPhase} tasks, ${LOAD.clients} clients through Nginx, 3 RabbitMQ nodes, quorum ${run.stack.taskQueue}`,
 				textTable(
 					["scenario", "accepted", "stored", "lost", "duplicated", "retried", "longest 503 run", "longest worker idle", "transporter back"],
 					rows,
@@ -258,23 +247,19 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 	}, 600_000);
 
 	it("gets a 202 for every task, with the id its Idempotency-Key names", () => {
-		runs.expectEveryTaskAccepted(
-			phases.flatMap(phase => phase.posted),
-			2 * LOAD.tasksPerPhase,
-		);
+		runs.expectEveryTaskAccepted(run.posted(), 2 * LOAD.tasksPerPhase);
 	});
 
 	it("stores every accepted task exactly once, and nothing else of the run", () => {
-		runs.expectStoredExactlyOnce(
-			phases.flatMap(phase => phase.posted),
-			documents,
-		);
+		runs.expectStoredExactlyOnce(run.posted(), run.documents);
 	});
 
 	it(`leaves no client without a 202 for more than ${MAX_OUTAGE_MS} ms, and answers nothing but 202 and retryable errors`, () => {
-		const tooLong = phases.flatMap(phase => phase.posted.filter(task => outageMs(task) > MAX_OUTAGE_MS).map(task => `${task.title}: ${outageMs(task)} ms`));
+		const tooLong = run.phases.flatMap(phase =>
+			phase.posted.filter(task => outageMs(task) > MAX_OUTAGE_MS).map(task => `${task.title}: ${outageMs(task)} ms`),
+		);
 		expect(tooLong).toEqual([]);
-		const unexpected = phases.flatMap(phase =>
+		const unexpected = run.phases.flatMap(phase =>
 			phase.posted.flatMap(task =>
 				task.attempts.filter(({ result }) => typeof result === "number" && result !== 202 && !RETRYABLE_STATUSES.includes(result)),
 			),
@@ -283,16 +268,16 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 	});
 
 	it(`has every worker storing again within ${MAX_OUTAGE_MS} ms`, () => {
-		for (const [index, phase] of phases.entries()) {
-			const ofPhase = documents.filter(document => document.title.startsWith(runs.phasePrefix(LOAD.run, index)) && WORKER_ROLES.test(document.node_id));
+		for (const [index, phase] of run.phases.entries()) {
+			const ofPhase = run.documentsOf(index).filter(document => WORKER_ROLES.test(document.node_id));
 			const gap = longestWorkerGap(phase, ofPhase);
 			expect({ phase: phase.scenario.name, ...gap, ok: gap.ms <= MAX_OUTAGE_MS }).toMatchObject({ ok: true });
 		}
 	});
 
 	it("has every node reachable over the transporter again after each phase", () => {
-		expect(phases.map(phase => ({ phase: phase.scenario.name, back: Number.isFinite(phase.transporterBackMs) }))).toEqual(
-			phases.map(phase => ({ phase: phase.scenario.name, back: true })),
+		expect(run.phases.map(phase => ({ phase: phase.scenario.name, back: Number.isFinite(phase.transporterBackMs) }))).toEqual(
+			run.phases.map(phase => ({ phase: phase.scenario.name, back: true })),
 		);
 	});
 
@@ -307,12 +292,12 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 					SERVICEDIR: "dist/services",
 					SERVICES: "worker-py,tasks",
 					NODE_ID: `ha-classic-${process.pid}`,
-					NAMESPACE: `${stack.namespace}-mismatch`,
-					RABBIT_HOSTS: stack.env.RABBIT_HOSTS,
-					RABBIT_QUEUE: stack.taskQueue,
+					NAMESPACE: `${run.stack.namespace}-mismatch`,
+					RABBIT_HOSTS: run.stack.env.RABBIT_HOSTS,
+					RABBIT_QUEUE: run.stack.taskQueue,
 					RABBIT_QUEUE_TYPE: "classic",
-					MONGO_URI: stack.mongoUri,
-					DB_NAME: stack.dbName,
+					MONGO_URI: run.stack.mongoUri,
+					DB_NAME: run.stack.dbName,
 				},
 			},
 		);
@@ -327,12 +312,12 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 			});
 		});
 		expect(exitCode).toBe(1);
-		expect(output).toContain(`RabbitMQ already has a queue "${stack.taskQueue}" declared differently from RABBIT_QUEUE_TYPE=classic`);
+		expect(output).toContain(`RabbitMQ already has a queue "${run.stack.taskQueue}" declared differently from RABBIT_QUEUE_TYPE=classic`);
 		expect(output).toContain("set RABBIT_QUEUE_TYPE to the queue's type");
 	}, 40_000);
 
 	it("leaves task_queue empty, with nothing unacknowledged, and dead-letters nothing", async () => {
-		expect(drained).toEqual(expect.objectContaining({ messages_ready: 0, messages_unacknowledged: 0 }));
-		expect(await deadLetteredCount(stack.taskQueue)).toBe(deadLetteredBefore);
+		expect(run.drained).toEqual(expect.objectContaining({ messages_ready: 0, messages_unacknowledged: 0 }));
+		expect(await deadLetteredCount(run.stack.taskQueue)).toBe(run.deadLetteredBefore);
 	});
 });

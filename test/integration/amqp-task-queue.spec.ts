@@ -24,6 +24,13 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		opened.push(queue);
 		return queue;
 	};
+	/** A queue on a fresh scratch name, connected. */
+	const connectedQueue = async () => {
+		const name = scratch();
+		const queue = open(name);
+		await queue.whenConnected(5000);
+		return { name, queue };
+	};
 	const depthOf = async (queue: string) => {
 		const channel = await inspector.createChannel();
 		try {
@@ -45,9 +52,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 	});
 
 	it("holds a confirmed task durably until a consumer takes it", async () => {
-		const name = scratch();
-		const producer = open(name);
-		await producer.whenConnected(5000);
+		const { name, queue: producer } = await connectedQueue();
 		const task = newTask("confirmed", "flask");
 		await producer.publish(task);
 		expect(await depthOf(name)).toBe(1);
@@ -61,9 +66,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 	});
 
 	it("sends publishes made in separate event-loop turns within a millisecond as one socket write", async () => {
-		const name = scratch();
-		const producer = open(name);
-		await producer.whenConnected(5000);
+		const { name, queue: producer } = await connectedQueue();
 		await producer.publish(newTask("warm-up", "go"));
 		// Counts the writes of every socket of this process that goes to RabbitMQ's port.
 		const rabbitPort = Number(new URL(RABBIT_URL).port || 5672);
@@ -93,9 +96,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 	});
 
 	it("publishes persistent JSON messages whose messageId is the task id", async () => {
-		const name = scratch();
-		const producer = open(name);
-		await producer.whenConnected(5000);
+		const { name, queue: producer } = await connectedQueue();
 		const task = newTask("inspect me", "go");
 		await producer.publish(task);
 		const channel = await inspector.createChannel();
@@ -108,9 +109,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 	});
 
 	it("acks only after the handler's write succeeds", async () => {
-		const name = scratch();
-		const producer = open(name);
-		await producer.whenConnected(5000);
+		const { name, queue: producer } = await connectedQueue();
 		await producer.publish(newTask("not yet stored", "go"));
 
 		let releaseWrite: () => void = () => undefined;
@@ -124,9 +123,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 	});
 
 	it("keeps its connection, and publishing, when one of its consumers stops", async () => {
-		const name = scratch();
-		const queue = open(name);
-		await queue.whenConnected(5000);
+		const { name, queue } = await connectedQueue();
 		const consumer = await queue.consume(async () => undefined);
 		await consumer.stop();
 		await new Promise(resolve => setTimeout(resolve, 200));
@@ -151,9 +148,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 	});
 
 	it("redelivers the tasks of a consumer that dies before acking to another consumer", async () => {
-		const name = scratch();
-		const producer = open(name);
-		await producer.whenConnected(5000);
+		const { name, queue: producer } = await connectedQueue();
 		const tasks = [newTask("orphan 1", "go"), newTask("orphan 2", "flask")];
 		for (const task of tasks) await producer.publish(task);
 
@@ -235,9 +230,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 	});
 
 	it("reconnects and resumes publishing and consuming after the broker drops the connection", async () => {
-		const name = scratch();
-		const queue = open(name);
-		await queue.whenConnected(5000);
+		const { name, queue } = await connectedQueue();
 		const received: QueuedTask[] = [];
 		const consumer = await queue.consume(async tasks => void received.push(...tasks));
 

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
-import type { MongoClient } from "mongodb";
+import { MongoClient } from "mongodb";
 import { nameBasedUuid, type TaskDocument } from "../../lib/task";
 import { eventually } from "./eventually";
-import { queueCounters } from "./rabbitmq";
+import { deadLetteredCount, queueCounters } from "./rabbitmq";
 import type { PlannedTask, PostedTask } from "./retrying-client";
-import type { Stack } from "./stack";
+import { gatewaysReady, leaveStackHealthy, removeTestTasks, type Stack } from "./stack";
 
 /** How a run loads the stack: its tag (a prefix of every title), its tasks per phase, and its retrying clients. */
 export interface LoadPlan {
@@ -63,6 +63,9 @@ export function planPhase(run: string, phase: number, tasks: number): PlannedTas
 	}));
 }
 
+/** What task_queue held once a run settled. */
+export type Drained = { messages_ready: number; messages_unacknowledged: number };
+
 /**
  * Waits until the store holds as many of the run's tasks as were accepted and the queue is empty,
  * then reads the run's documents. Shortfalls are left for the report and the tests to show.
@@ -73,7 +76,7 @@ export async function settledRun<D extends Pick<TaskDocument, "_id" | "title">>(
 	run: string,
 	accepted: number,
 	projection: Record<string, 1>,
-): Promise<{ documents: D[]; drained: { messages_ready: number; messages_unacknowledged: number } | Error }> {
+): Promise<{ documents: D[]; drained: Drained | Error }> {
 	const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 	const ofRun = { title: { $regex: `^${run} ` } };
 	await eventually("every accepted task stored", async () => ((await tasks.countDocuments(ofRun)) >= accepted ? true : undefined), 60_000).catch(
@@ -84,4 +87,47 @@ export async function settledRun<D extends Pick<TaskDocument, "_id" | "title">>(
 	);
 	const documents = (await tasks.find(ofRun, { projection }).toArray()) as unknown as D[];
 	return { documents, drained };
+}
+
+/**
+ * A fault or HA run, from its beforeAll to its last test: the stack it loads, the store it reads,
+ * its phases, and what the store and the queue held once it settled.
+ */
+export class FaultRun<Phase extends { posted: PostedTask[] }, Document extends Pick<TaskDocument, "_id" | "title">> {
+	stack!: Stack;
+	mongo!: MongoClient;
+	/** The dead-letter queue's depth before the run: a run that dead-letters nothing leaves it so. */
+	deadLetteredBefore = 0;
+	readonly phases: Phase[] = [];
+	documents: Document[] = [];
+	drained: Drained | Error = new Error("the run has not settled");
+
+	constructor(readonly load: LoadPlan) {}
+
+	async open(): Promise<void> {
+		this.stack = await gatewaysReady();
+		this.mongo = new MongoClient(this.stack.mongoUri, { serverSelectionTimeoutMS: 10_000 });
+		this.deadLetteredBefore = await deadLetteredCount(this.stack.taskQueue);
+	}
+
+	posted(): PostedTask[] {
+		return this.phases.flatMap(phase => phase.posted);
+	}
+
+	/** Waits for the accepted tasks to be stored and the queue to drain, then reads the run's documents. */
+	async settle(projection: Record<string, 1>): Promise<void> {
+		const accepted = this.posted().filter(task => task.acceptedId).length;
+		({ documents: this.documents, drained: this.drained } = await settledRun<Document>(this.stack, this.mongo, this.load.run, accepted, projection));
+	}
+
+	/** The documents of one phase, by their title prefix. */
+	documentsOf(phase: number): Document[] {
+		return this.documents.filter(document => document.title.startsWith(phasePrefix(this.load.run, phase)));
+	}
+
+	/** Leaves the stack healthy for the next suite and the developer's store without the run's tasks. */
+	async close(): Promise<void> {
+		await leaveStackHealthy();
+		await removeTestTasks(this.mongo, this.stack, `^${this.load.run} `);
+	}
 }

@@ -16,6 +16,12 @@ function batcherWith(handler: (tasks: QueuedTask[]) => Promise<void>, maxAttempt
 	return { batcher, settled };
 }
 
+/** A batcher whose store fails every time with `message`. */
+const batcherFailingWith = (message: string, maxAttempts: number) =>
+	batcherWith(async () => {
+		throw new Error(message);
+	}, maxAttempts);
+
 describe("DeliveryBatcher", () => {
 	it("hands deliveries of one turn to the handler as one batch, capped at maxBatch", async () => {
 		const sizes: number[] = [];
@@ -101,18 +107,14 @@ describe("DeliveryBatcher", () => {
 	});
 
 	it("dead-letters a batch after maxAttempts with the last error as reason", async () => {
-		const { batcher, settled } = batcherWith(async () => {
-			throw new Error("disk full");
-		}, 2);
+		const { batcher, settled } = batcherFailingWith("disk full", 2);
 		batcher.push(newTask("doomed", "go"), "doomed");
 		await new Promise(resolve => setTimeout(resolve, 50));
 		expect(settled).toEqual([{ id: "doomed", outcome: "dead-letter", reason: "store failed 2 times: disk full" }]);
 	});
 
 	it("releases a failing batch for redelivery when drained mid-retry", async () => {
-		const { batcher, settled } = batcherWith(async () => {
-			throw new Error("store is away");
-		}, 100);
+		const { batcher, settled } = batcherFailingWith("store is away", 100);
 		batcher.push(newTask("released", "go"), "released");
 		await new Promise(resolve => setTimeout(resolve, 10));
 		await batcher.drain();
