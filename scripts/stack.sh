@@ -17,7 +17,9 @@
 # base + 1 for api-flask-1, + 2 for api-go-1, + 100 + n for worker-py-n, + 200 + n for worker-go-n;
 # 0 runs the nodes without metrics and no Prometheus, as the stack ran before: Moleculer's own
 # per-call metrics cost a gateway about 60 CPU-ms per 1,000 tasks, see the README's benchmark),
-# STACK_TIMEOUT (seconds each component may take to come up, 60),
+# STACK_TIMEOUT (seconds each component may take to come up, 60), NODE_FLAGS (extra flags for each
+# node's `node`, which NODE_OPTIONS refuses, e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`: each
+# node writes its CPU profile when it stops),
 # RABBIT_NODES (1: Debian's own RabbitMQ node; 3: a cluster of three nodes rq1..rq3@localhost of our
 # own, data in .stack/rabbitmq, with a quorum task queue; `restart`, `kill` and `start` take rq1..rq3).
 set -euo pipefail
@@ -497,7 +499,7 @@ start_node() {
 		MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" DB_NAME="$DB_NAME" \
 		FLASK_PORT="$FLASK_PORT" GO_PORT="$GO_PORT" MAX_BODY_BYTES="$MAX_BODY_BYTES" LOG_LEVEL="$LOG_LEVEL" \
 		METRICS_PORT="$(metrics_port "$node")" \
-		"$NODE" node_modules/moleculer/bin/moleculer-runner.js --config dist/moleculer.config.js)
+		"$NODE" ${NODE_FLAGS:-} node_modules/moleculer/bin/moleculer-runner.js --config dist/moleculer.config.js)
 }
 
 node_ready() {
