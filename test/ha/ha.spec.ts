@@ -5,10 +5,10 @@ import { ServiceBroker } from "moleculer";
 import { ClusterAmqpTransporter } from "../../lib/cluster-amqp-transporter";
 import { ROOT, stackCommand } from "../../scripts/stack-control";
 import { eventually } from "../support/eventually";
-import { publishReport, textTable } from "../support/fault-report";
-import { postPaced, RETRYABLE_STATUSES, type PostedTask } from "../support/retrying-client";
+import { publishReport, seconds, textTable } from "../support/fault-report";
+import { outageMs, postPaced, RETRYABLE_STATUSES } from "../support/retrying-client";
 import { gatewaysReady } from "../support/stack";
-import { deadLetteredCount } from "../support/rabbitmq";
+import { deadLetteredCount, queueInfo } from "../support/rabbitmq";
 import * as runs from "../support/run-accounting";
 
 /**
@@ -40,13 +40,6 @@ interface Scenario {
 	inject(): Promise<Fault[]>;
 }
 
-interface StoredDocument {
-	_id: string;
-	title: string;
-	processed_at: Date;
-	node_id: string;
-}
-
 interface Phase extends runs.PhaseRun<Scenario, Fault> {
 	startedAt: number;
 	loadDoneAt: number;
@@ -54,34 +47,14 @@ interface Phase extends runs.PhaseRun<Scenario, Fault> {
 	transporterBackMs: number;
 }
 
-interface QueueInfo {
-	type: string;
-	leader?: string;
-	members?: string[];
-	online?: string[];
-}
-
-const GUEST = `Basic ${Buffer.from("guest:guest").toString("base64")}`;
 let managementPorts: string[] = [];
-
-/** The task queue as the management API of the first node that answers sees it. */
-async function queueInfo(queue: string): Promise<QueueInfo> {
-	for (const port of managementPorts) {
-		const response = await fetch(`http://127.0.0.1:${port}/api/queues/%2F/${encodeURIComponent(queue)}`, {
-			headers: { Authorization: GUEST },
-			signal: AbortSignal.timeout(2000),
-		}).catch(() => undefined);
-		if (response?.ok) return (await response.json()) as QueueInfo;
-	}
-	throw new Error("no RabbitMQ node's management API answered");
-}
 
 /** rq1 of "rq1@localhost" */
 const nodeOf = (erlangNode: string) => erlangNode.replace(/@.*/, "");
 
 async function killLeader(queue: string): Promise<Fault[]> {
 	await sleep(5000);
-	const { leader } = await queueInfo(queue);
+	const { leader } = await queueInfo(managementPorts, queue);
 	if (!leader) throw new Error(`${queue} has no leader: is it a quorum queue?`);
 	const node = nodeOf(leader);
 	const startedAt = Date.now();
@@ -100,43 +73,18 @@ async function rollingRestart(queue: string): Promise<Fault[]> {
 	for (const node of ["rq1", "rq2", "rq3"]) {
 		const startedAt = Date.now();
 		await stackCommand("restart", node);
-		await eventually(`${queue} online on all three nodes`, async () => ((await queueInfo(queue)).online?.length === 3 ? true : undefined), 30_000);
+		await eventually(
+			`${queue} online on all three nodes`,
+			async () => ((await queueInfo(managementPorts, queue)).online?.length === 3 ? true : undefined),
+			30_000,
+		);
 		faults.push({ what: `restart ${node}`, startedAt, readyAt: Date.now() });
 	}
 	return faults;
 }
 
-/** From a task's first failed attempt to its 202: how long that client was without service. */
-function outageMs(task: PostedTask): number {
-	const failed = task.attempts.find(attempt => attempt.result !== 202);
-	const accepted = task.attempts.find(attempt => attempt.result === 202);
-	if (!failed) return 0;
-	return (accepted?.doneAt ?? Infinity) - failed.sentAt;
-}
-
-/** The longest time a worker node stored nothing while the phase's load ran. */
-function longestWorkerGap(phase: Phase, documents: StoredDocument[]): { ms: number; node: string } {
-	const byNode = new Map<string, number[]>();
-	for (const document of documents) {
-		const times = byNode.get(document.node_id) ?? [];
-		times.push(document.processed_at.getTime());
-		byNode.set(document.node_id, times);
-	}
-	let worst = { ms: 0, node: "" };
-	for (const [node, times] of byNode) {
-		const sorted = [phase.startedAt, ...times.filter(time => time <= phase.loadDoneAt).sort((a, b) => a - b)];
-		for (let i = 1; i < sorted.length; i++) {
-			const gap = sorted[i] - sorted[i - 1];
-			if (gap > worst.ms) worst = { ms: gap, node };
-		}
-	}
-	return worst;
-}
-
-const seconds = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "never");
-
 describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and a rolling restart of the cluster`, () => {
-	const run = new runs.FaultRun<Phase, StoredDocument>(LOAD);
+	const run = new runs.FaultRun<Phase, runs.StoredDocument>(LOAD);
 	let probe: ServiceBroker;
 
 	/** Every stack node answers $node.health over the transporter: its connection is back. */
@@ -180,7 +128,7 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 	beforeAll(async () => {
 		await run.open();
 		managementPorts = (run.stack.env.RABBITMQ_MANAGEMENT_PORTS ?? run.stack.env.RABBITMQ_MANAGEMENT_PORT).split(",");
-		const queue = await queueInfo(run.stack.taskQueue);
+		const queue = await queueInfo(managementPorts, run.stack.taskQueue);
 		if (queue.type !== "quorum" || queue.members?.length !== 3) {
 			throw new Error(
 				`${run.stack.taskQueue} is a ${queue.type} queue on ${queue.members?.length ?? 1} node(s): run this against RABBIT_NODES=3 scripts/stack.sh up (npm run test:ha does)`,
@@ -214,7 +162,7 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 		const rows = run.phases.map((phase, index) => {
 			const ofPhase = run.documentsOf(index);
 			const counts = runs.taskCounts(phase.posted, ofPhase);
-			const gap = longestWorkerGap(
+			const gap = runs.longestWorkerGap(
 				phase,
 				ofPhase.filter(document => WORKER_ROLES.test(document.node_id)),
 			);
@@ -270,7 +218,7 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 	it(`has every worker storing again within ${MAX_OUTAGE_MS} ms`, () => {
 		for (const [index, phase] of run.phases.entries()) {
 			const ofPhase = run.documentsOf(index).filter(document => WORKER_ROLES.test(document.node_id));
-			const gap = longestWorkerGap(phase, ofPhase);
+			const gap = runs.longestWorkerGap(phase, ofPhase);
 			expect({ phase: phase.scenario.name, ...gap, ok: gap.ms <= MAX_OUTAGE_MS }).toMatchObject({ ok: true });
 		}
 	});

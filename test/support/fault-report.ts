@@ -11,6 +11,9 @@ export function textTable(header: string[], rows: string[][]): string {
 	return [line(header), widths.map(width => "-".repeat(width)).join("  "), ...rows.map(line)].join("\n");
 }
 
+/** A duration for a report's cell: "1.3 s", or "never" for one that did not end. */
+export const seconds = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "never");
+
 /** Prints the report on stdout (past Jest's console capture) and keeps it in `file` (.stack/fault-report.txt). */
 export function publishReport(report: string, file = FAULT_REPORT): void {
 	mkdirSync(path.dirname(file), { recursive: true });

@@ -62,6 +62,35 @@ interface QueueCounters {
 	messages_unacknowledged: number;
 }
 
+/** A queue as the management API shows it; leader, members and online are a quorum queue's Erlang node names. */
+export interface QueueInfo extends QueueCounters {
+	type: string;
+	arguments: Record<string, unknown>;
+	leader?: string;
+	members?: string[];
+	online?: string[];
+}
+
+/**
+ * GET /api<path> from the first of a cluster's management ports (on 127.0.0.1) that answers: any
+ * node shows the whole cluster, and one of them may be down.
+ */
+export async function fromAnyNode<T>(managementPorts: string[], path: string): Promise<T> {
+	for (const port of managementPorts) {
+		const response = await fetch(`http://127.0.0.1:${port}/api${path}`, {
+			headers: { Authorization: MANAGEMENT_AUTH },
+			signal: AbortSignal.timeout(2000),
+		}).catch(() => undefined);
+		if (response?.ok) return (await response.json()) as T;
+	}
+	throw new Error(`no RabbitMQ node's management API answered ${path} (ports ${managementPorts.join(", ")})`);
+}
+
+/** `queue` in the default vhost, as the first node that answers sees it. */
+export function queueInfo(managementPorts: string[], queue: string): Promise<QueueInfo> {
+	return fromAnyNode<QueueInfo>(managementPorts, `/queues/%2F/${encodeURIComponent(queue)}`);
+}
+
 /** Messages in the dead-letter queue of `queue`, read over a connection of its own. */
 export async function deadLetteredCount(queue: string): Promise<number> {
 	const connection = await connectOrExplain();

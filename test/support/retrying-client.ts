@@ -89,3 +89,11 @@ export function postPaced(
 		return postUntilAccepted(baseUrl, task, budgetMs);
 	});
 }
+
+/** From a task's first failed attempt to its 202: how long that client was without service (Infinity without a 202). */
+export function outageMs(task: PostedTask): number {
+	const failed = task.attempts.find(attempt => attempt.result !== 202);
+	const accepted = task.attempts.find(attempt => attempt.result === 202);
+	if (!failed) return 0;
+	return (accepted?.doneAt ?? Infinity) - failed.sentAt;
+}

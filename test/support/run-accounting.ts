@@ -21,6 +21,14 @@ export interface FaultWindow {
 	readyAt: number;
 }
 
+/** A stored task as the worker-idle measure reads it: when and by which node it was stored. */
+export interface StoredDocument {
+	_id: string;
+	title: string;
+	processed_at: Date;
+	node_id: string;
+}
+
 /** A phase of a fault run: its load, posted by retrying clients, and the faults injected meanwhile. */
 export interface PhaseRun<Scenario, Fault extends FaultWindow> {
 	scenario: Scenario;
@@ -130,4 +138,23 @@ export class FaultRun<Phase extends { posted: PostedTask[] }, Document extends P
 		await leaveStackHealthy();
 		await removeTestTasks(this.mongo, this.stack, `^${this.load.run} `);
 	}
+}
+
+/** The longest time one worker node stored nothing between `window.startedAt` and the end of the load (`documents`: the workers' only). */
+export function longestWorkerGap(window: { startedAt: number; loadDoneAt: number }, documents: StoredDocument[]): { ms: number; node: string } {
+	const byNode = new Map<string, number[]>();
+	for (const document of documents) {
+		const times = byNode.get(document.node_id) ?? [];
+		times.push(document.processed_at.getTime());
+		byNode.set(document.node_id, times);
+	}
+	let worst = { ms: 0, node: "" };
+	for (const [node, times] of byNode) {
+		const sorted = [window.startedAt, ...times.filter(time => time <= window.loadDoneAt).sort((a, b) => a - b)];
+		for (let i = 1; i < sorted.length; i++) {
+			const gap = sorted[i] - sorted[i - 1];
+			if (gap > worst.ms) worst = { ms: gap, node };
+		}
+	}
+	return worst;
 }
