@@ -1,6 +1,5 @@
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
 import { MongoClient } from "mongodb";
 import type { TaskDocument } from "../../lib/task";
 import { connectToStack, inParallel, runTag, type Stack } from "../support/stack";
@@ -9,6 +8,7 @@ import { postTask, titled } from "../support/http";
 import { ROOT } from "../../scripts/stack-control";
 import type { AcceptedTask } from "../../lib/task";
 import { postPaced, type PlannedTask } from "../support/retrying-client";
+import { compose, containers, docker, serviceStates } from "../support/compose";
 
 /**
  * The docker-compose deployment on a real Docker engine, as users run it. scripts/compose-test.sh
@@ -18,29 +18,9 @@ import { postPaced, type PlannedTask } from "../support/retrying-client";
  * order and each leaves the stack up and healthy for the next; the script ends with `down -v`.
  */
 
-const run = promisify(execFile);
 const UP_TIMEOUT_S = Number(process.env.COMPOSE_TEST_UP_TIMEOUT ?? 240);
 const ROLES = ["api-flask", "api-go", "worker-py", "worker-go"] as const;
 const WORKERS = { "worker-py": 3, "worker-go": 2 } as const;
-
-/** `docker compose <args>` in the project root; a failure carries compose's own words. */
-async function compose(args: string[], timeoutMs = 120_000): Promise<string> {
-	try {
-		return (await run("docker", ["compose", ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 64 << 20 })).stdout;
-	} catch (err) {
-		const { stderr, stdout } = err as { stderr?: string; stdout?: string };
-		throw new Error(`docker compose ${args.join(" ")} failed: ${(err as Error).message}\n${stdout ?? ""}${stderr ?? ""}`, { cause: err });
-	}
-}
-
-async function docker(args: string[], timeoutMs = 60_000): Promise<string> {
-	return (await run("docker", args, { timeout: timeoutMs })).stdout;
-}
-
-/** Ids of a service's running containers. */
-async function containers(service: string): Promise<string[]> {
-	return (await compose(["ps", "-q", service])).split("\n").filter(Boolean);
-}
 
 /** The Moleculer node id of a cluster container, from the labels of its own metrics. */
 async function nodeIdOf(container: string): Promise<string> {
@@ -49,7 +29,6 @@ async function nodeIdOf(container: string): Promise<string> {
 	return (await docker(["exec", container, "node", "-e", script])).trim();
 }
 
-/** Requests that a gateway container's own `<role>.enqueue` action handled (its metrics). */
 /** Tasks a gateway container has accepted, from its own metrics (tasks_accepted_total). */
 async function acceptedCount(container: string): Promise<number> {
 	const script = "fetch('http://127.0.0.1:' + process.env.METRICS_PORT + '/metrics').then(r => r.text()).then(t => console.log(t))";
@@ -105,7 +84,7 @@ describe("the docker-compose stack", () => {
 	}
 
 	it("runs every service healthy, with 3 worker-py and 2 worker-go containers", async () => {
-		const listing = (await compose(["ps", "--format", "{{.Service}} {{.State}} {{.Health}}"])).split("\n").filter(Boolean);
+		const listing = await serviceStates();
 		const services = listing.map(line => line.split(" ")[0]);
 		for (const service of ["mongo", "rabbitmq", "nginx", "prometheus", ...ROLES]) expect(services).toContain(service);
 		for (const line of listing) expect(line).toMatch(/ running healthy$/);
