@@ -1,8 +1,9 @@
 /**
  * Six suites; integration, e2e and faults need the local stack (`npm test` brings it up).
  * faults restarts and kills parts of the stack, so it runs alone, after the others. compose
- * needs the docker-compose stack that `npm run test:compose` brings up, ha the 3-node RabbitMQ
- * stack that `npm run test:ha` brings up.
+ * needs the docker-compose stacks that `npm run test:compose` brings up, one per spec
+ * (compose.spec.ts the scaled stack, ha-overlay.spec.ts the stack with docker-compose.ha.yml), ha
+ * the 3-node RabbitMQ stack that `npm run test:ha` brings up.
  */
 const project = (name, extra = {}) => ({
 	displayName: name,

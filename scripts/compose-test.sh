@@ -3,7 +3,9 @@
 # Docker engine, `docker compose build`, `up -d --scale worker-py=3 --scale worker-go=2` with the
 # `monitoring` profile (Prometheus), then
 # the e2e API suite through Nginx and the compose checks (test/compose/compose.spec.ts), and
-# `down -v` at the end.
+# `down -v`; then the same with the HA overlay, docker-compose.ha.yml (three clustered RabbitMQ
+# nodes, a quorum task queue), one container a role, through the kill of a RabbitMQ node under
+# load (test/compose/ha-overlay.spec.ts), and `down -v` at the end.
 #
 # What it brings along when the machine lacks it, each cached under .compose/ (git-ignored):
 #   - Debian's docker.io, installed with apt-get;
@@ -15,7 +17,10 @@
 #
 # Host ports (none collides with the local stack of scripts/stack.sh): COMPOSE_TEST_NGINX_PORT
 # (18480), COMPOSE_TEST_RABBITMQ_PORT (18672), COMPOSE_TEST_MONGO_PORT (18717, 127.0.0.1 only, for
-# the suites' reads), COMPOSE_TEST_PROMETHEUS_PORT (18490). COMPOSE_TEST_PULL=never skips the pull attempt; =always fails without it.
+# the suites' reads), COMPOSE_TEST_PROMETHEUS_PORT (18490), and for the HA overlay the management
+# API of rabbitmq-2 and rabbitmq-3, COMPOSE_TEST_RABBITMQ_2_PORT (18673) and
+# COMPOSE_TEST_RABBITMQ_3_PORT (18674), 127.0.0.1 only. COMPOSE_TEST_PULL=never skips the pull
+# attempt; =always fails without it.
 # The last line totals the checks as "N passed, N failed".
 set -euo pipefail
 
@@ -45,11 +50,18 @@ UP_TIMEOUT=${COMPOSE_TEST_UP_TIMEOUT:-240}
 
 export COMPOSE_PROJECT_NAME=${COMPOSE_TEST_PROJECT:-notes-tasks-compose-test}
 # The test override publishes MongoDB on the loopback, for the suites that read what was stored.
-export COMPOSE_FILE=docker-compose.yml:test/compose/docker-compose.test.yml
+BASE_FILES=docker-compose.yml:test/compose/docker-compose.test.yml
+# The HA stage adds the overlay users run, and the management API of its other two nodes.
+HA_FILES=docker-compose.yml:docker-compose.ha.yml:test/compose/docker-compose.test.yml:test/compose/docker-compose.ha.test.yml
+export COMPOSE_FILE=$BASE_FILES
 export NGINX_HOST_PORT=${COMPOSE_TEST_NGINX_PORT:-18480}
 export RABBITMQ_MANAGEMENT_HOST_PORT=${COMPOSE_TEST_RABBITMQ_PORT:-18672}
 export COMPOSE_TEST_MONGO_PORT=${COMPOSE_TEST_MONGO_PORT:-18717}
 export PROMETHEUS_HOST_PORT=${COMPOSE_TEST_PROMETHEUS_PORT:-18490}
+export COMPOSE_TEST_RABBITMQ_2_PORT=${COMPOSE_TEST_RABBITMQ_2_PORT:-18673}
+export COMPOSE_TEST_RABBITMQ_3_PORT=${COMPOSE_TEST_RABBITMQ_3_PORT:-18674}
+# What test/support/rabbitmq.ts reads the task queue's counters from: the first node's UI.
+export TEST_RABBIT_MANAGEMENT_URL=http://127.0.0.1:$RABBITMQ_MANAGEMENT_HOST_PORT
 # Prometheus too: the compose checks read its targets.
 export COMPOSE_PROFILES=monitoring
 export COMPOSE_TEST_UP_TIMEOUT=$UP_TIMEOUT
@@ -105,15 +117,7 @@ finish() {
 	# A command that failed outside the checks (set -e) still counts, so the totals never read
 	# "0 failed" for a run that did not finish.
 	if ((status != 0 && failed == 0)); then fail "the script stopped early (exit status $status)"; fi
-	if $stack_created; then
-		say "removing the stack and its volumes (down -v)"
-		if timeout 180 docker compose --profile tools --profile monitoring down -v --remove-orphans >>"$LOGS/compose.log" 2>&1; then
-			pass "down -v removed the stack"
-		else
-			fail "down -v failed (log: .compose/logs/compose.log)"
-			status=1
-		fi
-	fi
+	if $stack_created; then remove_stack || status=1; fi
 	if $started_dockerd; then stop_dockerd; fi
 	local totals
 	totals=$(print_totals)
@@ -125,6 +129,34 @@ finish() {
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
+
+# Leftovers of the project after `down -v`: containers, volumes and networks by compose's label.
+project_leftovers() {
+	local label=label=com.docker.compose.project=$COMPOSE_PROJECT_NAME
+	{
+		docker ps -a --filter "$label" --format '{{.Names}}'
+		docker volume ls --filter "$label" --format '{{.Name}}'
+		docker network ls --filter "$label" --format '{{.Name}}'
+	} | paste -sd' ' -
+}
+
+# `down -v` with the files of both stages, so that it also removes rabbitmq-2, rabbitmq-3 and
+# their volumes; then nothing of the project may be left.
+remove_stack() {
+	local left
+	say "removing the stack and its volumes (down -v)"
+	if ! COMPOSE_FILE=$HA_FILES timeout 180 docker compose --profile tools --profile monitoring down -v --remove-orphans >>"$LOGS/compose.log" 2>&1; then
+		fail "down -v failed (log: .compose/logs/compose.log)"
+		return 1
+	fi
+	stack_created=false
+	left=$(project_leftovers)
+	if [[ -n $left ]]; then
+		fail "down -v left behind: $left"
+		return 1
+	fi
+	pass "down -v removed the stack: no container, volume or network of $COMPOSE_PROJECT_NAME left"
+}
 
 # --- Docker engine -------------------------------------------------------------------------------
 
@@ -327,26 +359,45 @@ SCALE=(--scale worker-py=3 --scale worker-go=2)
 # What the e2e suite reads to find the stack (like .stack/stack.env for the local stack): the
 # host ports, and the Moleculer node id of every container, taken from its metrics' labels. A
 # container's node id is <host name>-<pid>, which does not name its role: STACK_NODE_ROLES does.
+# Arguments: how many cluster containers the stage runs, and the management ports of its RabbitMQ
+# nodes (comma-separated).
 write_stack_env() {
-	local env_file=$CACHE/stack.env nodes=() roles=() container service node
+	local expected=$1 management_ports=$2 env_file=$CACHE/stack.env nodes=() roles=() container service node
 	while read -r container service; do
 		node=$(docker exec "$container" node -e "fetch('http://127.0.0.1:' + process.env.METRICS_PORT + '/metrics').then(r => r.text()).then(t => console.log(/nodeID=\"([^\"]+)\"/.exec(t)[1]))") ||
 			die "could not read the node id of container $container ($service)"
 		nodes+=("$node")
 		roles+=("$node=$service")
 	done < <(docker compose ps --format '{{.ID}} {{.Service}}' api-flask api-go worker-py worker-go)
-	((${#nodes[@]} == 7)) || die "expected 7 cluster containers, found ${#nodes[@]}: ${nodes[*]}"
+	((${#nodes[@]} == expected)) || die "expected $expected cluster containers, found ${#nodes[@]}: ${nodes[*]}"
 	{
 		echo "# Written by scripts/compose-test.sh: how the e2e suite reaches the compose stack."
 		grep -E '^(NAMESPACE|RABBIT_QUEUE|DB_NAME|MAX_BODY_BYTES|METRICS_PORT)=' .env
 		echo "NGINX_PORT=$NGINX_HOST_PORT"
 		echo "RABBITMQ_MANAGEMENT_PORT=$RABBITMQ_MANAGEMENT_HOST_PORT"
+		echo "RABBITMQ_MANAGEMENT_PORTS=$management_ports"
 		echo "MONGO_URI=mongodb://127.0.0.1:$COMPOSE_TEST_MONGO_PORT/"
 		echo "PROMETHEUS_PORT=$PROMETHEUS_HOST_PORT"
 		echo "STACK_NODES=$(IFS=,; echo "${nodes[*]}")"
 		echo "STACK_NODE_ROLES=$(IFS=,; echo "${roles[*]}")"
 	} >"$env_file"
 	export STACK_ENV=$env_file
+}
+
+# `up -d --wait` of the stage's files; $1 says which stage, the rest are up's own arguments.
+up_stack() {
+	local stage=$1 step
+	shift
+	step=$(now)
+	say "docker compose up -d --wait $stage: Nginx on :$NGINX_HOST_PORT, RabbitMQ UI on :$RABBITMQ_MANAGEMENT_HOST_PORT"
+	stack_created=true
+	if timeout "$((UP_TIMEOUT + 30))" docker compose up -d --wait --wait-timeout "$UP_TIMEOUT" "$@" >>"$LOGS/compose.log" 2>&1; then
+		pass "up -d --wait $stage: every service healthy in $(since "$step")"
+	else
+		docker compose ps -a >>"$LOGS/compose.log" 2>&1 || true
+		docker compose logs --tail 30 >>"$LOGS/compose.log" 2>&1 || true
+		die "the stack did not become healthy within ${UP_TIMEOUT}s ($stage)" "$LOGS/compose.log"
+	fi
 }
 
 run_jest() {
@@ -381,8 +432,8 @@ else
 fi
 say "images ready ($(since "$step"))"
 
-# A stack left over by an interrupted run would hold the ports and the data.
-docker compose --profile tools --profile monitoring down -v --remove-orphans >>"$LOGS/compose.log" 2>&1 || true
+# A stack left over by an interrupted run, of either stage, would hold the ports and the data.
+COMPOSE_FILE=$HA_FILES docker compose --profile tools --profile monitoring down -v --remove-orphans >>"$LOGS/compose.log" 2>&1 || true
 
 step=$(now)
 # Every cluster service builds the same image: building one builds it once. (The classic builder
@@ -391,21 +442,24 @@ say "building the project image with docker compose build api-flask (log: .compo
 timeout 900 docker compose build api-flask >>"$LOGS/compose.log" 2>&1 || die "docker compose build failed" "$LOGS/compose.log"
 say "project image built ($(since "$step"))"
 
-step=$(now)
-say "docker compose up -d --wait ${SCALE[*]}: Nginx on :$NGINX_HOST_PORT, RabbitMQ UI on :$RABBITMQ_MANAGEMENT_HOST_PORT"
-stack_created=true
-if timeout "$((UP_TIMEOUT + 30))" docker compose up -d --wait --wait-timeout "$UP_TIMEOUT" "${SCALE[@]}" >>"$LOGS/compose.log" 2>&1; then
-	pass "up -d --wait ${SCALE[*]}: every service healthy in $(since "$step")"
-else
-	docker compose ps -a >>"$LOGS/compose.log" 2>&1 || true
-	docker compose logs --tail 30 >>"$LOGS/compose.log" 2>&1 || true
-	die "the stack did not become healthy within ${UP_TIMEOUT}s" "$LOGS/compose.log"
-fi
-write_stack_env
+up_stack "${SCALE[*]}" "${SCALE[@]}"
+write_stack_env 7 "$RABBITMQ_MANAGEMENT_HOST_PORT"
 
 step=$(now)
 say "the e2e API suite against the compose stack, through Nginx"
 run_jest e2e-api --selectProjects e2e --runTestsByPath test/e2e/api.spec.ts
 say "the compose checks: workers, scaling, a killed worker, the REPL, down and up"
-run_jest compose --selectProjects compose
-say "suites done ($(since "$step")); the whole run took $(since "$total_started") before down -v"
+run_jest compose --selectProjects compose --runTestsByPath test/compose/compose.spec.ts
+say "suites done ($(since "$step"))"
+remove_stack || exit 1
+
+# --- the HA overlay ------------------------------------------------------------------------------
+
+# One container a role and no Prometheus: three RabbitMQ nodes are load enough for 2 cores.
+ha_started=$(now)
+export COMPOSE_FILE=$HA_FILES COMPOSE_PROFILES=
+up_stack "with docker-compose.ha.yml"
+write_stack_env 4 "$RABBITMQ_MANAGEMENT_HOST_PORT,$COMPOSE_TEST_RABBITMQ_2_PORT,$COMPOSE_TEST_RABBITMQ_3_PORT"
+say "the HA checks: one cluster, a quorum task_queue, the leader's node killed during the load (report: .compose/ha-report.txt)"
+run_jest compose-ha --selectProjects compose --runTestsByPath test/compose/ha-overlay.spec.ts
+say "HA stage done ($(since "$ha_started") before down -v); the whole run took $(since "$total_started")"

@@ -71,6 +71,12 @@ export interface QueueInfo extends QueueCounters {
 	online?: string[];
 }
 
+/** A node of the cluster as the management API lists it (GET /api/nodes). */
+export interface ClusterNode {
+	name: string;
+	running: boolean;
+}
+
 /**
  * GET /api<path> from the first of a cluster's management ports (on 127.0.0.1) that answers: any
  * node shows the whole cluster, and one of them may be down.
