@@ -51,10 +51,11 @@ const GOAL_MS = 2000;
  * What the tests hold the same two figures to. On the rabbitmq stand-in (3.10), a gateway or worker
  * that reconnects in the moment before the new leader is known (a new leader takes about 0.3 s)
  * gets a channel bound to the dead leader, which neither confirms nor delivers until the killed
- * node's Erlang distribution is back: about 7 s here, in two runs of five. That bound is
- * the time the node is away plus its boot; the report says whether the goal was met.
+ * node's Erlang distribution is back: 7-8 s here, in three runs of six. The bound is the time
+ * the node is away plus its boot, with room for a busier machine; the report says whether the
+ * goal was met.
  */
-const OUTAGE_LIMIT_MS = KILLED_FOR_MS + 5000;
+const OUTAGE_LIMIT_MS = KILLED_FOR_MS + 7000;
 /** A killed node boots again, reads its data and catches its replica up: 10-30 s on a busy 2-core machine. */
 const REJOIN_WITHIN_MS = 90_000;
 /** The management API aggregates over the cluster on each call: polled gently while the load runs. */
