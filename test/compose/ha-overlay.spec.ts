@@ -95,7 +95,7 @@ describe("docker-compose.ha.yml: three RabbitMQ nodes, a quorum task_queue, and 
 	let deadLetteredBefore: number;
 	let run: Run | undefined;
 	let documents: runs.StoredDocument[] = [];
-	let drained: { messages_ready: number; messages_unacknowledged: number } | Error;
+	let drained: runs.Drained | Error;
 	/** The longest a worker node stored nothing while the load ran. */
 	let workerIdle = { ms: Infinity, node: "" };
 
