@@ -51,7 +51,7 @@ const GOAL_MS = 2000;
  * What the tests hold the same two figures to. On the rabbitmq stand-in (3.10), a gateway or worker
  * that reconnects in the moment before the new leader is known (a new leader takes about 0.3 s)
  * gets a channel bound to the dead leader, which neither confirms nor delivers until the killed
- * node's Erlang distribution is back: 7-8 s here, in four runs of seven. The bound is the time
+ * node's Erlang distribution is back: 7-8 s here, in four runs of eight. The bound is the time
  * the node is away plus its boot, with room for a busier machine; the report says whether the
  * goal was met.
  */
