@@ -9,10 +9,9 @@ import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
 import { costDirect, costOfPeer, costThroughNginx, peerUnavailable, type CostRun } from "./cost";
 import { postTasks, type LoadFigures } from "./load";
 import { listFlood, readLatencies } from "./reads";
-import { ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "../scripts/stack-control";
+import { rabbitUrl, ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "../scripts/stack-control";
 
 const NGINX = "http://127.0.0.1:8080";
-const RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F";
 const MONGO_URI = "mongodb://127.0.0.1:27017/";
 const QUEUE = "task_queue";
 /** The nodes write here during the run; it is dropped afterwards. */
@@ -44,7 +43,7 @@ interface EndToEnd {
 const log = (message: string) => console.log(`[bench] ${message}`);
 
 async function queueDepth(): Promise<number> {
-	const connection = await amqp.connect(RABBIT_URL);
+	const connection = await amqp.connect(rabbitUrl());
 	try {
 		const channel = await connection.createChannel();
 		return (await channel.checkQueue(QUEUE)).messageCount;
@@ -195,7 +194,7 @@ async function measure() {
 		log("ceiling: Nginx in front of a bare Node server");
 		const httpCeiling = await nginxToBareNode(INGEST);
 		log("ceiling: raw amqplib publishing with pipelined confirms");
-		const publishCeiling = await amqpPublish(RABBIT_URL, 50_000);
+		const publishCeiling = await amqpPublish(rabbitUrl(), 50_000);
 		log("ceiling: unordered inserts of 200 documents into the store");
 		const storeCeiling = await storeInsert(MONGO_URI, 20_000);
 		results.ceilings = { nginxToBareNode: httpCeiling, amqpPublish: publishCeiling, storeInsert: storeCeiling };

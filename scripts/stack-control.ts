@@ -2,7 +2,7 @@ import { execFile, execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
+import { parseEnv, promisify } from "node:util";
 
 /** The project's root folder. */
 export const ROOT = path.resolve(__dirname, "..");
@@ -87,6 +87,24 @@ export function useDatabase(name: string | null): void {
 	nodeEnv = name ? { DB_NAME: name } : {};
 	for (const node of stackNodes()) stackScript(["restart", node.id], {}, true);
 	stackUp({}, true);
+}
+
+const STACK_ENV = path.join(STACK, "stack.env");
+
+/** The running stack's settings, as `stack.sh up` wrote them; throws when the stack is down. */
+function stackEnv(): Record<string, string> {
+	return parseEnv(readFileSync(STACK_ENV, "utf8")) as Record<string, string>;
+}
+
+/** The AMQP ports of the running stack's RabbitMQ nodes: the single node's, or each of the cluster's. */
+export function rabbitPorts(): number[] {
+	const env = stackEnv();
+	return env.RABBIT_HOSTS ? env.RABBIT_HOSTS.split(",").map(host => Number(host.split(":").pop())) : [Number(env.RABBIT_PORT)];
+}
+
+/** The running stack's RabbitMQ, through its first node. */
+export function rabbitUrl(): string {
+	return `amqp://guest:guest@127.0.0.1:${rabbitPorts()[0]}/%2F`;
 }
 
 /**
