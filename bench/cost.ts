@@ -153,6 +153,17 @@ export function costThroughNginx(tasks: number, queue: string, db: string): Prom
 	return runCost("cluster, through Nginx", stackComponents(true), queue, db, tasks, ["http://127.0.0.1:8080/flask/tasks", "http://127.0.0.1:8080/go/tasks"]);
 }
 
+/** CPU-ms per 1,000 tasks of `run` over those of `reference`, component by component, and tasks/s likewise. */
+export function costRatios(run: CostRun, reference: CostRun): Record<string, number> {
+	const ratio = (value: number, of: number) => Math.round((value / of) * 100) / 100;
+	const ratios: Record<string, number> = {};
+	for (const [component, value] of Object.entries(reference.cpu.perThousandTasks)) {
+		ratios[component] = ratio(run.cpu.perThousandTasks[component], value);
+	}
+	ratios.tasksPerSecond = ratio(run.tasksPerSecond, reference.tasksPerSecond);
+	return ratios;
+}
+
 /** Why the peer cannot run here, or null when it can. */
 export function peerUnavailable(): string | null {
 	if (!existsSync(PEER_SOURCE)) return `no Go peer at ${PEER_SOURCE}`;
