@@ -114,6 +114,16 @@ async function storedCount(db: string): Promise<number> {
 	}
 }
 
+/** Drops a database of the store: its tasks and their indexes, which a node creates again at its start. */
+export async function dropStore(db: string): Promise<void> {
+	const client = await MongoClient.connect(MONGO_URI);
+	try {
+		await client.db(db).dropDatabase();
+	} finally {
+		await client.close();
+	}
+}
+
 async function runCost(name: string, components: Components, queue: string, db: string, tasks: number, urls: string[]): Promise<CostRun> {
 	const watch = await QueueWatch.open(queue);
 	try {
@@ -200,8 +210,6 @@ export async function costOfPeer(tasks: number): Promise<CostRun> {
 		const connection = await amqp.connect(rabbitUrl());
 		await (await connection.createChannel()).deleteQueue(PEER_QUEUE);
 		await connection.close();
-		const client = await MongoClient.connect(MONGO_URI);
-		await client.db(PEER_DB).dropDatabase();
-		await client.close();
+		await dropStore(PEER_DB);
 	}
 }

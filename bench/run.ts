@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import amqp from "amqplib";
 import { MongoClient } from "mongodb";
 import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
-import { costDirect, costOfPeer, costRatios, costThroughNginx, peerUnavailable, type CostRun } from "./cost";
+import { costDirect, costOfPeer, costRatios, costThroughNginx, dropStore, peerUnavailable, type CostRun } from "./cost";
 import { postTasks, type LoadFigures } from "./load";
 import { queueTypes } from "./queue-types";
 import { listFlood, readLatencies } from "./reads";
@@ -60,15 +60,6 @@ async function storedCount(): Promise<number> {
 	const client = await MongoClient.connect(MONGO_URI);
 	try {
 		return await client.db(BENCH_DB).collection("tasks").estimatedDocumentCount();
-	} finally {
-		await client.close();
-	}
-}
-
-async function dropBenchDatabase(): Promise<void> {
-	const client = await MongoClient.connect(MONGO_URI);
-	try {
-		await client.db(BENCH_DB).dropDatabase();
 	} finally {
 		await client.close();
 	}
@@ -136,7 +127,7 @@ async function main() {
 	stackUp();
 	await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
 	await waitUntilStored(0);
-	await dropBenchDatabase();
+	await dropStore(BENCH_DB);
 	useDatabase(BENCH_DB);
 	try {
 		await measure();
@@ -144,7 +135,7 @@ async function main() {
 		await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
 		await waitUntilStored(0);
 		useDatabase(null);
-		await dropBenchDatabase();
+		await dropStore(BENCH_DB);
 	}
 }
 
