@@ -298,11 +298,22 @@ start_rq_node() {
 		die "RabbitMQ node $node failed to start" "$LOGS/$node.log"
 }
 
+rq_booted() {
+	await "RabbitMQ node $1" "$LOGS/$1.log" - - rq_running "$1"
+	rq_cli rabbitmqctl "$1" await_startup --timeout "$TIMEOUT" >>"$LOGS/$1.log" 2>&1
+}
+
 await_rq_node() {
 	local node=$1
-	await "RabbitMQ node $node" "$LOGS/$node.log" - - rq_running "$node"
-	rq_cli rabbitmqctl "$node" await_startup --timeout "$TIMEOUT" >>"$LOGS/$node.log" 2>&1 ||
-		die "RabbitMQ node $node did not start within ${TIMEOUT}s" "$(rq_log "$node")"
+	if ! rq_booted "$node"; then
+		# RabbitMQ 3.10 stops a node at boot when it syncs its feature flags with a peer that is
+		# still booting itself (incompatible_feature_flags, {badmap,undefined}); started again
+		# once that peer is up, it boots.
+		rq_running "$node" && die "RabbitMQ node $node did not start within ${TIMEOUT}s" "$(rq_log "$node")"
+		say "RabbitMQ node $node stopped while booting: starting it again"
+		start_rq_node "$node"
+		rq_booted "$node" || die "RabbitMQ node $node did not start within ${TIMEOUT}s" "$(rq_log "$node")"
+	fi
 	await "RabbitMQ node $node (port $(rq_port "$node"))" "$(rq_log "$node")" - - port_open "$(rq_port "$node")"
 }
 
