@@ -99,7 +99,7 @@ export interface RabbitSetup {
 const STACK_ENV = path.join(STACK, "stack.env");
 
 /** The running stack's settings, as `stack.sh up` wrote them; throws when the stack is down. */
-function stackEnv(): Record<string, string> {
+export function stackEnv(): Record<string, string> {
 	return parseEnv(readFileSync(STACK_ENV, "utf8")) as Record<string, string>;
 }
 
@@ -130,6 +130,11 @@ export function rabbitUrl(): string {
 export function useRabbit(setup: RabbitSetup): void {
 	stackScript(["down"], {}, true);
 	stackUp({ RABBIT_NODES: String(setup.nodes), RABBIT_QUEUE_TYPE: setup.queueType }, true);
+}
+
+/** Moves the leader of the cluster's quorum task queue to RabbitMQ node `node` (rq1..rq3). */
+export function leadQueueOn(node: string): void {
+	stackScript(["lead", node], {}, true);
 }
 
 /**

@@ -10,6 +10,7 @@
 #   scripts/stack.sh restart <x>     restart rabbitmq (or rq1..rq3), ferretdb, nginx, prometheus or one node (by id) and wait until ready
 #   scripts/stack.sh kill <node>     SIGKILL one node or RabbitMQ node rqN, as a crash would (the fault tests use it)
 #   scripts/stack.sh start <node>    start one node that is down, from the current build, and wait until ready
+#   scripts/stack.sh lead <rqN>      move the leader of the quorum task queue to RabbitMQ node rqN (RABBIT_NODES=3)
 #
 # Settings (environment): NGINX_PORT (8080), FLASK_PORT (5001), GO_PORT (5002), WORKER_PY_COUNT (1),
 # WORKER_GO_COUNT (1), NAMESPACE (notes-tasks), DB_NAME (mydb), RABBIT_QUEUE (task_queue), LOG_LEVEL (info),
@@ -369,6 +370,20 @@ kill_rq_node() {
 	kill -KILL "$pid"
 	while rq_pid "$node" >/dev/null; do sleep 0.05; done
 	say "$node killed (SIGKILL, pid $pid)"
+}
+
+# A quorum queue's leader does its work; a client connected to another node reaches it through
+# that node. The clients connect to rq1, the first of RABBIT_HOSTS, and the leader stays where it
+# was declared or elected (after a failover, often elsewhere). RabbitMQ 3.10's CLI cannot move it,
+# but its transfer_leadership, which `rabbitmq-upgrade drain` uses, can.
+lead_rq_node() {
+	local node=$1 result
+	result=$(rq_cli rabbitmqctl "$node" eval "
+		{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<\"/\">>, queue, <<\"$RABBIT_QUEUE\">>)),
+		rabbit_quorum_queue:transfer_leadership(Q, '$(rq_name "$node")').") || die "could not ask $node to lead $RABBIT_QUEUE"
+	[[ $result == "{migrated,$(rq_name "$node")}" || $result == "{not_migrated,already_leader}" ]] ||
+		die "could not move the leader of $RABBIT_QUEUE to $node: $result"
+	say "$RABBIT_QUEUE's leader is on $node"
 }
 
 stop_rabbitmq_cluster() {
@@ -779,8 +794,9 @@ case ${1:-} in
 	logs) shift; logs "$@" ;;
 	restart | start) "$1" "${2:-}" ;;
 	kill) kill_node "${2:-}" ;;
+	lead) [[ -n ${2:-} ]] || die "lead on which node? one of: $(rq_nodes | paste -sd' ')"; known_rq_node "$2"; lead_rq_node "$2" ;;
 	*)
-		echo "usage: $0 up|down|status | logs [-f] [component] | restart <component> | kill <node> | start <node>" >&2
+		echo "usage: $0 up|down|status | logs [-f] [component] | restart <component> | kill <node> | start <node> | lead <rqN>" >&2
 		exit 2
 		;;
 esac
