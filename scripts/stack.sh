@@ -374,8 +374,8 @@ kill_rq_node() {
 
 # A quorum queue's leader does its work; a client connected to another node reaches it through
 # that node. The clients connect to rq1, the first of RABBIT_HOSTS, and the leader stays where it
-# was declared or elected (after a failover, often elsewhere). RabbitMQ 3.10's CLI cannot move it,
-# but its transfer_leadership, which `rabbitmq-upgrade drain` uses, can.
+# was declared or elected (after a failover, often elsewhere). RabbitMQ 3.10's CLI has no command
+# that moves it to a given node; its transfer_leadership, which `rabbitmq-upgrade drain` uses, does.
 lead_rq_node() {
 	local node=$1 result
 	result=$(rq_cli rabbitmqctl "$node" eval "
