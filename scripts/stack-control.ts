@@ -122,7 +122,7 @@ export function rabbitUrl(): string {
 }
 
 /**
- * Brings the stack up again on another RabbitMQ setup. Everything goes down first: the nodes
+ * Brings the whole stack down and up again on a RabbitMQ setup, the same or another: the nodes
  * must start anew to reach other brokers or declare the queue otherwise, and a broker the setup
  * leaves out must not spend CPU beside the one measured. `up` replaces a task queue of the other
  * type, which must be empty.
