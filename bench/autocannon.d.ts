@@ -9,6 +9,7 @@ declare module "autocannon" {
 		duration?: number;
 		amount?: number;
 		timeout?: number;
+		sampleInt?: number;
 	}
 	interface Histogram {
 		average: number;

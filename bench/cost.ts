@@ -6,7 +6,7 @@ import amqp, { type Channel, type ChannelModel } from "amqplib";
 import { MongoClient } from "mongodb";
 import { cpuMsOf, measureCpu, pidListeningOn, withChildren, type Components, type CpuPerTask } from "./cpu";
 import { postTasks } from "./load";
-import { ROOT, STACK, stackNodes } from "../scripts/stack-control";
+import { rabbitPorts, rabbitUrl, ROOT, STACK, stackNodes } from "../scripts/stack-control";
 
 /**
  * The cost phase: a fixed number of tasks through the cluster, timed until every one is stored,
@@ -23,7 +23,6 @@ export interface CostRun {
 	cpu: CpuPerTask;
 }
 
-const RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F";
 const MONGO_URI = "mongodb://127.0.0.1:27017/";
 const CONNECTIONS = 64;
 const WARM_UP_TASKS = 4000;
@@ -34,10 +33,10 @@ const PEER_PORT = 5003;
 const PEER_QUEUE = "peer_task_queue";
 const PEER_DB = "notes_tasks_bench_peer";
 
-/** RabbitMQ's Erlang VM and FerretDB: shared by the cluster and the peer. */
+/** FerretDB and RabbitMQ's Erlang VMs (one, or the cluster's three): shared by the cluster and the peer. */
 function sharedServers(): Components {
 	const ferretdb = Number(readFileSync(path.join(STACK, "run/ferretdb.pid"), "utf8"));
-	return { store: [ferretdb], rabbitmq: [pidListeningOn(5672)] };
+	return { store: [ferretdb], rabbitmq: rabbitPorts().map(pidListeningOn) };
 }
 
 function stackComponents(withNginx: boolean): Components {
@@ -60,7 +59,7 @@ class QueueWatch {
 	) {}
 
 	static async open(queue: string): Promise<QueueWatch> {
-		const connection = await amqp.connect(RABBIT_URL);
+		const connection = await amqp.connect(rabbitUrl());
 		return new QueueWatch(connection, await connection.createChannel(), queue);
 	}
 
@@ -115,6 +114,16 @@ async function storedCount(db: string): Promise<number> {
 	}
 }
 
+/** Drops a database of the store: its tasks and their indexes, which a node creates again at its start. */
+export async function dropStore(db: string): Promise<void> {
+	const client = await MongoClient.connect(MONGO_URI);
+	try {
+		await client.db(db).dropDatabase();
+	} finally {
+		await client.close();
+	}
+}
+
 async function runCost(name: string, components: Components, queue: string, db: string, tasks: number, urls: string[]): Promise<CostRun> {
 	const watch = await QueueWatch.open(queue);
 	try {
@@ -154,6 +163,17 @@ export function costThroughNginx(tasks: number, queue: string, db: string): Prom
 	return runCost("cluster, through Nginx", stackComponents(true), queue, db, tasks, ["http://127.0.0.1:8080/flask/tasks", "http://127.0.0.1:8080/go/tasks"]);
 }
 
+/** CPU-ms per 1,000 tasks of `run` over those of `reference`, component by component, and tasks/s likewise. */
+export function costRatios(run: CostRun, reference: CostRun): Record<string, number> {
+	const ratio = (value: number, of: number) => Math.round((value / of) * 100) / 100;
+	const ratios: Record<string, number> = {};
+	for (const [component, value] of Object.entries(reference.cpu.perThousandTasks)) {
+		ratios[component] = ratio(run.cpu.perThousandTasks[component], value);
+	}
+	ratios.tasksPerSecond = ratio(run.tasksPerSecond, reference.tasksPerSecond);
+	return ratios;
+}
+
 /** Why the peer cannot run here, or null when it can. */
 export function peerUnavailable(): string | null {
 	if (!existsSync(PEER_SOURCE)) return `no Go peer at ${PEER_SOURCE}`;
@@ -187,11 +207,9 @@ export async function costOfPeer(tasks: number): Promise<CostRun> {
 		]);
 	} finally {
 		peerScript(["stop", PEER_RUN]);
-		const connection = await amqp.connect(RABBIT_URL);
+		const connection = await amqp.connect(rabbitUrl());
 		await (await connection.createChannel()).deleteQueue(PEER_QUEUE);
 		await connection.close();
-		const client = await MongoClient.connect(MONGO_URI);
-		await client.db(PEER_DB).dropDatabase();
-		await client.close();
+		await dropStore(PEER_DB);
 	}
 }

@@ -25,6 +25,9 @@ export async function postTasks(url: string, load: { connections: number; durati
 		// autocannon rejects a key given as undefined: pass only the one that bounds the run.
 		...(load.amount ? { amount: load.amount } : { duration: load.durationSeconds }),
 		timeout: 10,
+		// autocannon notices that a run is over only at its next sample: with the default 1 s, a run
+		// of `amount` requests lasted a whole number of seconds, and the cost phase's tasks/s with it.
+		sampleInt: 100,
 	});
 	return {
 		requestsPerSecond: Math.round(result.requests.total / result.duration),

@@ -6,13 +6,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import amqp from "amqplib";
 import { MongoClient } from "mongodb";
 import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
-import { costDirect, costOfPeer, costThroughNginx, peerUnavailable, type CostRun } from "./cost";
+import { costDirect, costOfPeer, costRatios, costThroughNginx, dropStore, peerUnavailable, type CostRun } from "./cost";
 import { postTasks, type LoadFigures } from "./load";
+import { queueTypes } from "./queue-types";
 import { listFlood, readLatencies } from "./reads";
-import { ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "../scripts/stack-control";
+import { rabbitUrl, ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "../scripts/stack-control";
 
 const NGINX = "http://127.0.0.1:8080";
-const RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F";
 const MONGO_URI = "mongodb://127.0.0.1:27017/";
 const QUEUE = "task_queue";
 /** The nodes write here during the run; it is dropped afterwards. */
@@ -28,7 +28,10 @@ const WORKER_CURVE: [number, number][] = [
 	[2, 2],
 ];
 const COST_TASKS = Number(process.env.BENCH_COST_TASKS ?? 30_000);
-/** Phases to run, e.g. BENCH_PHASES=cost for the CPU figures alone; all of them by default. */
+/**
+ * Phases to run, e.g. BENCH_PHASES=cost for the CPU figures alone. By default all of them but
+ * queue-types, which restarts the whole stack on other RabbitMQ setups and back.
+ */
 const PHASES = new Set((process.env.BENCH_PHASES ?? "ceilings,ingest,cost,end-to-end,backlog,reads").split(","));
 const OUT = process.env.BENCH_OUT ?? path.join(ROOT, "bench/results/latest.json");
 
@@ -44,7 +47,7 @@ interface EndToEnd {
 const log = (message: string) => console.log(`[bench] ${message}`);
 
 async function queueDepth(): Promise<number> {
-	const connection = await amqp.connect(RABBIT_URL);
+	const connection = await amqp.connect(rabbitUrl());
 	try {
 		const channel = await connection.createChannel();
 		return (await channel.checkQueue(QUEUE)).messageCount;
@@ -57,15 +60,6 @@ async function storedCount(): Promise<number> {
 	const client = await MongoClient.connect(MONGO_URI);
 	try {
 		return await client.db(BENCH_DB).collection("tasks").estimatedDocumentCount();
-	} finally {
-		await client.close();
-	}
-}
-
-async function dropBenchDatabase(): Promise<void> {
-	const client = await MongoClient.connect(MONGO_URI);
-	try {
-		await client.db(BENCH_DB).dropDatabase();
 	} finally {
 		await client.close();
 	}
@@ -133,7 +127,7 @@ async function main() {
 	stackUp();
 	await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
 	await waitUntilStored(0);
-	await dropBenchDatabase();
+	await dropStore(BENCH_DB);
 	useDatabase(BENCH_DB);
 	try {
 		await measure();
@@ -141,18 +135,8 @@ async function main() {
 		await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
 		await waitUntilStored(0);
 		useDatabase(null);
-		await dropBenchDatabase();
+		await dropStore(BENCH_DB);
 	}
-}
-
-/** CPU-ms per 1,000 tasks of the cluster over the peer's, component by component. */
-function costRatios(ours: CostRun, peer: CostRun): Record<string, number> {
-	const ratios: Record<string, number> = {};
-	for (const [component, value] of Object.entries(peer.cpu.perThousandTasks)) {
-		ratios[component] = round(ours.cpu.perThousandTasks[component] / value);
-	}
-	ratios.tasksPerSecond = round(ours.tasksPerSecond / peer.tasksPerSecond);
-	return ratios;
 }
 
 async function costPhase() {
@@ -171,9 +155,9 @@ async function costPhase() {
 	return { runs: [direct, throughNginx, peer], ratiosToPeer: costRatios(direct, peer) };
 }
 
-function costRows(cost: Awaited<ReturnType<typeof costPhase>>) {
+function costRows(runs: CostRun[]) {
 	const components = ["gateways", "workers", "store", "rabbitmq", "nginx", "total"];
-	return cost.runs.map(run => ({
+	return runs.map(run => ({
 		figure: `CPU-ms / 1000 tasks: ${run.name}`,
 		value: components
 			.filter(name => name in run.cpu.perThousandTasks)
@@ -183,6 +167,12 @@ function costRows(cost: Awaited<ReturnType<typeof costPhase>>) {
 		ratio: `${run.tasksPerSecond} tasks/s`,
 		target: "",
 	}));
+}
+
+/** One run's CPU per task, component by component, and tasks/s over a reference run's. */
+function costRatioRow(figure: string, ratios: Record<string, number>, target = "") {
+	const components = ["total", "gateways", "workers", "store", "rabbitmq"].map(name => `${name} ${ratios[name]}x`).join(", ");
+	return { figure, value: components, ceiling: "", ratio: `${ratios.tasksPerSecond}x tasks/s`, target };
 }
 
 async function measure() {
@@ -195,7 +185,7 @@ async function measure() {
 		log("ceiling: Nginx in front of a bare Node server");
 		const httpCeiling = await nginxToBareNode(INGEST);
 		log("ceiling: raw amqplib publishing with pipelined confirms");
-		const publishCeiling = await amqpPublish(RABBIT_URL, 50_000);
+		const publishCeiling = await amqpPublish(rabbitUrl(), 50_000);
 		log("ceiling: unordered inserts of 200 documents into the store");
 		const storeCeiling = await storeInsert(MONGO_URI, 20_000);
 		results.ceilings = { nginxToBareNode: httpCeiling, amqpPublish: publishCeiling, storeInsert: storeCeiling };
@@ -241,17 +231,20 @@ async function measure() {
 	if (PHASES.has("cost")) {
 		const cost = await costPhase();
 		results.cost = cost;
-		rows.push(...costRows(cost));
+		rows.push(...costRows(cost.runs));
 		if ("ratiosToPeer" in cost && cost.ratiosToPeer) {
-			const r = cost.ratiosToPeer;
-			rows.push({
-				figure: "cluster / Go peer (straight to the gateways)",
-				value: `total ${r.total}x, gateways ${r.gateways}x, workers ${r.workers}x, store ${r.store}x, rabbitmq ${r.rabbitmq}x`,
-				ceiling: "",
-				ratio: `${r.tasksPerSecond}x tasks/s`,
-				target: "total ≤ 1.0, gateways ≤ 1.5, workers ≤ 1.0, tasks/s ≥ 1.0",
-			});
+			rows.push(
+				costRatioRow("cluster / Go peer (straight to the gateways)", cost.ratiosToPeer, "total ≤ 1.0, gateways ≤ 1.5, workers ≤ 1.0, tasks/s ≥ 1.0"),
+			);
 		}
+	}
+
+	if (PHASES.has("queue-types")) {
+		await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
+		const types = await queueTypes(COST_TASKS, QUEUE, BENCH_DB, log);
+		results.queueTypes = types;
+		rows.push(...costRows(types.runs));
+		rows.push(...Object.entries(types.ratiosToClassic).map(([name, ratios]) => costRatioRow(`${name} / ${types.runs[0].name}`, ratios)));
 	}
 
 	if (PHASES.has("end-to-end")) {

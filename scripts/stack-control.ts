@@ -1,8 +1,9 @@
 import { execFile, execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
+import { parseEnv, promisify } from "node:util";
+import type { QueueType } from "../lib/config";
 
 /** The project's root folder. */
 export const ROOT = path.resolve(__dirname, "..");
@@ -87,6 +88,53 @@ export function useDatabase(name: string | null): void {
 	nodeEnv = name ? { DB_NAME: name } : {};
 	for (const node of stackNodes()) stackScript(["restart", node.id], {}, true);
 	stackUp({}, true);
+}
+
+/** How the stack runs RabbitMQ: Debian's single node or the cluster of three, and the task queue's type. */
+export interface RabbitSetup {
+	nodes: 1 | 3;
+	queueType: QueueType;
+}
+
+const STACK_ENV = path.join(STACK, "stack.env");
+
+/** The running stack's settings, as `stack.sh up` wrote them; throws when the stack is down. */
+export function stackEnv(): Record<string, string> {
+	return parseEnv(readFileSync(STACK_ENV, "utf8")) as Record<string, string>;
+}
+
+/** The running stack's RabbitMQ setup, or null when the stack is down. */
+export function rabbitSetup(): RabbitSetup | null {
+	if (!existsSync(STACK_ENV)) return null;
+	const env = stackEnv();
+	return { nodes: Number(env.RABBIT_NODES) as RabbitSetup["nodes"], queueType: env.RABBIT_QUEUE_TYPE as QueueType };
+}
+
+/** The AMQP ports of the running stack's RabbitMQ nodes: the single node's, or each of the cluster's. */
+export function rabbitPorts(): number[] {
+	const env = stackEnv();
+	return env.RABBIT_HOSTS ? env.RABBIT_HOSTS.split(",").map(host => Number(host.split(":").pop())) : [Number(env.RABBIT_PORT)];
+}
+
+/** The running stack's RabbitMQ, through its first node. */
+export function rabbitUrl(): string {
+	return `amqp://guest:guest@127.0.0.1:${rabbitPorts()[0]}/%2F`;
+}
+
+/**
+ * Brings the whole stack down and up again on a RabbitMQ setup, the same or another: the nodes
+ * must start anew to reach other brokers or declare the queue otherwise, and a broker the setup
+ * leaves out must not spend CPU beside the one measured. `up` replaces a task queue of the other
+ * type, which must be empty.
+ */
+export function useRabbit(setup: RabbitSetup): void {
+	stackScript(["down"], {}, true);
+	stackUp({ RABBIT_NODES: String(setup.nodes), RABBIT_QUEUE_TYPE: setup.queueType }, true);
+}
+
+/** Moves the leader of the cluster's quorum task queue to RabbitMQ node `node` (rq1..rq3). */
+export function leadQueueOn(node: string): void {
+	stackScript(["lead", node], {}, true);
 }
 
 /**

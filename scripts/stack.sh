@@ -10,6 +10,7 @@
 #   scripts/stack.sh restart <x>     restart rabbitmq (or rq1..rq3), ferretdb, nginx, prometheus or one node (by id) and wait until ready
 #   scripts/stack.sh kill <node>     SIGKILL one node or RabbitMQ node rqN, as a crash would (the fault tests use it)
 #   scripts/stack.sh start <node>    start one node that is down, from the current build, and wait until ready
+#   scripts/stack.sh lead <rqN>      move the leader of the quorum task queue to RabbitMQ node rqN (RABBIT_NODES=3)
 #
 # Settings (environment): NGINX_PORT (8080), FLASK_PORT (5001), GO_PORT (5002), WORKER_PY_COUNT (1),
 # WORKER_GO_COUNT (1), NAMESPACE (notes-tasks), DB_NAME (mydb), RABBIT_QUEUE (task_queue), LOG_LEVEL (info),
@@ -21,7 +22,9 @@
 # node's `node`, which NODE_OPTIONS refuses, e.g. `--cpu-prof --cpu-prof-dir=/tmp/profiles`: each
 # node writes its CPU profile when it stops),
 # RABBIT_NODES (1: Debian's own RabbitMQ node; 3: a cluster of three nodes rq1..rq3@localhost of our
-# own, data in .stack/rabbitmq, with a quorum task queue; `restart`, `kill` and `start` take rq1..rq3).
+# own, data in .stack/rabbitmq; `restart`, `kill` and `start` take rq1..rq3),
+# RABBIT_QUEUE_TYPE (classic on one node, quorum on three; `up` with another type than the task
+# queue has deletes the queue and its dead-letter queue while both are empty, and refuses otherwise).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,14 +52,23 @@ MAX_BODY_BYTES=${MAX_BODY_BYTES:-16384}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
 METRICS_BASE_PORT=${METRICS_BASE_PORT:-3030}
 TIMEOUT=${STACK_TIMEOUT:-60}
-# Unset, the running stack's (stack.env) applies: `status`, `kill rq2` etc. need no RABBIT_NODES again.
-if [[ -z ${RABBIT_NODES:-} && -f $STACK/stack.env ]]; then RABBIT_NODES=$(sed -n 's/^RABBIT_NODES=//p' "$STACK/stack.env"); fi
-RABBIT_NODES=${RABBIT_NODES:-1}
+# A setting of the running stack, as `up` wrote it to stack.env; empty when the stack is down.
+running_setting() { if [[ -f $STACK/stack.env ]]; then sed -n "s/^$1=//p" "$STACK/stack.env"; fi; }
+# Unset, the running stack's settings apply: `status`, `kill rq2`, `restart api-go-1` etc. need no
+# RABBIT_NODES or RABBIT_QUEUE_TYPE again, and a restarted node declares the queue as the others did.
+RUNNING_RABBIT_NODES=$(running_setting RABBIT_NODES)
+RUNNING_QUEUE_TYPE=$(running_setting RABBIT_QUEUE_TYPE)
+RABBIT_NODES=${RABBIT_NODES:-${RUNNING_RABBIT_NODES:-1}}
 [[ $RABBIT_NODES == 1 || $RABBIT_NODES == 3 ]] || { echo "[stack] ERROR: RABBIT_NODES must be 1 or 3, got '$RABBIT_NODES'" >&2; exit 2; }
+if [[ -z ${RABBIT_QUEUE_TYPE:-} && $RABBIT_NODES == "$RUNNING_RABBIT_NODES" ]]; then RABBIT_QUEUE_TYPE=$RUNNING_QUEUE_TYPE; fi
+# By default the single node keeps the original's classic queue; the cluster's nodes share one
+# replicated on all of them, which is what the cluster is for.
+if ((RABBIT_NODES > 1)); then RABBIT_QUEUE_TYPE=${RABBIT_QUEUE_TYPE:-quorum}; else RABBIT_QUEUE_TYPE=${RABBIT_QUEUE_TYPE:-classic}; fi
+[[ $RABBIT_QUEUE_TYPE == classic || $RABBIT_QUEUE_TYPE == quorum ]] ||
+	{ echo "[stack] ERROR: RABBIT_QUEUE_TYPE must be classic or quorum, got '$RABBIT_QUEUE_TYPE'" >&2; exit 2; }
 RABBIT_PORT=5672
 RABBIT_MANAGEMENT_PORT=15672
 RABBIT_CLUSTER=$STACK/rabbitmq
-RABBIT_QUEUE_TYPE=classic
 if ((RABBIT_NODES > 1)); then
 	# The cluster's node i listens on RABBIT_PORT + i - 1, its management on RABBIT_MANAGEMENT_PORT
 	# + i - 1, Erlang distribution on RABBIT_DIST_PORT + i - 1: ports of their own, beside those
@@ -64,8 +76,6 @@ if ((RABBIT_NODES > 1)); then
 	RABBIT_PORT=5682
 	RABBIT_MANAGEMENT_PORT=15682
 	RABBIT_DIST_PORT=25682
-	# The cluster's nodes get every node's address and a queue replicated on all of them.
-	RABBIT_QUEUE_TYPE=quorum
 fi
 MONGO_PORT=27017
 PACKAGES=(rabbitmq-server nginx gettext-base chromium tcpdump prometheus)
@@ -291,11 +301,22 @@ start_rq_node() {
 		die "RabbitMQ node $node failed to start" "$LOGS/$node.log"
 }
 
+rq_booted() {
+	await "RabbitMQ node $1" "$LOGS/$1.log" - - rq_running "$1"
+	rq_cli rabbitmqctl "$1" await_startup --timeout "$TIMEOUT" >>"$LOGS/$1.log" 2>&1
+}
+
 await_rq_node() {
 	local node=$1
-	await "RabbitMQ node $node" "$LOGS/$node.log" - - rq_running "$node"
-	rq_cli rabbitmqctl "$node" await_startup --timeout "$TIMEOUT" >>"$LOGS/$node.log" 2>&1 ||
-		die "RabbitMQ node $node did not start within ${TIMEOUT}s" "$(rq_log "$node")"
+	if ! rq_booted "$node"; then
+		# RabbitMQ 3.10 stops a node at boot when it syncs its feature flags with a peer that is
+		# still booting itself (incompatible_feature_flags, {badmap,undefined}); started again
+		# once that peer is up, it boots.
+		rq_running "$node" && die "RabbitMQ node $node did not start within ${TIMEOUT}s" "$(rq_log "$node")"
+		say "RabbitMQ node $node stopped while booting: starting it again"
+		start_rq_node "$node"
+		rq_booted "$node" || die "RabbitMQ node $node did not start within ${TIMEOUT}s" "$(rq_log "$node")"
+	fi
 	await "RabbitMQ node $node (port $(rq_port "$node"))" "$(rq_log "$node")" - - port_open "$(rq_port "$node")"
 }
 
@@ -353,12 +374,65 @@ kill_rq_node() {
 	say "$node killed (SIGKILL, pid $pid)"
 }
 
+# A quorum queue's leader does its work; a client connected to another node reaches it through
+# that node. The clients connect to rq1, the first of RABBIT_HOSTS, and the leader stays where it
+# was declared or elected (after a failover, often elsewhere). RabbitMQ 3.10's CLI has no command
+# that moves it to a given node; its transfer_leadership, which `rabbitmq-upgrade drain` uses, does.
+lead_rq_node() {
+	local node=$1 result
+	result=$(rq_cli rabbitmqctl "$node" eval "
+		{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<\"/\">>, queue, <<\"$RABBIT_QUEUE\">>)),
+		rabbit_quorum_queue:transfer_leadership(Q, '$(rq_name "$node")').") || die "could not ask $node to lead $RABBIT_QUEUE"
+	[[ $result == "{migrated,$(rq_name "$node")}" || $result == "{not_migrated,already_leader}" ]] ||
+		die "could not move the leader of $RABBIT_QUEUE to $node: $result"
+	say "$RABBIT_QUEUE's leader is on $node"
+}
+
 stop_rabbitmq_cluster() {
 	local node
 	for node in $(rq_nodes); do stop_rq_node "$node" & done
 	wait
 	# The nodes started Erlang's port mapper daemon; it goes too unless another node uses it.
 	if ! epmd -names 2>/dev/null | grep -q "^name "; then epmd -kill >/dev/null 2>&1 || true; fi
+}
+
+# --- the task queue's type -------------------------------------------------------------------
+
+# rabbitmqctl against the stack's broker: Debian's node, or the cluster through rq1.
+rabbit_ctl() {
+	if ((RABBIT_NODES > 1)); then rq_cli rabbitmqctl rq1 "$@"; else as_root rabbitmqctl -q "$@"; fi
+}
+
+# The task queue and its dead-letter queue where RabbitMQ has them with another type than
+# RABBIT_QUEUE_TYPE; fails if one holds messages, which deleting it would lose.
+mismatched_task_queues() {
+	local listing name type messages
+	listing=$(rabbit_ctl list_queues --no-table-headers name type messages) || die "rabbitmqctl list_queues failed"
+	while read -r name type messages; do
+		[[ ($name == "$RABBIT_QUEUE" || $name == "$RABBIT_QUEUE.dead") && $type != "$RABBIT_QUEUE_TYPE" ]] || continue
+		[[ $messages == 0 ]] || die "$name is a $type queue holding ${messages:-an unknown number of} messages, which RABBIT_QUEUE_TYPE=$RABBIT_QUEUE_TYPE would delete with it: take them off first (the workers drain $RABBIT_QUEUE when the stack runs with RABBIT_QUEUE_TYPE=$type), or move them as the README's \"Moving task_queue from classic to quorum\" says"
+		echo "$name"
+	done <<<"$listing"
+}
+
+# A queue cannot change its type in place, and a node refuses to start on a task queue of another
+# type than its RABBIT_QUEUE_TYPE. So that `up` can switch the type (a quorum queue on Debian's
+# single node, say, and back), it deletes the task queue and its dead-letter queue where they have
+# the other type, and the nodes declare them anew; only while no node uses them and both are
+# empty, so that a switch loses no message.
+use_task_queue_type() {
+	local mismatched name
+	if [[ -n $(running_nodes) ]]; then
+		[[ $RUNNING_QUEUE_TYPE == "$RABBIT_QUEUE_TYPE" ]] ||
+			die "the stack's nodes run with RABBIT_QUEUE_TYPE=$RUNNING_QUEUE_TYPE; to switch to $RABBIT_QUEUE_TYPE, stop the stack (stack.sh down) and bring it up again"
+		return 0
+	fi
+	mismatched=$(mismatched_task_queues)
+	[[ -n $mismatched ]] || return 0
+	# No --if-empty: RabbitMQ 3.10 refuses it for quorum queues, and rabbitmqctl still exits 0.
+	for name in $mismatched; do rabbit_ctl delete_queue "$name" >/dev/null || die "could not delete the empty queue $name"; done
+	[[ -z $(mismatched_task_queues) ]] || die "RabbitMQ still has $(echo "$mismatched" | paste -sd' ') with a type other than $RABBIT_QUEUE_TYPE after deleting them"
+	say "deleted the empty $(echo "$mismatched" | paste -sd' '), which were not $RABBIT_QUEUE_TYPE: the nodes declare them anew"
 }
 
 # --- FerretDB ---------------------------------------------------------------------------------
@@ -529,6 +603,14 @@ start_cluster() {
 	for node in $(nodes); do await "node $node" "$LOGS/$node.log" "$node" moleculer-runner node_ready "$node"; done
 }
 
+# Ids of the Moleculer nodes that run, whatever the worker counts say now.
+running_nodes() {
+	local file
+	for file in "$RUN"/*-[0-9]*.pid; do
+		if [[ -f $file ]] && pid_of "$(basename "$file" .pid)" moleculer-runner >/dev/null; then basename "$file" .pid; fi
+	done
+}
+
 # Fails unless $1 is a node id of this stack.
 known_node() {
 	nodes | grep -qxF -- "$1" || die "unknown component '$1'; try one of: rabbitmq ferretdb nginx prometheus $(nodes | paste -sd' ')"
@@ -582,6 +664,7 @@ up() {
 	step=$(now); install_packages; say "packages ready ($(since "$step")s)"
 	step=$(now)
 	if ((RABBIT_NODES > 1)); then start_rabbitmq_cluster; else start_rabbitmq; fi
+	use_task_queue_type
 	say "RabbitMQ up ($(since "$step")s)"
 	step=$(now); start_ferretdb; say "FerretDB up ($(since "$step")s)"
 	step=$(now); start_nginx; say "Nginx up ($(since "$step")s)"
@@ -713,8 +796,9 @@ case ${1:-} in
 	logs) shift; logs "$@" ;;
 	restart | start) "$1" "${2:-}" ;;
 	kill) kill_node "${2:-}" ;;
+	lead) [[ -n ${2:-} ]] || die "lead on which node? one of: $(rq_nodes | paste -sd' ')"; known_rq_node "$2"; lead_rq_node "$2" ;;
 	*)
-		echo "usage: $0 up|down|status | logs [-f] [component] | restart <component> | kill <node> | start <node>" >&2
+		echo "usage: $0 up|down|status | logs [-f] [component] | restart <component> | kill <node> | start <node> | lead <rqN>" >&2
 		exit 2
 		;;
 esac
