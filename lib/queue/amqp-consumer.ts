@@ -5,6 +5,15 @@ import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher"
 import { deadLetterQueueOf, storeFailed, type DeadLetterReason, type TaskBatchHandler, type TaskConsumer } from "./task-queue";
 import { decodeTaskMessage } from "../task";
 
+/**
+ * Longest a quorum queue's consumer may receive nothing, holding no delivery, while the queue has
+ * ready messages, before it consumes again on a new channel. On RabbitMQ 3.10 a consumer that
+ * registers in the moment before a new leader is elected (about 0.3 s after the old one died) is
+ * bound to the dead leader and receives nothing until that node is back: seconds, or for good. A
+ * live consumer with room gets a ready message within milliseconds.
+ */
+const CONSUMER_STALL_MS = 500;
+
 interface Delivery {
 	channel: ConfirmChannel;
 	message: ConsumeMessage;
@@ -20,6 +29,11 @@ export class AmqpConsumer implements TaskConsumer {
 	/** Acks of the current channel; a new channel starts its own. */
 	private acks: AckWatermark | null = null;
 	private consumerTag: string | null = null;
+	private connection: ChannelModel | null = null;
+	/** When the current channel started consuming or last received a delivery. */
+	private deliveredAt = 0;
+	private stallWatch: NodeJS.Timeout | null = null;
+	private probing = false;
 	private stopped = false;
 	private readonly batcher: DeliveryBatcher<Delivery>;
 	private readonly deadLetterQueue: string;
@@ -28,6 +42,8 @@ export class AmqpConsumer implements TaskConsumer {
 		private readonly options: AmqpQueueOptions,
 		handler: TaskBatchHandler,
 		private readonly onStopped: () => void,
+		/** The queue's ready messages, asked on another channel than the consumer's. */
+		private readonly readyMessages: () => Promise<number>,
 	) {
 		this.deadLetterQueue = deadLetterQueueOf(options.queue);
 		this.batcher = new DeliveryBatcher<Delivery>({
@@ -43,15 +59,29 @@ export class AmqpConsumer implements TaskConsumer {
 
 	async attach(connection: ChannelModel): Promise<void> {
 		if (this.stopped) return;
+		this.connection = connection;
+		await this.open(connection);
+		// A classic queue has no leader to be bound to: its consumers need no watch.
+		if (this.options.queueType === "quorum" && !this.stallWatch) {
+			this.stallWatch = setInterval(() => void this.checkStalled(), CONSUMER_STALL_MS / 2);
+			this.stallWatch.unref();
+		}
+	}
+
+	private async open(connection: ChannelModel): Promise<void> {
 		const { options } = this;
 		const channel = await connection.createConfirmChannel();
 		channel.on("error", err => options.logger.warn(`RabbitMQ consumer channel error: ${err.message}`));
-		// Closed by anything but our own stop(), the channel takes the connection down for a rebuild.
+		// Closed by anything but our own stop() or consumeAgain(), the channel takes the connection
+		// down for a rebuild.
 		channel.on("close", () => {
-			if (!this.stopped) connection.close().catch(() => undefined);
+			if (!this.stopped && (this.channel === channel || this.channel === null)) connection.close().catch(() => undefined);
 		});
 		await channel.prefetch(options.prefetch);
+		// Stopped, or a rebuild attached the consumer to a new connection while consumeAgain() opened this.
+		if (this.stopped || this.connection !== connection) return void channel.close().catch(() => undefined);
 		this.channel = channel;
+		this.deliveredAt = Date.now();
 		this.acks = new AckWatermark(channel);
 		const { consumerTag } = await channel.consume(options.queue, message => {
 			if (message) this.onMessage({ channel, message });
@@ -60,9 +90,44 @@ export class AmqpConsumer implements TaskConsumer {
 			else if (channel === this.channel) channel.close().catch(() => undefined);
 		});
 		this.consumerTag = consumerTag;
+		// Counted from the consume-ok too: a slow one is no stall.
+		this.deliveredAt = Date.now();
+	}
+
+	/**
+	 * Consumes again on a new channel when the current one holds nothing and has received nothing
+	 * for CONSUMER_STALL_MS while the queue has ready messages (see there). Asking costs one
+	 * round trip, and only while the consumer is idle. Should a message published a moment ago
+	 * be counted before it is delivered, the cost is one new channel: this one holds nothing.
+	 */
+	private async checkStalled(): Promise<void> {
+		const channel = this.channel;
+		const quiet = () => channel === this.channel && this.acks?.holding === 0 && Date.now() - this.deliveredAt >= CONSUMER_STALL_MS;
+		if (!channel || this.probing || !quiet()) return;
+		this.probing = true;
+		try {
+			if ((await this.readyMessages()) > 0 && quiet()) await this.consumeAgain(channel);
+		} catch {
+			// Not connected, or the channel went meanwhile: the rebuild consumes afresh.
+		} finally {
+			this.probing = false;
+		}
+	}
+
+	private async consumeAgain(stalled: ConfirmChannel): Promise<void> {
+		const connection = this.connection;
+		if (!connection || this.stopped) return;
+		this.options.logger.warn(
+			`RabbitMQ delivered nothing for ${CONSUMER_STALL_MS} ms while ${this.options.queue} has ready messages: consuming on a new channel`,
+		);
+		await this.open(connection);
+		// Whatever the stalled channel was given meanwhile goes back to the queue with it. Not
+		// awaited: a stalled channel may be slow to answer its close, and the watch goes on.
+		stalled.close().catch(() => undefined);
 	}
 
 	detach(): void {
+		this.connection = null;
 		this.channel = null;
 		this.acks = null;
 		this.consumerTag = null;
@@ -70,6 +135,7 @@ export class AmqpConsumer implements TaskConsumer {
 
 	async stop(): Promise<void> {
 		this.stopped = true;
+		if (this.stallWatch) clearInterval(this.stallWatch);
 		const channel = this.channel;
 		if (channel && this.consumerTag) await channel.cancel(this.consumerTag).catch(() => undefined);
 		await this.batcher.drain();
@@ -84,6 +150,7 @@ export class AmqpConsumer implements TaskConsumer {
 	private onMessage(delivery: Delivery): void {
 		// A late delivery of a channel that is gone: RabbitMQ redelivers it on the new one.
 		if (delivery.channel !== this.channel || !this.acks) return;
+		this.deliveredAt = Date.now();
 		this.acks.received(delivery.message);
 		let decoded: ReturnType<typeof decodeTaskMessage>;
 		try {
