@@ -465,4 +465,6 @@ up_stack "with docker-compose.ha.yml"
 write_stack_env 4 "$RABBITMQ_MANAGEMENT_HOST_PORT,$COMPOSE_TEST_RABBITMQ_2_PORT,$COMPOSE_TEST_RABBITMQ_3_PORT"
 say "the HA checks: one cluster, a quorum task_queue, the leader's node killed during the load (report: .compose/ha-report.txt)"
 run_jest compose-ha --selectProjects compose --runTestsByPath test/compose/ha-overlay.spec.ts
+# What the gateways and workers logged of the kill (reconnects, channels replaced), before down -v.
+docker compose logs --no-color --timestamps api-flask api-go worker-py worker-go >"$LOGS/compose-ha-services.log" 2>&1 || true
 say "HA stage done ($(since "$ha_started") before down -v); the whole run took $(since "$total_started")"

@@ -13,6 +13,14 @@ import { decodeTaskMessage } from "../task";
  * live consumer with room gets a ready message within milliseconds.
  */
 const CONSUMER_STALL_MS = 500;
+/**
+ * Times a new channel that has delivered nothing is replaced without asking the queue, after
+ * CONSUMER_STALL_MS, then twice and four times that: the channel may be bound to a dead leader
+ * though the queue has nothing ready, because other consumers take every message as it comes.
+ * Three cover a leader elected up to about 3.5 s after the reconnect; on an idle queue they cost
+ * three new channels after each (re)connect.
+ */
+const BLIND_REOPENS = 3;
 
 interface Delivery {
 	channel: ConfirmChannel;
@@ -32,6 +40,10 @@ export class AmqpConsumer implements TaskConsumer {
 	private connection: ChannelModel | null = null;
 	/** When the current channel started consuming or last received a delivery. */
 	private deliveredAt = 0;
+	/** Whether the current channel has delivered anything. */
+	private delivered = false;
+	/** New channels in a row replaced for delivering nothing (BLIND_REOPENS). */
+	private blindReopens = 0;
 	private stallWatch: NodeJS.Timeout | null = null;
 	private probing = false;
 	private stopped = false;
@@ -60,6 +72,8 @@ export class AmqpConsumer implements TaskConsumer {
 	async attach(connection: ChannelModel): Promise<void> {
 		if (this.stopped) return;
 		this.connection = connection;
+		// Each (re)connect may meet a leader not yet elected: its new channels get their BLIND_REOPENS.
+		this.blindReopens = 0;
 		await this.open(connection);
 		// A classic queue has no leader to be bound to: its consumers need no watch.
 		if (this.options.queueType === "quorum" && !this.stallWatch) {
@@ -82,6 +96,7 @@ export class AmqpConsumer implements TaskConsumer {
 		if (this.stopped || this.connection !== connection) return void channel.close().catch(() => undefined);
 		this.channel = channel;
 		this.deliveredAt = Date.now();
+		this.delivered = false;
 		this.acks = new AckWatermark(channel);
 		const { consumerTag } = await channel.consume(options.queue, message => {
 			if (message) this.onMessage({ channel, message });
@@ -96,17 +111,29 @@ export class AmqpConsumer implements TaskConsumer {
 
 	/**
 	 * Consumes again on a new channel when the current one holds nothing and has received nothing
-	 * for CONSUMER_STALL_MS while the queue has ready messages (see there). Asking costs one
-	 * round trip, and only while the consumer is idle. Should a message published a moment ago
-	 * be counted before it is delivered, the cost is one new channel: this one holds nothing.
+	 * for CONSUMER_STALL_MS while the queue has ready messages (see there), or when it is new and
+	 * has delivered nothing at all (BLIND_REOPENS). Asking costs one round trip, and only while the
+	 * consumer is idle. Should a message published a moment ago be counted before it is
+	 * delivered, the cost is one new channel: this one holds nothing.
 	 */
 	private async checkStalled(): Promise<void> {
 		const channel = this.channel;
-		const quiet = () => channel === this.channel && this.acks?.holding === 0 && Date.now() - this.deliveredAt >= CONSUMER_STALL_MS;
-		if (!channel || this.probing || !quiet()) return;
+		const quiet = (forMs: number) => channel === this.channel && this.acks?.holding === 0 && Date.now() - this.deliveredAt >= forMs;
+		if (!channel || this.probing || !quiet(CONSUMER_STALL_MS)) return;
+		const blind = !this.delivered && this.blindReopens < BLIND_REOPENS;
+		if (blind && !quiet(CONSUMER_STALL_MS * 2 ** this.blindReopens)) return;
 		this.probing = true;
 		try {
-			if ((await this.readyMessages()) > 0 && quiet()) await this.consumeAgain(channel);
+			if (blind) {
+				this.blindReopens++;
+				this.options.logger.info(`RabbitMQ delivered nothing on a new channel for ${Date.now() - this.deliveredAt} ms: consuming on another`);
+				await this.consumeAgain(channel);
+			} else if ((await this.readyMessages()) > 0 && quiet(CONSUMER_STALL_MS)) {
+				this.options.logger.warn(
+					`RabbitMQ delivered nothing for ${CONSUMER_STALL_MS} ms while ${this.options.queue} has ready messages: consuming on a new channel`,
+				);
+				await this.consumeAgain(channel);
+			}
 		} catch {
 			// Not connected, or the channel went meanwhile: the rebuild consumes afresh.
 		} finally {
@@ -117,9 +144,6 @@ export class AmqpConsumer implements TaskConsumer {
 	private async consumeAgain(stalled: ConfirmChannel): Promise<void> {
 		const connection = this.connection;
 		if (!connection || this.stopped) return;
-		this.options.logger.warn(
-			`RabbitMQ delivered nothing for ${CONSUMER_STALL_MS} ms while ${this.options.queue} has ready messages: consuming on a new channel`,
-		);
 		await this.open(connection);
 		// Whatever the stalled channel was given meanwhile goes back to the queue with it. Not
 		// awaited: a stalled channel may be slow to answer its close, and the watch goes on.
@@ -151,6 +175,8 @@ export class AmqpConsumer implements TaskConsumer {
 		// A late delivery of a channel that is gone: RabbitMQ redelivers it on the new one.
 		if (delivery.channel !== this.channel || !this.acks) return;
 		this.deliveredAt = Date.now();
+		this.delivered = true;
+		this.blindReopens = 0;
 		this.acks.received(delivery.message);
 		let decoded: ReturnType<typeof decodeTaskMessage>;
 		try {

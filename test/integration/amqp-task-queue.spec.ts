@@ -31,6 +31,12 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		await queue.whenConnected(5000);
 		return { name, queue };
 	};
+	const connectedQuorumQueue = async () => {
+		const name = scratch();
+		const queue = open(name, { queueType: "quorum" });
+		await queue.whenConnected(5000);
+		return { name, queue };
+	};
 	const depthOf = async (queue: string) => {
 		const channel = await inspector.createChannel();
 		try {
@@ -331,6 +337,10 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		const received: QueuedTask[] = [];
 		const consumer = await queue.consume(async tasks => void received.push(...tasks));
 		const internals = consumer as unknown as { channel: ConfirmChannel; consumerTag: string };
+		// A channel that has delivered something is left alone while the queue is empty.
+		const first = newTask("before the stall", "go");
+		await queue.publish(first);
+		await eventually("the first task consumed", async () => (received.length === 1 ? true : undefined), 5000);
 		const idle = internals.channel;
 		await new Promise(resolve => setTimeout(resolve, 1500));
 		expect(internals.channel).toBe(idle);
@@ -340,11 +350,21 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		await idle.cancel(internals.consumerTag);
 		const task = newTask("past a stalled consumer", "go");
 		await queue.publish(task);
-		await eventually("the task consumed on a new channel", async () => (received.length === 1 ? true : undefined), 5000);
+		await eventually("the task consumed on a new channel", async () => (received.length === 2 ? true : undefined), 5000);
 		await consumer.stop();
-		expect(received).toEqual([task]);
+		expect(received).toEqual([first, task]);
 		expect(internals.channel).not.toBe(idle);
 		expect(queue.isConnected()).toBe(true);
+	});
+
+	it("replaces a quorum queue consumer's new channel that delivers nothing, though the queue is empty (other consumers may keep it so)", async () => {
+		const { queue } = await connectedQuorumQueue();
+		const consumer = await queue.consume(async () => undefined);
+		const internals = consumer as unknown as { channel: ConfirmChannel; consumerTag: string };
+		const blind = internals.channel;
+		await blind.cancel(internals.consumerTag);
+		await eventually("a new channel", async () => (internals.channel !== blind ? true : undefined), 3000);
+		await consumer.stop();
 	});
 
 	it("keeps a quorum queue's consumer on its channel while it holds a delivery, though tasks wait behind it", async () => {
