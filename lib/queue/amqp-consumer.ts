@@ -145,6 +145,8 @@ export class AmqpConsumer implements TaskConsumer {
 		const connection = this.connection;
 		if (!connection || this.stopped) return;
 		await this.open(connection);
+		// Not replaced (stopped, or the connection rebuilt meanwhile): stop() or the rebuild has it.
+		if (this.channel === stalled) return;
 		// Whatever the stalled channel was given meanwhile goes back to the queue with it. Not
 		// awaited: a stalled channel may be slow to answer its close, and the watch goes on.
 		stalled.close().catch(() => undefined);
