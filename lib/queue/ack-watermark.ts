@@ -18,6 +18,11 @@ export class AckWatermark {
 
 	constructor(private readonly channel: Acknowledger) {}
 
+	/** Deliveries received and not acked yet. */
+	get holding(): number {
+		return this.unsettled.length;
+	}
+
 	received(message: ConsumeMessage): void {
 		this.unsettled.push(message);
 	}

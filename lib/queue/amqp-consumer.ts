@@ -5,6 +5,23 @@ import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher"
 import { deadLetterQueueOf, storeFailed, type DeadLetterReason, type TaskBatchHandler, type TaskConsumer } from "./task-queue";
 import { decodeTaskMessage } from "../task";
 
+/**
+ * Longest a quorum queue's consumer may receive nothing, holding no delivery, while the queue has
+ * ready messages, before it consumes again on a new channel. On RabbitMQ 3.10 a consumer that
+ * registers in the moment before a new leader is elected (about 0.3 s after the old one died) is
+ * bound to the dead leader and receives nothing until that node is back: seconds, or for good. A
+ * live consumer with room gets a ready message within milliseconds.
+ */
+const CONSUMER_STALL_MS = 500;
+/**
+ * Times a new channel that has delivered nothing is replaced without asking the queue, after
+ * CONSUMER_STALL_MS, then twice and four times that: the channel may be bound to a dead leader
+ * though the queue has nothing ready, because other consumers take every message as it comes.
+ * Three cover a leader elected up to about 3.5 s after the reconnect; on an idle queue they cost
+ * three new channels after each (re)connect.
+ */
+const BLIND_REOPENS = 3;
+
 interface Delivery {
 	channel: ConfirmChannel;
 	message: ConsumeMessage;
@@ -20,6 +37,15 @@ export class AmqpConsumer implements TaskConsumer {
 	/** Acks of the current channel; a new channel starts its own. */
 	private acks: AckWatermark | null = null;
 	private consumerTag: string | null = null;
+	private connection: ChannelModel | null = null;
+	/** When the current channel started consuming or last received a delivery. */
+	private deliveredAt = 0;
+	/** Whether the current channel has delivered anything. */
+	private delivered = false;
+	/** New channels in a row replaced for delivering nothing (BLIND_REOPENS). */
+	private blindReopens = 0;
+	private stallWatch: NodeJS.Timeout | null = null;
+	private probing = false;
 	private stopped = false;
 	private readonly batcher: DeliveryBatcher<Delivery>;
 	private readonly deadLetterQueue: string;
@@ -28,6 +54,8 @@ export class AmqpConsumer implements TaskConsumer {
 		private readonly options: AmqpQueueOptions,
 		handler: TaskBatchHandler,
 		private readonly onStopped: () => void,
+		/** The queue's ready messages, asked on another channel than the consumer's. */
+		private readonly readyMessages: () => Promise<number>,
 	) {
 		this.deadLetterQueue = deadLetterQueueOf(options.queue);
 		this.batcher = new DeliveryBatcher<Delivery>({
@@ -43,15 +71,32 @@ export class AmqpConsumer implements TaskConsumer {
 
 	async attach(connection: ChannelModel): Promise<void> {
 		if (this.stopped) return;
+		this.connection = connection;
+		// Each (re)connect may meet a leader not yet elected: its new channels get their BLIND_REOPENS.
+		this.blindReopens = 0;
+		await this.open(connection);
+		// A classic queue has no leader to be bound to: its consumers need no watch.
+		if (this.options.queueType === "quorum" && !this.stallWatch) {
+			this.stallWatch = setInterval(() => void this.checkStalled(), CONSUMER_STALL_MS / 2);
+			this.stallWatch.unref();
+		}
+	}
+
+	private async open(connection: ChannelModel): Promise<void> {
 		const { options } = this;
 		const channel = await connection.createConfirmChannel();
 		channel.on("error", err => options.logger.warn(`RabbitMQ consumer channel error: ${err.message}`));
-		// Closed by anything but our own stop(), the channel takes the connection down for a rebuild.
+		// Closed by anything but our own stop() or consumeAgain(), the channel takes the connection
+		// down for a rebuild.
 		channel.on("close", () => {
-			if (!this.stopped) connection.close().catch(() => undefined);
+			if (!this.stopped && (this.channel === channel || this.channel === null)) connection.close().catch(() => undefined);
 		});
 		await channel.prefetch(options.prefetch);
+		// Stopped, or a rebuild attached the consumer to a new connection while consumeAgain() opened this.
+		if (this.stopped || this.connection !== connection) return void channel.close().catch(() => undefined);
 		this.channel = channel;
+		this.deliveredAt = Date.now();
+		this.delivered = false;
 		this.acks = new AckWatermark(channel);
 		const { consumerTag } = await channel.consume(options.queue, message => {
 			if (message) this.onMessage({ channel, message });
@@ -60,9 +105,55 @@ export class AmqpConsumer implements TaskConsumer {
 			else if (channel === this.channel) channel.close().catch(() => undefined);
 		});
 		this.consumerTag = consumerTag;
+		// Counted from the consume-ok too: a slow one is no stall.
+		this.deliveredAt = Date.now();
+	}
+
+	/**
+	 * Consumes again on a new channel when the current one holds nothing and has received nothing
+	 * for CONSUMER_STALL_MS while the queue has ready messages (see there), or when it is new and
+	 * has delivered nothing at all (BLIND_REOPENS). Asking costs one round trip, and only while the
+	 * consumer is idle. Should a message published a moment ago be counted before it is
+	 * delivered, the cost is one new channel: this one holds nothing.
+	 */
+	private async checkStalled(): Promise<void> {
+		const channel = this.channel;
+		const quiet = (forMs: number) => channel === this.channel && this.acks?.holding === 0 && Date.now() - this.deliveredAt >= forMs;
+		if (!channel || this.probing || !quiet(CONSUMER_STALL_MS)) return;
+		const blind = !this.delivered && this.blindReopens < BLIND_REOPENS;
+		if (blind && !quiet(CONSUMER_STALL_MS * 2 ** this.blindReopens)) return;
+		this.probing = true;
+		try {
+			if (blind) {
+				this.blindReopens++;
+				this.options.logger.info(`RabbitMQ delivered nothing on a new channel for ${Date.now() - this.deliveredAt} ms: consuming on another`);
+				await this.consumeAgain(channel);
+			} else if ((await this.readyMessages()) > 0 && quiet(CONSUMER_STALL_MS)) {
+				this.options.logger.warn(
+					`RabbitMQ delivered nothing for ${CONSUMER_STALL_MS} ms while ${this.options.queue} has ready messages: consuming on a new channel`,
+				);
+				await this.consumeAgain(channel);
+			}
+		} catch {
+			// Not connected, or the channel went meanwhile: the rebuild consumes afresh.
+		} finally {
+			this.probing = false;
+		}
+	}
+
+	private async consumeAgain(stalled: ConfirmChannel): Promise<void> {
+		const connection = this.connection;
+		if (!connection || this.stopped) return;
+		await this.open(connection);
+		// Not replaced (stopped, or the connection rebuilt meanwhile): stop() or the rebuild has it.
+		if (this.channel === stalled) return;
+		// Whatever the stalled channel was given meanwhile goes back to the queue with it. Not
+		// awaited: a stalled channel may be slow to answer its close, and the watch goes on.
+		stalled.close().catch(() => undefined);
 	}
 
 	detach(): void {
+		this.connection = null;
 		this.channel = null;
 		this.acks = null;
 		this.consumerTag = null;
@@ -70,6 +161,7 @@ export class AmqpConsumer implements TaskConsumer {
 
 	async stop(): Promise<void> {
 		this.stopped = true;
+		if (this.stallWatch) clearInterval(this.stallWatch);
 		const channel = this.channel;
 		if (channel && this.consumerTag) await channel.cancel(this.consumerTag).catch(() => undefined);
 		await this.batcher.drain();
@@ -84,6 +176,9 @@ export class AmqpConsumer implements TaskConsumer {
 	private onMessage(delivery: Delivery): void {
 		// A late delivery of a channel that is gone: RabbitMQ redelivers it on the new one.
 		if (delivery.channel !== this.channel || !this.acks) return;
+		this.deliveredAt = Date.now();
+		this.delivered = true;
+		this.blindReopens = 0;
 		this.acks.received(delivery.message);
 		let decoded: ReturnType<typeof decodeTaskMessage>;
 		try {

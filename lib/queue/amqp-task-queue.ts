@@ -63,6 +63,15 @@ const CONNECT_TIMEOUT_MS = 2000;
 const PUBLISHER_RENEWAL_MS = 100;
 /** Wait before a nacked task is published again, on the channel that replaced the nacked one. */
 const NACK_RETRY_MS = 50;
+/**
+ * Longest a quorum queue's publish channel may confirm nothing while a publish waits on it. A
+ * channel that first publishes in the moment before a new leader is elected (about 0.3 s after the
+ * old one died) is bound to the dead leader on RabbitMQ 3.10, and then neither confirms nor nacks
+ * until that node is back: seconds, beyond PUBLISH_TIMEOUT_MS. A live channel confirms within
+ * milliseconds, and under load keeps confirming something, so a quiet channel counts as stalled
+ * and is replaced like a nacking one; 400 ms leaves a client's 2 s room for a few new channels.
+ */
+const PUBLISH_STALL_MS = 400;
 
 /** AMQP's answer to a declare whose arguments differ from the existing queue's. */
 const PRECONDITION_FAILED = 406;
@@ -93,6 +102,10 @@ export class AmqpTaskQueue implements TaskQueue {
 	private closed = false;
 	private renewingPublisher = false;
 	private publisherOpenedAt = 0;
+	/** When the current publish channel was opened or last confirmed a publish. */
+	private publisherConfirmedAt = 0;
+	/** RabbitMQ holds the connection's publishes (a resource alarm): no channel confirms then. */
+	private blocked = false;
 	/** Index in options.urls of the node last tried. */
 	private urlIndex = -1;
 	readonly deadLetterQueue: string;
@@ -122,9 +135,10 @@ export class AmqpTaskQueue implements TaskQueue {
 	}
 
 	/**
-	 * Resolves once RabbitMQ has confirmed the task. A nack, or the nacking channel's replacement,
-	 * is tried again on the renewed channel while the deadline allows (see renewPublisher): a
-	 * nacked task was not taken, and if it were, its id would still be stored once.
+	 * Resolves once RabbitMQ has confirmed the task. A nack, a quorum queue's stalled channel (see
+	 * PUBLISH_STALL_MS), or the channel's replacement is tried again on the renewed channel while
+	 * the deadline allows (see renewPublisher). A nacked task was not taken; a stalled one may be
+	 * taken later as well, and its id is then still stored once.
 	 */
 	async publish(task: QueuedTask): Promise<void> {
 		const deadline = Date.now() + this.options.publishTimeoutMs;
@@ -141,22 +155,46 @@ export class AmqpTaskQueue implements TaskQueue {
 		const publisher = this.publisher;
 		if (!publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
 
+		const sentAt = Date.now();
 		return new Promise((resolve, reject) => {
+			let settled = false;
+			let stallTimer: NodeJS.Timeout | undefined;
+			// Once only: after a stall the task is published again, and the stalled copy's late
+			// confirm or error is no answer to the client.
+			const settle = (outcome: "confirmed" | "retry" | QueueUnavailableError) => {
+				if (settled) return;
+				settled = true;
+				clearTimeout(timer);
+				clearTimeout(stallTimer);
+				if (outcome instanceof QueueUnavailableError) reject(outcome);
+				else resolve(outcome);
+			};
 			const timer = setTimeout(
-				() => reject(new QueueUnavailableError(`RabbitMQ did not confirm the task within ${this.options.publishTimeoutMs} ms`)),
+				() => settle(new QueueUnavailableError(`RabbitMQ did not confirm the task within ${this.options.publishTimeoutMs} ms`)),
 				Math.max(deadline - Date.now(), 1),
 			);
+			const checkStall = () => {
+				const quietMs = this.blocked ? 0 : Date.now() - Math.max(this.publisherConfirmedAt, sentAt);
+				if (publisher === this.publisher && quietMs < PUBLISH_STALL_MS) {
+					stallTimer = setTimeout(checkStall, PUBLISH_STALL_MS - quietMs);
+					return;
+				}
+				this.renewPublisher(publisher, `RabbitMQ confirmed nothing for ${PUBLISH_STALL_MS} ms`);
+				settle("retry");
+			};
+			// A classic queue has no leader to be bound to: a new channel would only add copies.
+			if (this.options.queueType === "quorum") stallTimer = setTimeout(checkStall, PUBLISH_STALL_MS);
 			const confirmed = (err: unknown) => {
-				clearTimeout(timer);
+				if (!err && publisher === this.publisher) this.publisherConfirmedAt = Date.now();
 				// amqplib's words for a basic.nack, as opposed to the channel closing under the publish.
 				const nacked = (err as Error | undefined)?.message === "message nacked";
 				// The channel was closed because renewPublisher replaced it: the next one is there.
 				const replaced = Boolean(err) && this.publisher !== null && this.publisher !== publisher;
-				if (nacked) this.renewPublisher(publisher);
-				if (nacked || replaced) resolve("retry");
-				else if (err) reject(new QueueUnavailableError("RabbitMQ did not accept the task"));
-				else if (this.returned.delete(task.id)) reject(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
-				else resolve("confirmed");
+				if (nacked) this.renewPublisher(publisher, "RabbitMQ refused tasks");
+				if (nacked || replaced) settle("retry");
+				else if (err) settle(new QueueUnavailableError("RabbitMQ did not accept the task"));
+				else if (this.returned.delete(task.id)) settle(new QueueUnavailableError(`queue "${this.options.queue}" is missing`));
+				else settle("confirmed");
 			};
 			try {
 				this.openPublishWindow();
@@ -181,7 +219,12 @@ export class AmqpTaskQueue implements TaskQueue {
 	}
 
 	async consume(handler: TaskBatchHandler): Promise<TaskConsumer> {
-		const consumer = new AmqpConsumer(this.options, handler, () => this.consumers.delete(consumer));
+		const consumer = new AmqpConsumer(
+			this.options,
+			handler,
+			() => this.consumers.delete(consumer),
+			() => this.readyMessages(),
+		);
 		this.consumers.add(consumer);
 		if (this.connection) await consumer.attach(this.connection);
 		return consumer;
@@ -196,6 +239,12 @@ export class AmqpTaskQueue implements TaskQueue {
 			consumers: queue.consumerCount,
 			deadLettered: dead.messageCount,
 		};
+	}
+
+	/** Messages of the task queue waiting for a consumer, asked on the publish channel. */
+	private async readyMessages(): Promise<number> {
+		if (!this.publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
+		return (await this.publisher.checkQueue(this.options.queue)).messageCount;
 	}
 
 	async close(): Promise<void> {
@@ -242,6 +291,8 @@ export class AmqpTaskQueue implements TaskQueue {
 		});
 		connection.on("error", err => this.options.logger.warn(`RabbitMQ connection error: ${err.message}`));
 		connection.on("close", () => this.onConnectionLost(connection));
+		connection.on("blocked", () => (this.blocked = true));
+		connection.on("unblocked", () => (this.blocked = false));
 		try {
 			const publisher = await this.openPublisher(connection);
 			for (const { queue, options } of queueDeclarations(this.options.queue, this.options.queueType ?? "classic")) {
@@ -252,8 +303,9 @@ export class AmqpTaskQueue implements TaskQueue {
 			for (const consumer of this.consumers) await consumer.attach(connection);
 			this.connection = connection;
 			this.publisher = publisher;
-			this.publisherOpenedAt = Date.now();
+			this.publisherOpenedAt = this.publisherConfirmedAt = Date.now();
 			this.writable = true;
+			this.blocked = false;
 		} catch (err) {
 			await connection.close().catch(() => undefined);
 			throw err;
@@ -277,25 +329,27 @@ export class AmqpTaskQueue implements TaskQueue {
 	}
 
 	/**
-	 * A nack means RabbitMQ refused the task. A quorum queue's channel does so for good when its
-	 * first publish went to a leader that had just died (RabbitMQ 3.10 reads the leader once per
-	 * channel, from a queue record that the new leader updates a moment later). A new channel
-	 * reads it again, so the publisher is replaced, at most every PUBLISHER_RENEWAL_MS, and the
-	 * nacked tasks are published again on it.
+	 * A nack means RabbitMQ refused the task. A quorum queue's channel does so for good, or
+	 * answers nothing at all (PUBLISH_STALL_MS), when its first publish went to a leader that had
+	 * just died (RabbitMQ 3.10 reads the leader once per channel, from a queue record that the new
+	 * leader updates a moment later). A new channel reads it again, so the publisher is replaced,
+	 * at most every PUBLISHER_RENEWAL_MS, and the nacked or stalled tasks are published again on it.
 	 */
-	private renewPublisher(nacked: ConfirmChannel): void {
+	private renewPublisher(stale: ConfirmChannel, why: string): void {
 		const connection = this.connection;
-		if (!connection || this.publisher !== nacked || this.renewingPublisher || Date.now() - this.publisherOpenedAt < PUBLISHER_RENEWAL_MS) return;
+		if (!connection || this.publisher !== stale || this.renewingPublisher || Date.now() - this.publisherOpenedAt < PUBLISHER_RENEWAL_MS) return;
 		this.renewingPublisher = true;
 		this.openPublisher(connection)
 			.then(publisher => {
 				if (this.connection !== connection) return publisher.close();
 				this.publisher = publisher;
-				this.publisherOpenedAt = Date.now();
+				this.publisherOpenedAt = this.publisherConfirmedAt = Date.now();
 				this.writable = true;
 				this.onDrain();
-				this.options.logger.warn("RabbitMQ refused tasks: publishing on a new channel");
-				return nacked.close();
+				this.options.logger.warn(`${why}: publishing on a new channel`);
+				// Not awaited: a stalled channel may be slow to answer its close, and the next
+				// renewal must not wait for it.
+				stale.close().catch(() => undefined);
 			})
 			.catch(() => undefined)
 			.finally(() => (this.renewingPublisher = false));

@@ -45,17 +45,15 @@ const LOAD_MS = 30_000;
 /** The kill lands while tasks flow and the workers hold deliveries; the node stays down as long as in `npm run test:ha`. */
 const KILL_AFTER_MS = 6000;
 const KILLED_FOR_MS = 5000;
-/** The goal for the longest 503 run and the longest a worker stores nothing; `npm run test:ha` meets it on the local stack. */
-const GOAL_MS = 2000;
 /**
- * What the tests hold the same two figures to. On the rabbitmq stand-in (3.10), a gateway or worker
- * that reconnects in the moment before the new leader is known (a new leader takes about 0.3 s)
- * gets a channel bound to the dead leader, which neither confirms nor delivers until the killed
- * node's Erlang distribution is back: 7-8 s here, in four runs of eight. The bound is the time
- * the node is away plus its boot, with room for a busier machine; the report says whether the
- * goal was met.
+ * What the tests hold the longest 503 run and the longest a worker stores nothing to, as `npm run
+ * test:ha` does on the local stack. On the rabbitmq stand-in (3.10), a gateway or worker that
+ * reconnects in the moment before the new leader is known (a new leader takes about 0.3 s) gets a
+ * channel bound to the dead leader, which neither confirms nor delivers until the killed node is
+ * back; lib/queue replaces such a channel within half a second (PUBLISH_STALL_MS,
+ * CONSUMER_STALL_MS).
  */
-const OUTAGE_LIMIT_MS = KILLED_FOR_MS + 7000;
+const GOAL_MS = 2000;
 /** A killed node boots again, reads its data and catches its replica up: 10-30 s on a busy 2-core machine. */
 const REJOIN_WITHIN_MS = 90_000;
 /** The management API aggregates over the cluster on each call: polled gently while the load runs. */
@@ -257,21 +255,21 @@ describe("docker-compose.ha.yml: three RabbitMQ nodes, a quorum task_queue, and 
 		runs.expectStoredExactlyOnce(run?.posted ?? [], documents);
 	});
 
-	it(`leaves no client without a 202 for more than ${OUTAGE_LIMIT_MS} ms (the goal is ${GOAL_MS} ms: see the report)`, () => {
-		const tooLong = (run?.posted ?? []).filter(task => outageMs(task) > OUTAGE_LIMIT_MS).map(task => `${task.title}: ${outageMs(task)} ms`);
+	it(`leaves no client without a 202 for more than ${GOAL_MS} ms`, () => {
+		const tooLong = (run?.posted ?? []).filter(task => outageMs(task) > GOAL_MS).map(task => `${task.title}: ${outageMs(task)} ms`);
 		expect(tooLong).toEqual([]);
 	});
 
-	it(`has every worker storing tasks accepted after the kill, idle for at most ${OUTAGE_LIMIT_MS} ms, and storing after the node is started again`, () => {
+	it(`has every worker storing tasks accepted after the kill, idle for at most ${GOAL_MS} ms, and storing after the node is started again`, () => {
 		expect(run).toBeDefined();
 		const workers = workersAfterKill(run as Run);
 		// One container of each worker role.
 		expect(workers).toHaveLength(2);
 		for (const worker of workers) {
-			expect({ ...worker, consumedAgainInTime: worker.consumedAgainMs <= OUTAGE_LIMIT_MS }).toMatchObject({ consumedAgainInTime: true });
+			expect({ ...worker, consumedAgainInTime: worker.consumedAgainMs <= GOAL_MS }).toMatchObject({ consumedAgainInTime: true });
 			expect(worker.storedAfterStart).toBeGreaterThan(0);
 		}
-		expect({ ...workerIdle, idleInTime: workerIdle.ms <= OUTAGE_LIMIT_MS }).toMatchObject({ idleInTime: true });
+		expect({ ...workerIdle, idleInTime: workerIdle.ms <= GOAL_MS }).toMatchObject({ idleInTime: true });
 	});
 
 	it("has the killed node back in the cluster, with its replica of task_queue online", async () => {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { Socket } from "node:net";
 import path from "node:path";
-import type { ChannelModel } from "amqplib";
+import type { ChannelModel, ConfirmChannel } from "amqplib";
 import type { AmqpTaskQueue } from "../../lib/queue/amqp-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
 import { deadLetterQueueOf, QueueUnavailableError } from "../../lib/queue/task-queue";
@@ -28,6 +28,12 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 	const connectedQueue = async () => {
 		const name = scratch();
 		const queue = open(name);
+		await queue.whenConnected(5000);
+		return { name, queue };
+	};
+	const connectedQuorumQueue = async () => {
+		const name = scratch();
+		const queue = open(name, { queueType: "quorum" });
 		await queue.whenConnected(5000);
 		return { name, queue };
 	};
@@ -302,6 +308,79 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		} finally {
 			await channel.close();
 		}
+	});
+
+	it("publishes again on a new channel when a quorum queue's channel confirms nothing, and the queue holds the task under its one id", async () => {
+		const name = scratch();
+		const queue = open(name, { queueType: "quorum" });
+		await queue.whenConnected(5000);
+		const internals = queue as unknown as { publisher: ConfirmChannel };
+		const stalled = internals.publisher;
+		// The channel's confirms go nowhere, as on RabbitMQ 3.10 when it is bound to a dead leader.
+		stalled.removeAllListeners("ack");
+		const task = newTask("past a stalled channel", "go");
+		await queue.publish(task);
+		expect(internals.publisher).not.toBe(stalled);
+
+		// Both copies reached the queue: the store inserts the id once (task-store.spec.ts).
+		const received: QueuedTask[] = [];
+		const consumer = await queue.consume(async tasks => void received.push(...tasks));
+		await eventually("both copies consumed", async () => (received.length === 2 ? true : undefined), 5000);
+		await consumer.stop();
+		expect(received.map(copy => copy.id)).toEqual([task.id, task.id]);
+	});
+
+	it("consumes again on a new channel when a quorum queue's consumer gets nothing while tasks wait, and not while the queue is empty", async () => {
+		const name = scratch();
+		const queue = open(name, { queueType: "quorum" });
+		await queue.whenConnected(5000);
+		const received: QueuedTask[] = [];
+		const consumer = await queue.consume(async tasks => void received.push(...tasks));
+		const internals = consumer as unknown as { channel: ConfirmChannel; consumerTag: string };
+		// A channel that has delivered something is left alone while the queue is empty.
+		const first = newTask("before the stall", "go");
+		await queue.publish(first);
+		await eventually("the first task consumed", async () => (received.length === 1 ? true : undefined), 5000);
+		const idle = internals.channel;
+		await new Promise(resolve => setTimeout(resolve, 1500));
+		expect(internals.channel).toBe(idle);
+
+		// RabbitMQ delivers nothing more to the channel, as to a consumer bound to a dead leader,
+		// and the consumer is not told.
+		await idle.cancel(internals.consumerTag);
+		const task = newTask("past a stalled consumer", "go");
+		await queue.publish(task);
+		await eventually("the task consumed on a new channel", async () => (received.length === 2 ? true : undefined), 5000);
+		await consumer.stop();
+		expect(received).toEqual([first, task]);
+		expect(internals.channel).not.toBe(idle);
+		expect(queue.isConnected()).toBe(true);
+	});
+
+	it("replaces a quorum queue consumer's new channel that delivers nothing, though the queue is empty (other consumers may keep it so)", async () => {
+		const { queue } = await connectedQuorumQueue();
+		const consumer = await queue.consume(async () => undefined);
+		const internals = consumer as unknown as { channel: ConfirmChannel; consumerTag: string };
+		const blind = internals.channel;
+		await blind.cancel(internals.consumerTag);
+		await eventually("a new channel", async () => (internals.channel !== blind ? true : undefined), 3000);
+		await consumer.stop();
+	});
+
+	it("keeps a quorum queue's consumer on its channel while it holds a delivery, though tasks wait behind it", async () => {
+		const name = scratch();
+		const queue = open(name, { queueType: "quorum", prefetch: 1 });
+		await queue.whenConnected(5000);
+		for (const title of ["held", "waiting"]) await queue.publish(newTask(title, "go"));
+		let releaseWrite: () => void = () => undefined;
+		const writeDone = new Promise<void>(resolve => (releaseWrite = resolve));
+		const consumer = await queue.consume(() => writeDone);
+		const internals = consumer as unknown as { channel: ConfirmChannel };
+		const holding = internals.channel;
+		await new Promise(resolve => setTimeout(resolve, 1500));
+		expect(internals.channel).toBe(holding);
+		releaseWrite();
+		await consumer.stop();
 	});
 
 	it("gives up for good, with an error that says what to do, when the queue exists with another type", async () => {
