@@ -27,7 +27,7 @@ const MONGO_URI = "mongodb://127.0.0.1:27017/";
 const CONNECTIONS = 64;
 /**
  * Enough for V8 to have optimised the gateways' request path: after 4,000 the first run on a
- * fresh stack still cost its gateways 15-20% more than the runs after it.
+ * fresh stack still cost its gateways 15-30% more than the runs after it.
  */
 const WARM_UP_TASKS = 20_000;
 const PEER_SOURCE = path.resolve(ROOT, "../shared/peers/gin");
