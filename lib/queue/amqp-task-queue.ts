@@ -155,7 +155,9 @@ export class AmqpTaskQueue implements TaskQueue {
 		const publisher = this.publisher;
 		if (!publisher) throw new QueueUnavailableError("RabbitMQ is not connected");
 
-		const sentAt = Date.now();
+		// A classic queue has no leader to be bound to: a new channel would only add copies, and
+		// its publishes pay for no stall watch.
+		const watchStall = this.options.queueType === "quorum";
 		return new Promise((resolve, reject) => {
 			let settled = false;
 			let stallTimer: NodeJS.Timeout | undefined;
@@ -173,19 +175,21 @@ export class AmqpTaskQueue implements TaskQueue {
 				() => settle(new QueueUnavailableError(`RabbitMQ did not confirm the task within ${this.options.publishTimeoutMs} ms`)),
 				Math.max(deadline - Date.now(), 1),
 			);
-			const checkStall = () => {
-				const quietMs = this.blocked ? 0 : Date.now() - Math.max(this.publisherConfirmedAt, sentAt);
-				if (publisher === this.publisher && quietMs < PUBLISH_STALL_MS) {
-					stallTimer = setTimeout(checkStall, PUBLISH_STALL_MS - quietMs);
-					return;
-				}
-				this.renewPublisher(publisher, `RabbitMQ confirmed nothing for ${PUBLISH_STALL_MS} ms`);
-				settle("retry");
-			};
-			// A classic queue has no leader to be bound to: a new channel would only add copies.
-			if (this.options.queueType === "quorum") stallTimer = setTimeout(checkStall, PUBLISH_STALL_MS);
+			if (watchStall) {
+				const sentAt = Date.now();
+				const checkStall = () => {
+					const quietMs = this.blocked ? 0 : Date.now() - Math.max(this.publisherConfirmedAt, sentAt);
+					if (publisher === this.publisher && quietMs < PUBLISH_STALL_MS) {
+						stallTimer = setTimeout(checkStall, PUBLISH_STALL_MS - quietMs);
+						return;
+					}
+					this.renewPublisher(publisher, `RabbitMQ confirmed nothing for ${PUBLISH_STALL_MS} ms`);
+					settle("retry");
+				};
+				stallTimer = setTimeout(checkStall, PUBLISH_STALL_MS);
+			}
 			const confirmed = (err: unknown) => {
-				if (!err && publisher === this.publisher) this.publisherConfirmedAt = Date.now();
+				if (watchStall && !err && publisher === this.publisher) this.publisherConfirmedAt = Date.now();
 				// amqplib's words for a basic.nack, as opposed to the channel closing under the publish.
 				const nacked = (err as Error | undefined)?.message === "message nacked";
 				// The channel was closed because renewPublisher replaced it: the next one is there.
