@@ -1,10 +1,12 @@
 import { gzipSync } from "node:zlib";
 import { QueueUnavailableError } from "../../lib/queue/task-queue";
 import type { TaskPage } from "../../lib/store/task-reads";
+import type { TaskStore } from "../../lib/store/task-store";
 import type { AcceptedTask, ProcessedTask } from "../../lib/task";
 import { postTask, readJson, type ApiError } from "../support/http";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
 import { eventually } from "../support/eventually";
+import { config } from "../../lib/config";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -179,6 +181,52 @@ describe("task gateways (api-flask, api-go)", () => {
 		expect(res.status).toBe(503);
 		expect(res.headers.get("retry-after")).toBe("1");
 		expect((await readJson<ApiError>(res)).message).toBe("RabbitMQ is not connected");
+	});
+
+	it.each([
+		["debug", true],
+		["info", false],
+	] as const)("at LOG_LEVEL=%s logs single requests: %s", async (level, logged) => {
+		const lines: string[] = [];
+		// The broker's logger keeps debug lines either way: whether one is written is the gateway's doing.
+		const logger = { type: "Console", options: { formatter: (_level: string, args: unknown[]) => [args.join(" ")] } };
+		const saved = config.logLevel;
+		config.logLevel = level;
+		const logging = await startEmbeddedCluster(`log-${level}`, null, { broker: { logger, logLevel: "debug" } }).finally(() => (config.logLevel = saved));
+		const write = jest.spyOn(console, "log").mockImplementation(line => void lines.push(String(line)));
+		try {
+			await postTask(logging.flaskUrl, JSON.stringify({ title: "logged or not" }));
+		} finally {
+			write.mockRestore();
+			await logging.stop();
+		}
+		expect(lines.some(line => line.includes("=> POST /tasks"))).toBe(logged);
+	});
+
+	describe("with a REQUEST_TIMEOUT_MS shorter than the work", () => {
+		let timed: EmbeddedCluster;
+		beforeAll(async () => {
+			timed = await startEmbeddedCluster("timed-node", null, { broker: { requestTimeout: 50 } });
+		});
+		afterAll(() => timed.stop());
+
+		it("lets a slow publish run to its own deadline and answers 202", async () => {
+			const publish = timed.queue.publish.bind(timed.queue);
+			jest.spyOn(timed.queue, "publish").mockImplementation(async task => {
+				await new Promise(resolve => setTimeout(resolve, 150));
+				return publish(task);
+			});
+			const res = await postTask(timed.flaskUrl, JSON.stringify({ title: "confirmed late" }));
+			expect(res.status).toBe(202);
+		});
+
+		it("still times out the call to the store behind a read", async () => {
+			const store = (timed.broker.getLocalService("tasks") as unknown as { store: TaskStore }).store;
+			jest.spyOn(store, "estimatedTotal").mockImplementation(() => new Promise(resolve => setTimeout(() => resolve(0), 150)));
+			const res = await fetch(`${timed.goUrl}/tasks`);
+			expect(res.status).toBe(504);
+			expect((await readJson<ApiError>(res)).name).toBe("RequestTimeoutError");
+		});
 	});
 
 	it("reports not ready while the queue is disconnected", async () => {
