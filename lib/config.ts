@@ -117,7 +117,7 @@ export function loadConfig(env: Env = process.env): ClusterConfig {
 		taskQueue: text(env, "RABBIT_QUEUE", "task_queue"),
 		taskQueueType: oneOf(env, "RABBIT_QUEUE_TYPE", ["classic", "quorum"], "classic"),
 		workerPrefetch: integer(env, "WORKER_PREFETCH", 400, 1),
-		workerBatchWaitMs: integer(env, "WORKER_BATCH_WAIT_MS", 20),
+		workerBatchWaitMs: integer(env, "WORKER_BATCH_WAIT_MS", 50),
 		publishTimeoutMs: integer(env, "PUBLISH_TIMEOUT_MS", 2000, 1),
 		storeMaxAttempts: integer(env, "STORE_MAX_ATTEMPTS", 10, 1),
 		mongoUri: optionalText(env, "MONGO_URI"),

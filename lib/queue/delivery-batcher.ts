@@ -16,10 +16,17 @@ export interface BatcherOptions<H> {
 	maxBatch: number;
 	/**
 	 * Longest a short batch waits for more deliveries, from its first one; 0 writes whatever one
-	 * event-loop turn brought. Every write costs the store a transaction and RabbitMQ an ack
-	 * whatever its size, so under a trickle a few milliseconds buy far fewer, larger writes.
+	 * event-loop turn brought. Every write costs the store a transaction, the store client a few
+	 * hundred microseconds and RabbitMQ an ack whatever its size, so under load a few tens of
+	 * milliseconds buy far fewer, larger writes.
 	 */
 	maxWaitMs?: number;
+	/**
+	 * With maxWaitMs, a short batch is also written once no delivery has come for this long
+	 * (default QUIET_MS): a busy queue keeps it open up to maxWaitMs, while a lone task is not
+	 * held for deliveries that are not coming.
+	 */
+	quietMs?: number;
 	/** Attempts for one batch before its tasks are dead-lettered. */
 	maxAttempts: number;
 	/** Called once per delivery with what became of it. */
@@ -34,6 +41,12 @@ interface Pending<H> {
 }
 
 const defaultRetryDelay = (attempt: number) => backoffMs(attempt, 5000);
+
+/**
+ * Under load a worker's deliveries come in bursts a millisecond or two apart (each gateway
+ * publishes in 1 ms windows); a pause of 5 ms means the queue has run dry for now.
+ */
+const QUIET_MS = 5;
 
 /**
  * Groups deliveries into store calls, retries a failed batch with a growing delay (never a hot
@@ -51,6 +64,9 @@ export class DeliveryBatcher<H> {
 	/** Set while a short batch lingers; cleared when it is written. */
 	private lingerTimer: NodeJS.Timeout | null = null;
 	private lingerExpired = false;
+	/** performance.now() of the lingering batch's first delivery, and of the latest one. */
+	private lingerStartedAt = 0;
+	private lastDeliveryAt = 0;
 	private writing: Promise<void> | null = null;
 	private stopping = false;
 	private readonly retryDelay: (attempt: number) => number;
@@ -64,17 +80,33 @@ export class DeliveryBatcher<H> {
 		if (this.buffer.length >= this.options.maxBatch) {
 			this.flush();
 		} else if (this.options.maxWaitMs) {
+			this.lastDeliveryAt = performance.now();
 			if (this.buffer.length === 1 && !this.lingerTimer && !this.lingerExpired) {
-				this.lingerTimer = setTimeout(() => {
-					this.lingerExpired = true;
-					this.flush();
-				}, this.options.maxWaitMs);
+				this.lingerStartedAt = this.lastDeliveryAt;
+				this.lingerUntilDue();
 			}
 		} else if (!this.flushScheduled) {
 			// Deliveries parsed from one socket read arrive in the same turn: batch them.
 			this.flushScheduled = true;
 			setImmediate(() => this.flush());
 		}
+	}
+
+	/**
+	 * Writes the lingering batch once its first delivery has waited maxWaitMs or no delivery has
+	 * come for quietMs, whichever is first; checked by one timer, not reset on every delivery.
+	 */
+	private lingerUntilDue(): void {
+		const now = performance.now();
+		const waitLeft = (this.options.maxWaitMs ?? 0) - (now - this.lingerStartedAt);
+		const quietLeft = (this.options.quietMs ?? QUIET_MS) - (now - this.lastDeliveryAt);
+		if (waitLeft > 0 && quietLeft > 0) {
+			this.lingerTimer = setTimeout(() => this.lingerUntilDue(), Math.min(waitLeft, quietLeft));
+			return;
+		}
+		this.lingerTimer = null;
+		this.lingerExpired = true;
+		this.flush();
 	}
 
 	/** Waits for every buffered and in-flight batch; retries stop early, releasing their tasks. */

@@ -2,12 +2,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryBatcher, type Outcome } from "../../lib/queue/delivery-batcher";
 import { newTask, type QueuedTask } from "../../lib/task";
 
-function batcherWith(handler: (tasks: QueuedTask[]) => Promise<void>, maxAttempts = 3, maxWaitMs = 0) {
+function batcherWith(handler: (tasks: QueuedTask[]) => Promise<void>, maxAttempts = 3, maxWaitMs = 0, quietMs = maxWaitMs) {
 	const settled: { id: string; outcome: Outcome; reason?: string }[] = [];
 	const batcher = new DeliveryBatcher<string>({
 		handler,
 		maxBatch: 50,
 		maxWaitMs,
+		quietMs,
 		maxAttempts,
 		retryDelayMs: () => 1,
 		onError: () => undefined,
@@ -66,6 +67,35 @@ describe("DeliveryBatcher", () => {
 			expect(sizes).toEqual([]);
 			await sleep(60);
 			expect(sizes).toEqual([5]);
+		});
+
+		it("writes a short batch once deliveries pause for quietMs, long before maxWaitMs", async () => {
+			const sizes: number[] = [];
+			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 60_000, 30);
+			pushed(batcher, 0, 1);
+			await sleep(10);
+			pushed(batcher, 1, 2);
+			await sleep(10);
+			expect(sizes).toEqual([]);
+			await sleep(60);
+			expect(sizes).toEqual([3]);
+		});
+
+		it("keeps a batch open while deliveries keep coming, up to maxWaitMs from its first", async () => {
+			const sizes: number[] = [];
+			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 150, 40);
+			const started = performance.now();
+			let writtenAfterMs = 0;
+			for (let n = 0; n < 20; n++) {
+				pushed(batcher, n, 1);
+				if (sizes.length > 0 && !writtenAfterMs) writtenAfterMs = performance.now() - started;
+				await sleep(10);
+			}
+			await batcher.drain();
+			// Deliveries 10 ms apart never leave the batch quiet for 40 ms: it is written at 150 ms.
+			expect(writtenAfterMs).toBeGreaterThanOrEqual(140);
+			expect(sizes[0]).toBeGreaterThanOrEqual(10);
+			expect(sizes.reduce((sum, size) => sum + size)).toBe(20);
 		});
 
 		it("writes a full batch at once, and what piled up behind it without waiting again", async () => {
