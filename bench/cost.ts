@@ -6,12 +6,14 @@ import amqp, { type Channel, type ChannelModel } from "amqplib";
 import { MongoClient } from "mongodb";
 import { cpuMsOf, measureCpu, pidListeningOn, withChildren, type Components, type CpuPerTask } from "./cpu";
 import { postTasks } from "./load";
+import { LIST_INDEX } from "../lib/store/task-reads";
 import { rabbitPorts, rabbitUrl, ROOT, STACK, stackNodes } from "../scripts/stack-control";
 
 /**
  * The cost phase: a fixed number of tasks through the cluster, timed until every one is stored,
- * with the CPU each component spent on them; then the same for the Go peer
- * (../shared/peers/gin) on the same RabbitMQ and store, on a queue and database of its own.
+ * with the CPU each component spent on them; and the same for the Go peer (../shared/peers/gin)
+ * on the same RabbitMQ and store, on a queue and database of its own. Each run starts on an
+ * empty collection.
  */
 
 export interface CostRun {
@@ -26,10 +28,15 @@ export interface CostRun {
 const MONGO_URI = "mongodb://127.0.0.1:27017/";
 const CONNECTIONS = 64;
 /**
- * Enough for V8 to have optimised the gateways' request path: after 4,000 the first run on a
- * fresh stack still cost its gateways 15-30% more than the runs after it.
+ * Tasks posted before a stack's first measured run. A gateway's per-request code is optimised by
+ * V8 within a few thousand requests, but a worker's per-batch code (the store call, the driver's
+ * insert, the ack) runs some fifty times a second and is optimised only after it has run a few
+ * thousand times: until about 100,000 tasks the same stack cost its workers up to 45% more and
+ * its gateways up to 30%. A service that has been busy for half a minute is past that.
  */
-const WARM_UP_TASKS = 20_000;
+export const FIRST_WARM_UP_TASKS = 100_000;
+/** Before each later run: the connection pools and the queue settle. */
+export const WARM_UP_TASKS = 10_000;
 const PEER_SOURCE = path.resolve(ROOT, "../shared/peers/gin");
 const PEER_BUILD = path.join(STACK, "peer-gin");
 const PEER_RUN = path.join(STACK, "peer-gin-run");
@@ -128,11 +135,38 @@ export async function dropStore(db: string): Promise<void> {
 	}
 }
 
-async function runCost(name: string, components: Components, queue: string, db: string, tasks: number, urls: string[]): Promise<CostRun> {
+/**
+ * Empties a database's tasks and leaves them the list index alone, the one index that the
+ * cluster and the peer both create. Every run then starts on the same store: an insert costs
+ * FerretDB more as the collection grows (the cluster's held 680,000 tasks after a few benches,
+ * the peer's a run's worth), and a drop is instant where deleting them all is not.
+ */
+async function resetStore(db: string): Promise<void> {
+	const client = await MongoClient.connect(MONGO_URI);
+	try {
+		const tasks = client.db(db).collection("tasks");
+		await tasks.drop().catch((err: { codeName?: string }) => {
+			if (err.codeName !== "NamespaceNotFound") throw err;
+		});
+		await tasks.createIndex(LIST_INDEX.key, { name: LIST_INDEX.name });
+	} finally {
+		await client.close();
+	}
+}
+
+export interface RunShape {
+	/** Tasks posted and measured. */
+	tasks: number;
+	/** Tasks posted before, not measured. */
+	warmUpTasks: number;
+}
+
+async function runCost(name: string, components: Components, queue: string, db: string, { tasks, warmUpTasks }: RunShape, urls: string[]): Promise<CostRun> {
+	await resetStore(db);
 	const watch = await QueueWatch.open(queue);
 	try {
 		// Long-running services are warm: JIT compilation and pool set-up are not a task's cost.
-		const warmUp = { connections: CONNECTIONS / urls.length, amount: WARM_UP_TASKS / urls.length };
+		const warmUp = { connections: CONNECTIONS / urls.length, amount: warmUpTasks / urls.length };
 		await Promise.all(urls.map(url => postTasks(url, warmUp)));
 		await drained(watch, [...components.workers, ...components.store]);
 		const storedBefore = await storedCount(db);
@@ -155,16 +189,16 @@ async function runCost(name: string, components: Components, queue: string, db: 
 }
 
 /** Tasks posted straight to both gateways, half each: the figure to set beside the peer's. */
-export function costDirect(tasks: number, queue: string, db: string): Promise<CostRun> {
-	return runCost("cluster, straight to the gateways", stackComponents(false), queue, db, tasks, [
+export function costDirect(shape: RunShape, queue: string, db: string): Promise<CostRun> {
+	return runCost("cluster, straight to the gateways", stackComponents(false), queue, db, shape, [
 		"http://127.0.0.1:5001/tasks",
 		"http://127.0.0.1:5002/tasks",
 	]);
 }
 
 /** The same through Nginx, which is how users reach the cluster. */
-export function costThroughNginx(tasks: number, queue: string, db: string): Promise<CostRun> {
-	return runCost("cluster, through Nginx", stackComponents(true), queue, db, tasks, ["http://127.0.0.1:8080/flask/tasks", "http://127.0.0.1:8080/go/tasks"]);
+export function costThroughNginx(shape: RunShape, queue: string, db: string): Promise<CostRun> {
+	return runCost("cluster, through Nginx", stackComponents(true), queue, db, shape, ["http://127.0.0.1:8080/flask/tasks", "http://127.0.0.1:8080/go/tasks"]);
 }
 
 /** CPU-ms per 1,000 tasks of `run` over those of `reference`, component by component, and tasks/s likewise. */
@@ -189,27 +223,36 @@ function peerScript(args: string[], env: Record<string, string> = {}): void {
 	execFileSync(path.join(PEER_BUILD, "run.sh"), args, { stdio: "pipe", env: { ...process.env, ...env } });
 }
 
-/**
- * Builds the peer in a copy of its own (shared/ is read-only), runs its api and 2 workers on
- * its own queue and database, measures the same run shape, and stops it again.
- */
-export async function costOfPeer(tasks: number): Promise<CostRun> {
-	cpSync(PEER_SOURCE, PEER_BUILD, { recursive: true, filter: source => !source.includes(`${path.sep}bin`) });
-	execFileSync("go", ["build", "-o", "bin/", "./cmd/..."], { cwd: PEER_BUILD, stdio: "pipe" });
-	rmSync(PEER_RUN, { recursive: true, force: true });
-	const env = { GO_PORT: String(PEER_PORT), RABBIT_QUEUE: PEER_QUEUE, DB_NAME: PEER_DB, WORKERS: "2" };
-	peerScript([PEER_RUN], env);
-	try {
+/** The Go peer's api and 2 workers, on the stack's RabbitMQ and store, on a queue and database of their own. */
+export class GoPeer {
+	private constructor(private readonly components: Components) {}
+
+	/** Builds the peer in a copy of its own (shared/ is read-only) and starts it. */
+	static async start(): Promise<GoPeer> {
+		cpSync(PEER_SOURCE, PEER_BUILD, { recursive: true, filter: source => !source.includes(`${path.sep}bin`) });
+		execFileSync("go", ["build", "-o", "bin/", "./cmd/..."], { cwd: PEER_BUILD, stdio: "pipe" });
+		rmSync(PEER_RUN, { recursive: true, force: true });
+		peerScript([PEER_RUN], { GO_PORT: String(PEER_PORT), RABBIT_QUEUE: PEER_QUEUE, DB_NAME: PEER_DB, WORKERS: "2" });
 		const pid = (name: string) => Number(readFileSync(path.join(PEER_RUN, name), "utf8"));
 		const workers = readdirSync(PEER_RUN)
 			.filter(file => /^worker-\d+\.pid$/.test(file))
 			.map(pid);
+		const peer = new GoPeer({ gateways: [pid("api.pid")], workers, ...sharedServers() });
 		// The workers declare the queue; a publish before that would be dropped as unroutable.
-		await waitForQueue(PEER_QUEUE);
-		return await runCost("Go peer (1 api + 2 workers)", { gateways: [pid("api.pid")], workers, ...sharedServers() }, PEER_QUEUE, PEER_DB, tasks, [
-			`http://127.0.0.1:${PEER_PORT}/tasks`,
-		]);
-	} finally {
+		await waitForQueue(PEER_QUEUE).catch(async err => {
+			await peer.stop();
+			throw err;
+		});
+		return peer;
+	}
+
+	/** The run shape of the cluster's, against the peer's api. */
+	cost(shape: RunShape): Promise<CostRun> {
+		return runCost("Go peer (1 api + 2 workers)", this.components, PEER_QUEUE, PEER_DB, shape, [`http://127.0.0.1:${PEER_PORT}/tasks`]);
+	}
+
+	/** Stops the peer and removes its queue and database. */
+	async stop(): Promise<void> {
 		peerScript(["stop", PEER_RUN]);
 		const connection = await amqp.connect(rabbitUrl());
 		await (await connection.createChannel()).deleteQueue(PEER_QUEUE);

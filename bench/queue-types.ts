@@ -1,4 +1,4 @@
-import { costDirect, costRatios, dropStore, type CostRun } from "./cost";
+import { costDirect, costRatios, FIRST_WARM_UP_TASKS, type CostRun } from "./cost";
 import { leadQueueOn, rabbitSetup, stackEnv, useRabbit, type RabbitSetup } from "../scripts/stack-control";
 
 /**
@@ -70,14 +70,12 @@ export async function queueTypes(tasks: number, queue: string, db: string, log: 
 	const runs: QueueTypeRun[] = [];
 	try {
 		for (const setup of SETUPS) {
-			// Every run starts alike, on a stack started anew and an empty store: the store's inserts
-			// cost more as the collection grows, and the nodes create its indexes again at their start.
-			await dropStore(db);
+			// Every run starts alike, on a stack started anew; the run empties the store itself.
 			log(`queue types: starting the stack on ${setupName(setup)}`);
 			useRabbit(setup);
 			if (setup.leader) leadQueueOn(setup.leader);
 			log(`queue types: ${tasks} tasks straight to both gateways, ${setupName(setup)}`);
-			const run = await costDirect(tasks, queue, db);
+			const run = await costDirect({ tasks, warmUpTasks: FIRST_WARM_UP_TASKS }, queue, db);
 			const where = await layout(queue);
 			log(`queue types: the queue ran on ${where.queueOn}, its clients on ${where.clientsOn.join(", ")}`);
 			runs.push({ ...run, name: setupName(setup), setup, layout: where });
