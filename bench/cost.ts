@@ -136,12 +136,12 @@ export async function dropStore(db: string): Promise<void> {
 }
 
 /**
- * Empties a database's tasks and leaves them the list index alone, the one index that the
- * cluster and the peer both create. Every run then starts on the same store: an insert costs
- * FerretDB more as the collection grows (the cluster's held 680,000 tasks after a few benches,
- * the peer's a run's worth), and a drop is instant where deleting them all is not.
+ * Empties a database's tasks, leaving the list index, the one index that the cluster and the
+ * peer both create. Every cost run then starts on the same store: an insert costs FerretDB more
+ * as the collection grows (the cluster's held 680,000 tasks after a few benches, the peer's a
+ * run's worth). A drop is instant; deleting them all is not (FerretDB refuses it at that size).
  */
-async function resetStore(db: string): Promise<void> {
+export async function resetStore(db: string): Promise<void> {
 	const client = await MongoClient.connect(MONGO_URI);
 	try {
 		const tasks = client.db(db).collection("tasks");

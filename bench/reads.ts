@@ -12,6 +12,7 @@ import { createDbServiceMixin } from "../mixins/db.mixin";
 import { config } from "../lib/config";
 import { encodeCursor, readBudgetMs } from "../lib/store/task-reads";
 import { STACK } from "../scripts/stack-control";
+import { resetStore } from "./cost";
 
 /** Its own database, dropped afterwards: the seeded millions never meet the nodes' data. */
 const READS_DB = "notes_tasks_bench_reads";
@@ -186,6 +187,8 @@ async function secondsUntilIdle(pid: number, limitSeconds = 120): Promise<{ seco
  * clients give up after 2 s, with `stored` tasks in the nodes' database (`nodesDb`).
  */
 export async function listFlood(nginx: string, mongoUri: string, nodesDb: string) {
+	// The phases before leave more tasks than that in the nodes' database, and seeding none gave no ids to get.
+	await resetStore(nodesDb);
 	const client = await MongoClient.connect(mongoUri);
 	const ids = await seedTo(client.db(nodesDb).collection<TaskDoc>("tasks"), FLOOD_STORED);
 	await client.close();
