@@ -1,4 +1,4 @@
-import { costDirect, costRatios, FIRST_WARM_UP_TASKS, type CostRun } from "./cost";
+import { costDirect, costRatios, type CostRun } from "./cost";
 import { leadQueueOn, rabbitSetup, stackEnv, useRabbit, type RabbitSetup } from "../scripts/stack-control";
 
 /**
@@ -14,6 +14,9 @@ interface QueueSetup extends RabbitSetup {
 	/** The cluster's node that leads the quorum queue during the run. */
 	leader?: string;
 }
+
+/** Setups compared with one another, each on a stack started anew: the warm-up their figures were measured with. */
+const QUEUE_TYPE_WARM_UP_TASKS = 20_000;
 
 const SETUPS: QueueSetup[] = [
 	{ nodes: 1, queueType: "classic" },
@@ -75,7 +78,7 @@ export async function queueTypes(tasks: number, queue: string, db: string, log: 
 			useRabbit(setup);
 			if (setup.leader) leadQueueOn(setup.leader);
 			log(`queue types: ${tasks} tasks straight to both gateways, ${setupName(setup)}`);
-			const run = await costDirect({ tasks, warmUpTasks: FIRST_WARM_UP_TASKS }, queue, db);
+			const run = await costDirect({ tasks, warmUpTasks: QUEUE_TYPE_WARM_UP_TASKS }, queue, db);
 			const where = await layout(queue);
 			log(`queue types: the queue ran on ${where.queueOn}, its clients on ${where.clientsOn.join(", ")}`);
 			runs.push({ ...run, name: setupName(setup), setup, layout: where });
