@@ -58,27 +58,18 @@ describe("DeliveryBatcher", () => {
 			for (let n = from; n < from + count; n++) batcher.push(newTask(`t${n}`, "go"), `t${n}`);
 		};
 
-		it("lets a short batch wait for more deliveries, from its first one", async () => {
+		it.each([
+			["lets a short batch wait for more deliveries, from its first one", 40, 40],
+			["writes a short batch once deliveries pause for quietMs, long before maxWaitMs", 60_000, 30],
+		])("%s", async (_case, maxWaitMs, quietMs) => {
 			const sizes: number[] = [];
-			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 40);
+			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, maxWaitMs, quietMs);
 			pushed(batcher, 0, 1);
 			await sleep(10);
 			pushed(batcher, 1, 4);
 			expect(sizes).toEqual([]);
 			await sleep(60);
 			expect(sizes).toEqual([5]);
-		});
-
-		it("writes a short batch once deliveries pause for quietMs, long before maxWaitMs", async () => {
-			const sizes: number[] = [];
-			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 60_000, 30);
-			pushed(batcher, 0, 1);
-			await sleep(10);
-			pushed(batcher, 1, 2);
-			await sleep(10);
-			expect(sizes).toEqual([]);
-			await sleep(60);
-			expect(sizes).toEqual([3]);
 		});
 
 		it("keeps a batch open while deliveries keep coming, up to maxWaitMs from its first", async () => {
