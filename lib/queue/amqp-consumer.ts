@@ -44,6 +44,8 @@ export class AmqpConsumer implements TaskConsumer {
 	private delivered = false;
 	/** New channels in a row replaced for delivering nothing (BLIND_REOPENS). */
 	private blindReopens = 0;
+	/** A classic queue has no leader to be bound to: its consumers keep no stall watch, nor its bookkeeping. */
+	private readonly watchesStalls: boolean;
 	private stallWatch: NodeJS.Timeout | null = null;
 	private probing = false;
 	private stopped = false;
@@ -58,6 +60,7 @@ export class AmqpConsumer implements TaskConsumer {
 		private readonly readyMessages: () => Promise<number>,
 	) {
 		this.deadLetterQueue = deadLetterQueueOf(options.queue);
+		this.watchesStalls = options.queueType === "quorum";
 		this.batcher = new DeliveryBatcher<Delivery>({
 			handler,
 			maxBatch: batchSizeFor(options.prefetch),
@@ -75,8 +78,7 @@ export class AmqpConsumer implements TaskConsumer {
 		// Each (re)connect may meet a leader not yet elected: its new channels get their BLIND_REOPENS.
 		this.blindReopens = 0;
 		await this.open(connection);
-		// A classic queue has no leader to be bound to: its consumers need no watch.
-		if (this.options.queueType === "quorum" && !this.stallWatch) {
+		if (this.watchesStalls && !this.stallWatch) {
 			this.stallWatch = setInterval(() => void this.checkStalled(), CONSUMER_STALL_MS / 2);
 			this.stallWatch.unref();
 		}
@@ -176,9 +178,11 @@ export class AmqpConsumer implements TaskConsumer {
 	private onMessage(delivery: Delivery): void {
 		// A late delivery of a channel that is gone: RabbitMQ redelivers it on the new one.
 		if (delivery.channel !== this.channel || !this.acks) return;
-		this.deliveredAt = Date.now();
-		this.delivered = true;
-		this.blindReopens = 0;
+		if (this.watchesStalls) {
+			this.deliveredAt = Date.now();
+			this.delivered = true;
+			this.blindReopens = 0;
+		}
 		this.acks.received(delivery.message);
 		let decoded: ReturnType<typeof decodeTaskMessage>;
 		try {
