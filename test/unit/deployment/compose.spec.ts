@@ -158,7 +158,7 @@ describe("docker-compose.yml: health and start order", () => {
 
 		beforeAll(async () => {
 			server = createNetServer(socket => {
-				socket.once("data", data => {
+				socket.once("data", (data: Buffer) => {
 					expect(data.readInt32LE(0)).toBe(data.length);
 					expect(data.readInt32LE(12)).toBe(2013);
 					expect(data[20]).toBe(0);
