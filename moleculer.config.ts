@@ -4,6 +4,7 @@ import { config } from "./lib/config";
 import { internalMiddlewares } from "./middlewares/remote-call-metrics.middleware";
 import { TaskQueueMiddleware } from "./middlewares/task-queue.middleware";
 import { replCommands } from "./repl/commands";
+import { passReplServerToCustomEval } from "./repl/custom-eval-this";
 
 /**
  * Broker options of every node (read by moleculer-runner): only what differs from Moleculer's
@@ -80,10 +81,17 @@ const brokerConfig: BrokerOptions = {
 	// of its input (Ctrl+D, or piped commands running out) stops it again; a second stop would
 	// unbind the AMQP queues once more on the channel the first is closing, which amqplib
 	// reports as "Channel ended, no reply will be forthcoming" with a stack trace.
+	// A node that opens a REPL (moleculer-runner --repl) first makes Node 26 call moleculer-repl's
+	// eval on the REPL server again (see repl/custom-eval-this.ts).
 	created(broker) {
 		const stop = broker.stop.bind(broker);
 		let stopping: Promise<void> | undefined;
 		broker.stop = () => (stopping ??= stop());
+		const repl = broker.repl.bind(broker);
+		broker.repl = () => {
+			passReplServerToCustomEval();
+			return repl();
+		};
 	},
 
 	// `npm start` (the embedded default) says how to try it.

@@ -1,0 +1,22 @@
+import nodeRepl, { type REPLEval, type REPLServer, type ReplOptions } from "node:repl";
+
+/**
+ * moleculer-repl 0.8 finds the broker through `this.context` in its custom eval function, and
+ * Node 26 calls a custom eval without `this` (Node 24 passed the REPL server): every line typed
+ * then fails with "Cannot read properties of undefined (reading 'context')" (moleculer-repl
+ * issue #80, fix unreleased). From this call on, `repl.start` calls a custom eval on its server.
+ */
+export function passReplServerToCustomEval(): void {
+	const start = nodeRepl.start;
+	nodeRepl.start = (options?: string | ReplOptions): REPLServer => {
+		const evaluate = typeof options === "object" ? options.eval : undefined;
+		if (!evaluate) return start(options);
+		const server = start({
+			...(options as ReplOptions),
+			eval(this: unknown, ...args: Parameters<REPLEval>) {
+				evaluate.apply(server, args);
+			},
+		});
+		return server;
+	};
+}
