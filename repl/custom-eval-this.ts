@@ -13,7 +13,7 @@ export function passReplServerToCustomEval(): void {
 		if (!evaluate) return start(options);
 		const server = start({
 			...(options as ReplOptions),
-			eval(this: unknown, ...args: Parameters<REPLEval>) {
+			eval(...args: Parameters<REPLEval>) {
 				evaluate.apply(server, args);
 			},
 		});
