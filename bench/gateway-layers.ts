@@ -83,8 +83,9 @@ async function measure(name: string) {
 	const used = process.cpuUsage(before);
 	await stop();
 	const perRequest = (micros: number) => Math.round(micros / figures.requests);
+	const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
 	console.log(
-		`${name}: ${perRequest(used.user + used.system)} µs per request (user ${perRequest(used.user)}, system ${perRequest(used.system)}), ${figures.requestsPerSecond} req/s`,
+		`${name}: ${perRequest(used.user + used.system)} µs per request (user ${perRequest(used.user)}, system ${perRequest(used.system)}), ${figures.requestsPerSecond} req/s, peak RSS ${peakRssMb} MB`,
 	);
 }
 
