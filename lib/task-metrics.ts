@@ -43,7 +43,7 @@ export const TASK_METRICS = {
 		type: "histogram",
 		name: "tasks_store_batch_size",
 		description: "Tasks per store write that succeeded",
-		// Up to half of WORKER_PREFETCH (400 by default).
+		// Up to half of WORKER_PREFETCH (200 by default).
 		buckets: [1, 2, 5, 10, 20, 50, 100, 200, 400],
 	},
 	storeWrite: {
