@@ -17,7 +17,10 @@ const REQUESTS = Number(process.env.BENCH_LAYER_REQUESTS ?? 20_000);
 // measured after 100,000).
 const WARM_UP = Number(process.env.BENCH_LAYER_WARM_UP ?? 20_000);
 
-const load = (amount: number) => postTasksFromChild(`http://127.0.0.1:${PORT}/tasks`, amount);
+// Requests per second the load keeps to, warm-up included; 0 (the default) as fast as answered.
+const RATE = Number(process.env.BENCH_LAYER_RATE ?? 0);
+
+const load = (amount: number) => postTasksFromChild(`http://127.0.0.1:${PORT}/tasks`, amount, RATE);
 
 function trivialGateway(bodyParsed: boolean): ServiceSchema {
 	return <ServiceSchema>{
