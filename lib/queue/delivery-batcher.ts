@@ -101,7 +101,18 @@ export class DeliveryBatcher<H> {
 		const waitLeft = (this.options.maxWaitMs ?? 0) - (now - this.lingerStartedAt);
 		const quietLeft = (this.options.quietMs ?? QUIET_MS) - (now - this.lastDeliveryAt);
 		if (waitLeft > 0 && quietLeft > 0) {
-			this.lingerTimer = setTimeout(() => this.lingerUntilDue(), Math.min(waitLeft, quietLeft));
+			const timer: NodeJS.Timeout = setTimeout(
+				() => {
+					// The event loop runs due timers before it reads its sockets. After this process has
+					// waited for a core (both are due then), the deliveries that came meanwhile are read
+					// first, or they would pass for a pause and the batch be written short.
+					setImmediate(() => {
+						if (this.lingerTimer === timer) this.lingerUntilDue();
+					});
+				},
+				Math.min(waitLeft, quietLeft),
+			);
+			this.lingerTimer = timer;
 			return;
 		}
 		this.lingerTimer = null;

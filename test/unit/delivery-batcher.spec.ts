@@ -1,3 +1,5 @@
+import { once } from "node:events";
+import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryBatcher, type Outcome } from "../../lib/queue/delivery-batcher";
 import { newTask, type QueuedTask } from "../../lib/task";
@@ -104,6 +106,30 @@ describe("DeliveryBatcher", () => {
 			pushed(batcher, 50, 120);
 			await sleep(100);
 			expect(sizes).toEqual([50, 50, 50, 20]);
+		});
+
+		it("counts deliveries that waited unread while the process was busy as arrivals, not as a pause", async () => {
+			const sizes: number[] = [];
+			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 60_000, 30);
+			const server = net.createServer(socket => socket.on("data", () => pushed(batcher, 1, 1)));
+			await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
+			const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+			await once(server, "connection");
+			try {
+				pushed(batcher, 0, 1);
+				// A delivery is on its way while the process cannot run for longer than quietMs: when
+				// it runs again, the quiet timer and the socket are both due.
+				client.write("delivery");
+				const busyUntil = performance.now() + 50;
+				while (performance.now() < busyUntil);
+				await sleep(10);
+				expect(sizes).toEqual([]);
+				await sleep(40);
+				expect(sizes).toEqual([2]);
+			} finally {
+				client.destroy();
+				server.close();
+			}
 		});
 
 		it("does not hold back a lingering batch when drained", async () => {
