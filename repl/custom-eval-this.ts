@@ -1,5 +1,8 @@
 import nodeRepl, { type REPLEval, type REPLServer, type ReplOptions } from "node:repl";
 
+/** Marks the wrapped `repl.start`, so that a second call (a second REPL) does not wrap it again. */
+const PASSES_SERVER = Symbol("passesReplServerToCustomEval");
+
 /**
  * moleculer-repl 0.8 finds the broker through `this.context` in its custom eval function, and
  * Node 26 calls a custom eval without `this` (Node 24 passed the REPL server): every line typed
@@ -7,8 +10,9 @@ import nodeRepl, { type REPLEval, type REPLServer, type ReplOptions } from "node
  * issue #80, fix unreleased). From this call on, `repl.start` calls a custom eval on its server.
  */
 export function passReplServerToCustomEval(): void {
-	const start = nodeRepl.start;
-	nodeRepl.start = (options?: string | ReplOptions): REPLServer => {
+	const start = nodeRepl.start as typeof nodeRepl.start & { [PASSES_SERVER]?: true };
+	if (start[PASSES_SERVER]) return;
+	const wrapped = (options?: string | ReplOptions): REPLServer => {
 		const evaluate = typeof options === "object" ? options.eval : undefined;
 		if (!evaluate) return start(options);
 		const server = start({
@@ -19,4 +23,5 @@ export function passReplServerToCustomEval(): void {
 		});
 		return server;
 	};
+	nodeRepl.start = Object.assign(wrapped, { [PASSES_SERVER]: true as const });
 }

@@ -34,4 +34,11 @@ describe("moleculer-repl's eval on Node 26", () => {
 		const { server, seen } = await thisOfCustomEval();
 		expect(seen).toBe(server);
 	});
+
+	it("wraps Node's repl.start once, however many REPLs a node opens", () => {
+		passReplServerToCustomEval();
+		const wrapped = nodeRepl.start;
+		passReplServerToCustomEval();
+		expect(nodeRepl.start).toBe(wrapped);
+	});
 });
