@@ -29,8 +29,11 @@ export interface ClusterConfig {
 	workerBatchWaitMs: number;
 	/** How long a gateway waits for RabbitMQ to confirm a publish before answering 503. */
 	publishTimeoutMs: number;
-	/** Store attempts for one batch before its messages go to the dead-letter queue. */
-	storeMaxAttempts: number;
+	/**
+	 * Largest message body a worker reads; larger ones are dead-lettered unparsed (too_large).
+	 * Far above any task, and with WORKER_PREFETCH far inside a worker's heap (docs/hostile-input.md).
+	 */
+	maxMessageBytes: number;
 	mongoUri: string | null;
 	dbName: string;
 	flaskPort: number;
@@ -123,7 +126,7 @@ export function loadConfig(env: Env = process.env): ClusterConfig {
 		workerPrefetch: integer(env, "WORKER_PREFETCH", 200, 1),
 		workerBatchWaitMs: integer(env, "WORKER_BATCH_WAIT_MS", 50),
 		publishTimeoutMs: integer(env, "PUBLISH_TIMEOUT_MS", 2000, 1),
-		storeMaxAttempts: integer(env, "STORE_MAX_ATTEMPTS", 10, 1),
+		maxMessageBytes: integer(env, "MAX_MESSAGE_BYTES", 65536, 1024),
 		mongoUri: optionalText(env, "MONGO_URI"),
 		dbName: text(env, "DB_NAME", "mydb"),
 		flaskPort: integer(env, "FLASK_PORT", 5001),

@@ -1,5 +1,5 @@
 import type { MetricTypes, ServiceBroker } from "moleculer";
-import type { DeadLetterReason } from "./queue/task-queue";
+import { DEAD_LETTER_REASONS, type DeadLetterReason } from "./queue/task-queue";
 import type { QueuedTask } from "./task";
 
 /**
@@ -56,7 +56,8 @@ export const TASK_METRICS = {
 		type: "counter",
 		name: "tasks_dead_lettered_total",
 		labelNames: ["reason"],
-		description: "Messages moved to the dead-letter queue: unreadable (not a task) or store_failed (STORE_MAX_ATTEMPTS writes failed)",
+		description:
+			"Messages moved to the dead-letter queue, by reason: too_large, unreadable, invalid, duplicate_id, store_refused, poison (docs/hostile-input.md)",
 	},
 	endToEnd: {
 		type: "histogram",
@@ -72,8 +73,6 @@ export const TASK_METRICS = {
 		description: "Ready messages of the task queue and of its dead-letter queue, sampled by each worker",
 	},
 } as const;
-
-const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = ["unreadable", "store_failed"];
 
 /** How often each worker samples the queue depths: a scrape interval, not the hot path. */
 export const QUEUE_SAMPLE_INTERVAL_MS = 5000;

@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { createHash, randomUUID } from "node:crypto";
 import Validator from "fastest-validator";
 
@@ -89,17 +90,22 @@ export const EXTERNAL_SOURCE = "external";
 
 const idRule = { type: "string", min: 1, max: 100 } as const;
 const sourceRule = { type: "string", min: 1, max: 50 } as const;
-const isoDateRule = { type: "string", pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/ } as const;
+/** What toISOString() gives for the years 0000 to 9999, the dates a BSON date and every client read back alike. */
+const isoDateRule = {
+	type: "string",
+	pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/,
+	messages: { stringPattern: "The '{field}' field must be a date of the years 0000 to 9999." },
+} as const;
+
+/** The queued part of a task, as the store takes it: the one rule a message must pass to be stored. */
+const queuedTaskProps = { id: idRule, title: titleRule, source: sourceRule, created_at: isoDateRule } as const;
 
 /** `tasks.storeProcessed` checks each task by this: a worker on another node sends them as JSON. */
 export const processedTaskRule = {
 	type: "object",
 	strict: "remove",
 	props: {
-		id: idRule,
-		title: titleRule,
-		source: sourceRule,
-		created_at: isoDateRule,
+		...queuedTaskProps,
 		status: { type: "equal", value: "processed" },
 		processed_by: { type: "string", min: 1, max: 50 },
 		processed_at: isoDateRule,
@@ -107,52 +113,80 @@ export const processedTaskRule = {
 	},
 } as const;
 
-const queuedTaskCheck = new Validator({ useNewCustomCheckerFunction: true }).compile({
+const validator = new Validator({ useNewCustomCheckerFunction: true });
+/** How a producer may spell a task: a date as a string or milliseconds that Date parses, fields left out that the worker fills in. */
+const messageShapeCheck = validator.compile({
 	$$strict: "remove",
-	id: { ...idRule, optional: true },
-	title: titleRule,
-	source: { ...sourceRule, optional: true },
-	created_at: { type: "date", convert: true, optional: true },
+	id: { type: "string", optional: true },
+	title: { type: "string" },
+	source: { type: "string", optional: true },
+	created_at: { type: "multi", rules: [{ type: "string" }, { type: "number" }], optional: true },
 });
-
-export type DecodeResult = { ok: true; task: QueuedTask } | { ok: false; reason: string };
+/** The store's own rule on the task the worker made of the message (processedTaskRule's queued part). */
+const storableTaskCheck = validator.compile({ $$root: true, ...processedTaskRule, props: queuedTaskProps });
 
 /**
- * Turns a queue message body into a task, or says why it cannot be one.
+ * Why a message is not a task: `unreadable` when its bytes are no JSON object, `invalid` when
+ * they are one that the store would refuse (a missing title, a wrong type, an out-of-range date).
+ */
+export type DecodeResult = { ok: true; task: QueuedTask } | { ok: false; kind: "unreadable" | "invalid"; reason: string };
+
+const problemsOf = (verdict: unknown) => (verdict as { message?: string }[]).map(problem => problem.message).join(" ");
+
+/**
+ * Turns a queue message body into a task that the store will take, or says why it cannot be one.
  *
  * A message without an id (a foreign or older producer sending only `{"title"}`) takes the
  * AMQP messageId, or else a UUID derived from its bytes, so that a redelivery of it still maps
- * to the same document.
+ * to the same document. Invalid UTF-8 is refused rather than replaced: the store would keep
+ * another title than the one sent.
  */
 export function decodeTaskMessage(body: Buffer, messageId?: string): DecodeResult {
+	if (!isUtf8(body)) return { ok: false, kind: "unreadable", reason: "body is not valid UTF-8" };
 	let parsed: unknown;
 	try {
 		parsed = JSON.parse(body.toString("utf8"));
 	} catch (err) {
-		return { ok: false, reason: `body is not JSON: ${(err as Error).message}` };
+		return { ok: false, kind: "unreadable", reason: `body is not JSON: ${(err as Error).message}` };
 	}
 	if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-		return { ok: false, reason: "body is not a JSON object" };
+		return { ok: false, kind: "unreadable", reason: "body is not a JSON object" };
 	}
 	if (nestedDeeperThan(parsed, MAX_NESTING)) {
-		return { ok: false, reason: `body is nested deeper than ${MAX_NESTING} levels` };
+		return { ok: false, kind: "unreadable", reason: `body is nested deeper than ${MAX_NESTING} levels` };
 	}
 	const candidate = parsed as Record<string, unknown>;
-	const verdict = queuedTaskCheck(candidate);
-	if (verdict !== true) {
-		const problems = (verdict as { message: string }[]).map(problem => problem.message);
-		return { ok: false, reason: problems.join(" ") };
-	}
-	const createdAt = candidate.created_at as Date | undefined;
-	return {
-		ok: true,
-		task: {
-			id: (candidate.id as string | undefined) ?? messageId ?? nameBasedUuid(`message:${body.toString("base64")}`),
-			title: candidate.title as string,
-			source: (candidate.source as string | undefined) ?? EXTERNAL_SOURCE,
-			created_at: (createdAt ?? new Date()).toISOString(),
-		},
+	const shape = messageShapeCheck(candidate);
+	if (shape !== true) return { ok: false, kind: "invalid", reason: problemsOf(shape) };
+	const createdAt = candidate.created_at as string | number | null | undefined;
+	const time = createdAt == null ? Date.now() : new Date(createdAt).getTime();
+	if (Number.isNaN(time)) return { ok: false, kind: "invalid", reason: "The 'created_at' field must be a date." };
+	const task = {
+		id: (candidate.id as string | undefined) ?? messageId ?? nameBasedUuid(`message:${body.toString("base64")}`),
+		title: candidate.title as string,
+		source: (candidate.source as string | undefined) ?? EXTERNAL_SOURCE,
+		created_at: new Date(time).toISOString(),
 	};
+	const storable = storableTaskCheck(task);
+	if (storable !== true) return { ok: false, kind: "invalid", reason: problemsOf(storable) };
+	return { ok: true, task };
+}
+
+/**
+ * Why a message's AMQP properties say it is no plain JSON task, or undefined. A producer that
+ * sets no content type (the original's, pika's default) is taken at its word that it sends JSON.
+ */
+export function messageFormatProblem(contentType: unknown, contentEncoding: unknown): string | undefined {
+	// What the gateways and the original's producers send, without a string made.
+	if (contentEncoding === undefined && (contentType === undefined || contentType === "application/json")) return undefined;
+	if (contentEncoding !== undefined && contentEncoding !== "" && contentEncoding !== "identity") {
+		return `content encoding ${JSON.stringify(contentEncoding)} is not supported`;
+	}
+	if (contentType === undefined || contentType === "") return undefined;
+	const mediaType = String(contentType).split(";")[0].trim().toLowerCase();
+	return mediaType === "application/json" || /^application\/[^/]*\+json$/.test(mediaType)
+		? undefined
+		: `content type ${JSON.stringify(contentType)} is not JSON`;
 }
 
 export function encodeTaskMessage(task: QueuedTask): Buffer {

@@ -41,7 +41,6 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 		queue: settings.taskQueue,
 		prefetch: settings.workerPrefetch,
 		batchWaitMs: settings.workerBatchWaitMs,
-		maxAttempts: settings.storeMaxAttempts,
 		logger: broker.getLogger("task-queue"),
 		onDeadLettered: metrics ? (reason: DeadLetterReason) => metrics.messageDeadLettered(reason) : undefined,
 	};
@@ -51,6 +50,7 @@ function openTaskQueue(broker: ServiceBroker, settings: ClusterConfig): TaskQueu
 		urls: settings.rabbitUrls,
 		queueType: settings.taskQueueType,
 		publishTimeoutMs: settings.publishTimeoutMs,
+		maxMessageBytes: settings.maxMessageBytes,
 		connectionName: `${broker.nodeID} task queue`,
 		// A queue of another type can never be used: the node stops rather than answer 503 for ever.
 		onFatal: err => broker.fatal(err.message, err, true),

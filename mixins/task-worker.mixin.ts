@@ -1,7 +1,8 @@
 import { performance } from "node:perf_hooks";
 import type { Service, ServiceSchema } from "moleculer";
 import { stampProcessed, type QueuedTask } from "../lib/task";
-import { deadLetterQueueOf, type TaskConsumer, type TaskQueue } from "../lib/queue/task-queue";
+import { deadLetterQueueOf, type RefusedTask, type TaskConsumer, type TaskQueue } from "../lib/queue/task-queue";
+import type { RefusedInsert } from "../lib/store/task-store";
 import { QUEUE_SAMPLE_INTERVAL_MS, taskMetricsOf, type TaskMetrics } from "../lib/task-metrics";
 import { asMixin } from "./as-mixin";
 
@@ -11,7 +12,7 @@ export interface TaskWorkerSettings {
 }
 
 interface WorkerMethods {
-	storeBatch(tasks: QueuedTask[]): Promise<void>;
+	storeBatch(tasks: QueuedTask[]): Promise<RefusedTask[]>;
 	sampleQueueDepth(queue: TaskQueue): Promise<void>;
 }
 
@@ -32,19 +33,31 @@ type WorkerSchema = Partial<ServiceSchema<Partial<TaskWorkerSettings>, WorkerMet
 const TaskWorkerMixin: WorkerSchema = {
 	dependencies: ["tasks"],
 	methods: {
-		async storeBatch(tasks: QueuedTask[]): Promise<void> {
+		/** Stores the batch; resolves with the tasks the store refused one by one (see TaskStore.insertProcessed). */
+		async storeBatch(tasks: QueuedTask[]): Promise<RefusedTask[]> {
 			const stamp = { processedBy: this.settings.processedBy, nodeID: this.broker.nodeID };
 			const processedAt = Date.now();
 			const processedAtIso = new Date(processedAt).toISOString();
 			const stamped = tasks.map(task => stampProcessed(task, stamp, processedAtIso));
 			const metrics = this.metrics;
 			const writeStarted = metrics ? performance.now() : 0;
+			let refused: RefusedInsert[];
 			try {
-				await this.broker.call("tasks.storeProcessed", { tasks: stamped });
+				({ refused } = await this.broker.call<{ refused: RefusedInsert[] }, object>("tasks.storeProcessed", { tasks: stamped }));
 			} finally {
 				metrics?.storeAttempted((performance.now() - writeStarted) / 1000);
 			}
-			metrics?.batchStored(stamp.processedBy, stamped, processedAt);
+			if (refused.length === 0) {
+				metrics?.batchStored(stamp.processedBy, stamped, processedAt);
+				return [];
+			}
+			const refusedAt = new Set(refused.map(entry => entry.index));
+			metrics?.batchStored(
+				stamp.processedBy,
+				stamped.filter((_, index) => !refusedAt.has(index)),
+				processedAt,
+			);
+			return refused.map(({ index, reason, detail }) => ({ task: tasks[index], reason, detail }));
 		},
 		/** Ready messages of the task queue and its dead-letter queue, for task_queue_messages. */
 		async sampleQueueDepth(queue: TaskQueue): Promise<void> {

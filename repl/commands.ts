@@ -7,6 +7,14 @@ interface CommandArgs {
 }
 
 const QUEUE_CONNECT_TIMEOUT_MS = 5000;
+const DEFAULT_DEAD_LETTERS = 10;
+
+/** The count operand of `dead` and `replay`: a positive integer, DEFAULT_DEAD_LETTERS when left out. */
+function countOf(args: CommandArgs): number {
+	const count = args.count === undefined ? DEFAULT_DEAD_LETTERS : Number(args.count);
+	if (!Number.isInteger(count) || count < 1) throw new Error(`the count must be a positive integer, got "${String(args.count)}"`);
+	return count;
+}
 
 /** The operator's own REPL commands (moleculer-repl `customCommands`). */
 export const replCommands = [
@@ -16,6 +24,26 @@ export const replCommands = [
 		async action(broker: ServiceBroker) {
 			await broker.taskQueue.whenConnected(QUEUE_CONNECT_TIMEOUT_MS);
 			console.table([await broker.taskQueue.depth()]);
+		},
+	},
+	{
+		command: "dead [count]",
+		description: `The first dead-lettered messages (default ${DEFAULT_DEAD_LETTERS}) with their reason, size and first bytes; they stay where they are`,
+		async action(broker: ServiceBroker, args: CommandArgs) {
+			const count = countOf(args);
+			await broker.taskQueue.whenConnected(QUEUE_CONNECT_TIMEOUT_MS);
+			const letters = await broker.taskQueue.deadLetters(count);
+			if (letters.length === 0) return void console.log("the dead-letter queue is empty");
+			console.table(letters);
+		},
+	},
+	{
+		command: "replay [count]",
+		description: `Moves the first dead-lettered messages (default ${DEFAULT_DEAD_LETTERS}) back to the task queue, each confirmed before it leaves the dead-letter queue`,
+		async action(broker: ServiceBroker, args: CommandArgs) {
+			const count = countOf(args);
+			await broker.taskQueue.whenConnected(QUEUE_CONNECT_TIMEOUT_MS);
+			console.log(`${await broker.taskQueue.replayDeadLetters(count)} messages moved back to the task queue`);
 		},
 	},
 	{

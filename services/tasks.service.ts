@@ -46,8 +46,8 @@ const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, Task
 		storeProcessed: {
 			params: { tasks: { type: "array", items: processedTaskRule } },
 			async handler(this: TasksService, ctx: Context<{ tasks: ProcessedTask[] }>) {
-				await this.store.insertProcessed(ctx.params.tasks);
-				return { stored: ctx.params.tasks.length };
+				const refused = await this.store.insertProcessed(ctx.params.tasks);
+				return { stored: ctx.params.tasks.length - refused.length, refused };
 			},
 		},
 		/**

@@ -1,9 +1,10 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { AckWatermark } from "./ack-watermark";
 import type { AmqpQueueOptions } from "./amqp-task-queue";
-import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
-import { deadLetterQueueOf, storeFailed, type DeadLetterReason, type TaskBatchHandler, type TaskConsumer } from "./task-queue";
-import { decodeTaskMessage } from "../task";
+import { batchSizeFor, DeliveryBatcher, type DeadLetterCause, type Outcome } from "./delivery-batcher";
+import { copyOptions, POISON_REDELIVERIES, REDELIVERIES_HEADER, redeliveriesOf } from "./message-copies";
+import { deadLetterQueueOf, storeUnavailable, type TaskBatchHandler, type TaskConsumer } from "./task-queue";
+import { decodeTaskMessage, messageFormatProblem } from "../task";
 
 /**
  * Longest a quorum queue's consumer may receive nothing, holding no delivery, while the queue has
@@ -65,10 +66,9 @@ export class AmqpConsumer implements TaskConsumer {
 			handler,
 			maxBatch: batchSizeFor(options.prefetch),
 			maxWaitMs: options.batchWaitMs,
-			maxAttempts: options.maxAttempts,
 			retryDelayMs: options.retryDelayMs,
-			settle: (delivery, outcome, reason) => this.settle(delivery, outcome, reason),
-			onError: (err, attempt) => storeFailed(options.logger, err, attempt, options.maxAttempts),
+			settle: (delivery, outcome, cause) => this.settle(delivery, outcome, cause),
+			onError: (err, attempt) => storeUnavailable(options.logger, err, attempt),
 		});
 	}
 
@@ -175,6 +175,11 @@ export class AmqpConsumer implements TaskConsumer {
 		this.onStopped();
 	}
 
+	/**
+	 * Judges each message alone, cheapest test first: its size before a byte is read, a message
+	 * that came back unacknowledged before it is parsed (it may be what took a worker down), its
+	 * AMQP properties, then its body.
+	 */
 	private onMessage(delivery: Delivery): void {
 		// A late delivery of a channel that is gone: RabbitMQ redelivers it on the new one.
 		if (delivery.channel !== this.channel || !this.acks) return;
@@ -183,62 +188,85 @@ export class AmqpConsumer implements TaskConsumer {
 			this.delivered = true;
 			this.blindReopens = 0;
 		}
-		this.acks.received(delivery.message);
+		const { message } = delivery;
+		this.acks.received(message);
+		const bytes = message.content.length;
+		if (bytes > this.options.maxMessageBytes) {
+			return this.deadLetter(delivery, {
+				reason: "too_large",
+				detail: `body of ${bytes} bytes is over MAX_MESSAGE_BYTES (${this.options.maxMessageBytes})`,
+			});
+		}
+		if (message.fields.redelivered) return this.returned(delivery);
+		const formatProblem = messageFormatProblem(message.properties.contentType, message.properties.contentEncoding);
+		if (formatProblem) return this.deadLetter(delivery, { reason: "unreadable", detail: formatProblem });
 		let decoded: ReturnType<typeof decodeTaskMessage>;
 		try {
-			decoded = decodeTaskMessage(delivery.message.content, delivery.message.properties.messageId);
+			decoded = decodeTaskMessage(message.content, message.properties.messageId);
 		} catch (err) {
 			// Thrown inside amqplib's delivery callback, an error would close the channel and bring
 			// the same message back for ever: whatever cannot be decoded is dead-lettered.
-			decoded = { ok: false, reason: `decoding failed: ${(err as Error).message}` };
+			decoded = { ok: false, kind: "unreadable", reason: `decoding failed: ${(err as Error).message}` };
 		}
 		if (decoded.ok) this.batcher.push(decoded.task, delivery);
-		else this.deadLetter(delivery, "unreadable", `unreadable message: ${decoded.reason}`);
+		else this.deadLetter(delivery, { reason: decoded.kind, detail: decoded.reason });
 	}
 
-	private settle(delivery: Delivery, outcome: Outcome, reason?: string): void {
+	/**
+	 * A message that came back unacknowledged: its consumer died, lost its connection or stopped
+	 * holding it. It goes to the back of the queue as a copy that counts its returns
+	 * (REDELIVERIES_HEADER), before anything reads it, and after POISON_REDELIVERIES returns it is
+	 * dead-lettered as poison: a message that takes down every worker that reads it cannot loop,
+	 * on a classic queue either (docs/decisions/0010-poison-messages.md).
+	 */
+	private returned(delivery: Delivery): void {
+		const returns = redeliveriesOf(delivery.message) + 1;
+		if (returns >= POISON_REDELIVERIES) {
+			return this.deadLetter(delivery, {
+				reason: "poison",
+				detail: `came back unacknowledged ${returns} times: a worker died, stalled or stopped holding it`,
+			});
+		}
+		this.forward(delivery, this.options.queue, { [REDELIVERIES_HEADER]: returns }, () => undefined);
+	}
+
+	private settle(delivery: Delivery, outcome: Outcome, cause?: DeadLetterCause): void {
 		// Delivery tags belong to their channel; if it is gone, RabbitMQ redelivers the message.
 		if (delivery.channel !== this.channel || !this.acks) return;
 		try {
 			if (outcome === "stored") this.acks.settle(delivery.message);
-			else if (outcome === "dead-letter") this.deadLetter(delivery, "store_failed", reason ?? "store failed");
+			else if (outcome === "dead-letter") this.deadLetter(delivery, cause ?? { reason: "store_refused", detail: "the store refused the task" });
 			// "released" stays unacked: stop() closes the channel, which hands it back to RabbitMQ.
 		} catch {
 			// The channel closed under us: the message stays unacked and is redelivered.
 		}
 	}
 
+	/** Moves a message to the dead-letter queue with its cause in `x-dead-reason` ("<reason>: <detail>"). */
+	private deadLetter(delivery: Delivery, { reason, detail }: DeadLetterCause): void {
+		const { message } = delivery;
+		this.options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}: ${detail}`);
+		const headers = {
+			"x-dead-reason": `${reason}: ${detail}`.slice(0, 1000),
+			"x-original-queue": this.options.queue,
+			"x-dead-at": new Date().toISOString(),
+		};
+		this.forward(delivery, this.deadLetterQueue, headers, () => this.options.onDeadLettered?.(reason));
+	}
+
 	/**
-	 * Moves a message to the dead-letter queue with the reason and acks it once that is confirmed.
-	 * If RabbitMQ refuses the copy, the channel is closed: everything it holds unacked comes back,
-	 * rather than the acks of every later batch waiting behind this message.
+	 * Publishes a copy of the message to `queue` with `headers` added, and acks the message once
+	 * RabbitMQ confirmed the copy. If RabbitMQ refuses it, the channel is closed: everything it
+	 * holds unacked comes back, rather than the acks of every later batch waiting behind this one.
 	 */
-	private deadLetter({ channel, message }: Delivery, kind: DeadLetterReason, reason: string): void {
-		const { options, deadLetterQueue } = this;
-		options.logger.warn(`Dead-lettering message ${message.properties.messageId ?? "(no id)"}: ${reason}`);
+	private forward({ channel, message }: Delivery, queue: string, headers: Record<string, unknown>, onMoved: () => void): void {
 		try {
-			channel.publish(
-				"",
-				deadLetterQueue,
-				message.content,
-				{
-					persistent: true,
-					contentType: message.properties.contentType,
-					messageId: message.properties.messageId,
-					headers: {
-						...message.properties.headers,
-						"x-dead-reason": reason.slice(0, 1000),
-						"x-original-queue": options.queue,
-						"x-dead-at": new Date().toISOString(),
-					},
-				},
-				err => {
-					if (channel !== this.channel || !this.acks) return;
-					if (err) return void channel.close().catch(() => undefined);
-					this.acks.settle(message);
-					options.onDeadLettered?.(kind);
-				},
-			);
+			channel.publish("", queue, message.content, copyOptions(message, headers), err => {
+				if (channel !== this.channel || !this.acks) return;
+				if (err) return void channel.close().catch(() => undefined);
+				this.acks.settle(message);
+				onMoved();
+			});
 		} catch {
 			// The channel closed under us: the message is redelivered and judged again.
 		}

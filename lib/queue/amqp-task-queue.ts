@@ -3,12 +3,14 @@ import type { Writable } from "node:stream";
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from "amqplib";
 import { AmqpConsumer } from "./amqp-consumer";
 import { backoffMs } from "./backoff";
+import { listDeadLetters, replayDeadLetters } from "./dead-letter-queue";
 import { QueueMismatchError, queueDeclarations } from "./task-queue-declarations";
 import type { QueueType } from "../config";
 import { encodeTaskMessage, type QueuedTask } from "../task";
 import {
 	deadLetterQueueOf,
 	QueueUnavailableError,
+	type DeadLetter,
 	type QueueDepth,
 	type TaskBatchHandler,
 	type TaskConsumer,
@@ -28,7 +30,8 @@ export interface AmqpQueueOptions {
 	/** Longest a short store batch waits for more deliveries (BatcherOptions.maxWaitMs). */
 	batchWaitMs?: number;
 	publishTimeoutMs: number;
-	maxAttempts: number;
+	/** Larger message bodies are dead-lettered unread (reason too_large). */
+	maxMessageBytes: number;
 	/** Shown in the RabbitMQ management UI's connection list. */
 	connectionName: string;
 	logger: QueueLogger;
@@ -243,6 +246,19 @@ export class AmqpTaskQueue implements TaskQueue {
 			consumers: queue.consumerCount,
 			deadLettered: dead.messageCount,
 		};
+	}
+
+	deadLetters(limit: number): Promise<DeadLetter[]> {
+		return listDeadLetters(this.connected(), this.options.queue, limit);
+	}
+
+	replayDeadLetters(limit: number): Promise<number> {
+		return replayDeadLetters(this.connected(), this.options.queue, limit);
+	}
+
+	private connected(): ChannelModel {
+		if (!this.connection) throw new QueueUnavailableError("RabbitMQ is not connected");
+		return this.connection;
 	}
 
 	/** Messages of the task queue waiting for a consumer, asked on the publish channel. */

@@ -1,9 +1,16 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { backoffMs } from "./backoff";
+import { isDocumentError, isStoreOutage } from "./store-errors";
 import type { QueuedTask } from "../task";
-import type { TaskBatchHandler } from "./task-queue";
+import type { DeadLetterReason, TaskBatchHandler } from "./task-queue";
 
 export type Outcome = "stored" | "dead-letter" | "released";
+
+/** Why a delivery is dead-lettered: the reason (a metric label) and what exactly was wrong. */
+export interface DeadLetterCause {
+	reason: DeadLetterReason;
+	detail: string;
+}
 
 /** Half the prefetch window is written while the other half arrives. */
 export function batchSizeFor(prefetch: number): number {
@@ -27,10 +34,9 @@ export interface BatcherOptions<H> {
 	 * held for deliveries that are not coming.
 	 */
 	quietMs?: number;
-	/** Attempts for one batch before its tasks are dead-lettered. */
-	maxAttempts: number;
 	/** Called once per delivery with what became of it. */
-	settle: (handle: H, outcome: Outcome, reason?: string) => void;
+	settle: (handle: H, outcome: Outcome, cause?: DeadLetterCause) => void;
+	/** Told of each failed attempt of a batch that is held for the store to come back. */
 	onError: (err: Error, attempt: number) => void;
 	retryDelayMs?: (attempt: number) => number;
 }
@@ -42,6 +48,16 @@ interface Pending<H> {
 
 const defaultRetryDelay = (attempt: number) => backoffMs(attempt, 5000);
 
+/** What one write of a batch, split as far as needed, made of its deliveries. */
+interface WriteResult<H> {
+	stored: number;
+	/** Deliveries whose own write failed for a reason that is not an outage, with that error. */
+	failed: { pending: Pending<H>; error: Error }[];
+	/** Deliveries not written because the store is out, and the outage. */
+	unwritten: Pending<H>[];
+	outage?: Error;
+}
+
 /**
  * Under load a worker's deliveries come in bursts a millisecond or two apart (each gateway
  * publishes in 1 ms windows); a pause of 5 ms means the queue has run dry for now.
@@ -49,10 +65,15 @@ const defaultRetryDelay = (attempt: number) => backoffMs(attempt, 5000);
 const QUIET_MS = 5;
 
 /**
- * Groups deliveries into store calls, retries a failed batch with a growing delay (never a hot
- * requeue loop), and settles every delivery exactly once: acked after its batch is stored,
- * dead-lettered after the last attempt, or released (left for redelivery) when the consumer
- * stops mid-retry.
+ * Groups deliveries into store calls and settles every delivery exactly once: acked after its
+ * batch is stored, dead-lettered alone when the store refuses it, or released (left for
+ * redelivery) when the consumer stops while the store is out.
+ *
+ * A batch the store fails is split in halves until the failing documents stand alone, so that
+ * the good ones are stored and only those are dead-lettered. A store outage (see store-errors.ts)
+ * is no document's fault: the batch is held and retried with a growing delay for as long as it
+ * lasts (never a hot requeue loop), and as the consumer's prefetch fills up, RabbitMQ stops
+ * delivering: consumption pauses.
  *
  * One batch is written at a time: what arrives meanwhile waits and goes in the next batch. An
  * idle consumer so writes a single task at once, and a busy one writes few large batches
@@ -144,28 +165,61 @@ export class DeliveryBatcher<H> {
 	}
 
 	private async store(batch: Pending<H>[]): Promise<void> {
-		const tasks = batch.map(pending => pending.task);
 		for (let attempt = 1; ; attempt++) {
-			try {
-				await this.options.handler(tasks);
-				this.settleAll(batch, "stored");
-				return;
-			} catch (err) {
-				this.options.onError(err as Error, attempt);
-				if (attempt >= this.options.maxAttempts) {
-					this.settleAll(batch, "dead-letter", `store failed ${attempt} times: ${(err as Error).message}`);
-					return;
-				}
-				if (this.stopping) {
-					this.settleAll(batch, "released");
-					return;
-				}
-				await sleep(this.retryDelay(attempt));
+			const result: WriteResult<H> = { stored: 0, failed: [], unwritten: [] };
+			await this.write(batch, result);
+			const held = result.unwritten;
+			for (const { pending, error } of result.failed) {
+				// An error no one can place counts against the document only if the store took others
+				// meanwhile; if it took none, it is the store's, and the document waits with the rest.
+				if (result.stored > 0 || isDocumentError(error))
+					this.options.settle(pending.handle, "dead-letter", { reason: "store_refused", detail: `the store refused the task: ${error.message}` });
+				else held.push(pending);
 			}
+			if (held.length === 0) return;
+			this.options.onError(result.outage ?? result.failed[0].error, attempt);
+			if (this.stopping) return this.settleAll(held, "released");
+			await sleep(this.retryDelay(attempt));
+			// Deliveries that came meanwhile join the retry: the store gets them as soon as it is back,
+			// and a document it keeps refusing then shows beside others that it takes.
+			batch = held.concat(this.buffer.splice(0, Math.max(0, this.options.maxBatch - held.length)));
 		}
 	}
 
-	private settleAll(batch: Pending<H>[], outcome: Outcome, reason?: string): void {
-		for (const pending of batch) this.options.settle(pending.handle, outcome, reason);
+	/** Writes `batch`, splitting it in halves on any error but an outage; settles what is stored or refused. */
+	private async write(batch: Pending<H>[], result: WriteResult<H>): Promise<void> {
+		if (result.outage) return void result.unwritten.push(...batch);
+		let refused: Awaited<ReturnType<TaskBatchHandler>>;
+		try {
+			refused = await this.options.handler(batch.map(pending => pending.task));
+		} catch (err) {
+			const error = err as Error;
+			if (isStoreOutage(error)) {
+				result.outage = error;
+				result.unwritten.push(...batch);
+			} else if (batch.length === 1) {
+				result.failed.push({ pending: batch[0], error });
+			} else {
+				const half = Math.ceil(batch.length / 2);
+				await this.write(batch.slice(0, half), result);
+				await this.write(batch.slice(half), result);
+			}
+			return;
+		}
+		if (!refused?.length) {
+			result.stored += batch.length;
+			return this.settleAll(batch, "stored");
+		}
+		const refusedTasks = new Map(refused.map(entry => [entry.task, entry]));
+		for (const pending of batch) {
+			const entry = refusedTasks.get(pending.task);
+			if (entry) this.options.settle(pending.handle, "dead-letter", { reason: entry.reason, detail: entry.detail });
+			else this.options.settle(pending.handle, "stored");
+		}
+		result.stored += batch.length - refused.length;
+	}
+
+	private settleAll(batch: Pending<H>[], outcome: Outcome): void {
+		for (const pending of batch) this.options.settle(pending.handle, outcome);
 	}
 }

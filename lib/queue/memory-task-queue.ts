@@ -1,7 +1,8 @@
-import { batchSizeFor, DeliveryBatcher, type Outcome } from "./delivery-batcher";
-import type { QueuedTask } from "../task";
+import { batchSizeFor, DeliveryBatcher, type DeadLetterCause, type Outcome } from "./delivery-batcher";
+import { encodeTaskMessage, type QueuedTask } from "../task";
 import {
-	storeFailed,
+	storeUnavailable,
+	type DeadLetter,
 	type DeadLetterListener,
 	type QueueDepth,
 	type QueueLogger,
@@ -15,7 +16,6 @@ export interface MemoryQueueOptions {
 	prefetch: number;
 	/** See BatcherOptions.maxWaitMs. */
 	batchWaitMs?: number;
-	maxAttempts: number;
 	logger: QueueLogger;
 	retryDelayMs?: (attempt: number) => number;
 	onDeadLettered?: DeadLetterListener;
@@ -34,7 +34,7 @@ interface MemoryConsumer {
 export class MemoryTaskQueue implements TaskQueue {
 	private readonly ready: QueuedTask[] = [];
 	private readonly consumers: MemoryConsumer[] = [];
-	readonly deadLettered: { task: QueuedTask; reason: string }[] = [];
+	readonly deadLettered: { task: QueuedTask; cause: DeadLetterCause; at: string }[] = [];
 	private nextConsumer = 0;
 
 	constructor(private readonly options: MemoryQueueOptions) {}
@@ -51,10 +51,9 @@ export class MemoryTaskQueue implements TaskQueue {
 				handler,
 				maxBatch: batchSizeFor(this.options.prefetch),
 				maxWaitMs: this.options.batchWaitMs,
-				maxAttempts: this.options.maxAttempts,
 				retryDelayMs: this.options.retryDelayMs,
-				onError: (err, attempt) => storeFailed(this.options.logger, err, attempt, this.options.maxAttempts),
-				settle: (task, outcome, reason) => this.settle(consumer, task, outcome, reason),
+				onError: (err, attempt) => storeUnavailable(this.options.logger, err, attempt),
+				settle: (task, outcome, cause) => this.settle(consumer, task, outcome, cause),
 			}),
 		};
 		this.consumers.push(consumer);
@@ -82,16 +81,31 @@ export class MemoryTaskQueue implements TaskQueue {
 		};
 	}
 
+	async deadLetters(limit: number): Promise<DeadLetter[]> {
+		return this.deadLettered.slice(0, limit).map(({ task, cause, at }) => {
+			const body = encodeTaskMessage(task);
+			return { messageId: task.id, reason: `${cause.reason}: ${cause.detail}`, bytes: body.length, head: body.toString("utf8", 0, 80), deadAt: at };
+		});
+	}
+
+	async replayDeadLetters(limit: number): Promise<number> {
+		const replayed = this.deadLettered.splice(0, limit);
+		this.ready.push(...replayed.map(({ task }) => task));
+		this.dispatch();
+		return replayed.length;
+	}
+
 	async close(): Promise<void> {
 		await Promise.all(this.consumers.map(consumer => consumer.batcher.drain()));
 		this.consumers.length = 0;
 	}
 
-	private settle(consumer: MemoryConsumer, task: QueuedTask, outcome: Outcome, reason?: string): void {
+	private settle(consumer: MemoryConsumer, task: QueuedTask, outcome: Outcome, cause?: DeadLetterCause): void {
 		consumer.unsettled--;
 		if (outcome === "dead-letter") {
-			this.deadLettered.push({ task, reason: reason ?? "" });
-			this.options.onDeadLettered?.("store_failed");
+			const deadLetter = cause ?? { reason: "store_refused", detail: "the store refused the task" };
+			this.deadLettered.push({ task, cause: deadLetter, at: new Date().toISOString() });
+			this.options.onDeadLettered?.(deadLetter.reason);
 		}
 		if (outcome === "released") this.ready.unshift(task);
 		this.dispatch();

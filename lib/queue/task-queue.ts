@@ -15,7 +15,22 @@ export interface TaskQueue {
 	/** Resolves once connected, or rejects with QueueUnavailableError after the timeout. */
 	whenConnected(timeoutMs: number): Promise<void>;
 	depth(): Promise<QueueDepth>;
+	/** The first `limit` messages of the dead-letter queue, left where they are. */
+	deadLetters(limit: number): Promise<DeadLetter[]>;
+	/** Moves the first `limit` dead letters back to the task queue; resolves with how many moved. */
+	replayDeadLetters(limit: number): Promise<number>;
 	close(): Promise<void>;
+}
+
+/** A message of the dead-letter queue, as an operator sees it. */
+export interface DeadLetter {
+	messageId: string | null;
+	/** DeadLetterReason and details, as the worker wrote them (or RabbitMQ's own x-death reason). */
+	reason: string;
+	bytes: number;
+	/** The body's first bytes, as text with anything unprintable escaped. */
+	head: string;
+	deadAt: string | null;
 }
 
 /** Where a queue reports what it recovers from: the node's logger. */
@@ -25,12 +40,23 @@ export interface QueueLogger {
 	error(...args: unknown[]): void;
 }
 
-/** Both queues log a failed store attempt alike; the batch is retried, then dead-lettered. */
-export function storeFailed(logger: QueueLogger, err: Error, attempt: number, maxAttempts: number): void {
-	logger.warn(`Storing a batch failed (attempt ${attempt}/${maxAttempts}): ${err.message}`);
+/** Both queues log a store outage alike: the batch is held and tried again until the store is back. */
+export function storeUnavailable(logger: QueueLogger, err: Error, attempt: number): void {
+	logger.warn(`Storing a batch failed (attempt ${attempt}, holding it and trying again): ${err.message}`);
 }
 
-export type TaskBatchHandler = (tasks: QueuedTask[]) => Promise<void>;
+/**
+ * Stores a batch of tasks. It throws when nothing of the batch could be stored (the batcher then
+ * tells an outage from a document the store refuses), and resolves with the tasks the store refused
+ * one by one while it took the others (an id that another task already has).
+ */
+export type TaskBatchHandler = (tasks: QueuedTask[]) => Promise<RefusedTask[] | void>;
+
+export interface RefusedTask {
+	task: QueuedTask;
+	reason: DeadLetterReason;
+	detail: string;
+}
 
 export interface TaskConsumer {
 	/** Stops taking new tasks, finishes (and acknowledges) the ones in hand, then resolves. */
@@ -53,8 +79,12 @@ export class QueueUnavailableError extends Error {
 	}
 }
 
-/** Why a message went to the dead-letter queue, in a few words fit for a metric label. */
-export type DeadLetterReason = "unreadable" | "store_failed";
+/**
+ * Why a message went to the dead-letter queue, fit for a metric label and the `x-dead-reason`
+ * header's first word (docs/hostile-input.md says what each means).
+ */
+export const DEAD_LETTER_REASONS = ["too_large", "unreadable", "invalid", "duplicate_id", "store_refused", "poison"] as const;
+export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
 /** Told of each message the dead-letter queue has taken (for tasks_dead_lettered_total). */
 export type DeadLetterListener = (reason: DeadLetterReason) => void;

@@ -24,22 +24,45 @@ const READ_BUDGET_MS = readBudgetMs(config.requestTimeoutMs);
 const SUPERSEDED_INDEX = "created_at_-1";
 const NEDB_UNIQUE_VIOLATION = "uniqueViolated";
 const MONGO_DUPLICATE_KEY = 11000;
+/**
+ * Write errors that belong to the one document, whatever the store's state: a bad value, a
+ * collection validator, a document or key too large. Any other write error may be the store's
+ * (FerretDB reports some of its own troubles per document) and fails the whole write.
+ */
+const MONGO_DOCUMENT_ERRORS = new Set([2, 121, 10334, 17280, 17419]);
 
 interface BulkWriteFailure {
-	writeErrors?: { code: number }[];
+	writeErrors?: { index: number; code: number; errmsg?: string }[];
 	writeConcernError?: unknown;
 }
 
-/**
- * An unordered insert stores every new task of the batch and reports the ids that exist as
- * duplicate-key errors: a redelivered task is then already stored, which is success. (An
- * insert, not an upsert: FerretDB runs an upsert as a lookup plus an insert per document, about
- * fifty times slower, and the first processing's stamp is kept either way.)
- */
-function onlyDuplicates(err: BulkWriteFailure): boolean {
-	const writeErrors = err.writeErrors ?? [];
-	return !err.writeConcernError && writeErrors.length > 0 && writeErrors.every(error => error.code === MONGO_DUPLICATE_KEY);
+/** A task of an insert that the store refused while it stored the others, by its place in the batch. */
+export interface RefusedInsert {
+	index: number;
+	reason: "duplicate_id" | "store_refused";
+	detail: string;
 }
+
+/**
+ * The write errors of an unordered insert when each belongs to its document: every other
+ * document of the batch is stored. Null when the failure is the store's (a write concern error,
+ * or a write error that may be transient): the caller retries the batch.
+ */
+function documentErrors(err: BulkWriteFailure): BulkWriteFailure["writeErrors"] | null {
+	const writeErrors = err.writeErrors ?? [];
+	if (err.writeConcernError || writeErrors.length === 0) return null;
+	return writeErrors.every(error => error.code === MONGO_DUPLICATE_KEY || MONGO_DOCUMENT_ERRORS.has(error.code)) ? writeErrors : null;
+}
+
+/** A duplicate id is a redelivery when the stored task is the same task: same title, same source. */
+const sameTask = (stored: Pick<TaskDocument, "title" | "source"> | null | undefined, document: TaskDocument) =>
+	stored?.title === document.title && stored.source === document.source;
+
+const collision = (index: number, document: TaskDocument): RefusedInsert => ({
+	index,
+	reason: "duplicate_id",
+	detail: `id ${JSON.stringify(document._id)} already belongs to another task`,
+});
 
 /**
  * What the tasks service asks of its collection, in the shapes MongoDB serves from an index
@@ -73,26 +96,62 @@ export class TaskStore {
 		this.countIsCheap = !("ferretdbVersion" in info);
 	}
 
-	/** Inserts each task once by id: a redelivered task never adds a second document. */
-	async insertProcessed(tasks: ProcessedTask[]): Promise<void> {
-		if (tasks.length === 0) return;
+	/**
+	 * Inserts each task once by id: a redelivered task never adds a second document. Resolves with
+	 * the tasks refused one by one while the others were stored: an id that a different task
+	 * (another title or source) already has, or a document the store cannot hold. Throws when the
+	 * write as a whole failed.
+	 */
+	async insertProcessed(tasks: ProcessedTask[]): Promise<RefusedInsert[]> {
+		if (tasks.length === 0) return [];
 		const documents = tasks.map(toDocument);
 		const collection = this.collection;
 		if (collection) {
 			try {
+				// An insert, not an upsert: FerretDB runs an upsert as a lookup plus an insert per
+				// document, about fifty times slower, and the first processing's stamp is kept either way.
 				await collection.insertMany(documents, { ordered: false, writeConcern: { w: "majority", j: true } });
+				return [];
 			} catch (err) {
-				if (!onlyDuplicates(err as BulkWriteFailure)) throw err;
+				const writeErrors = documentErrors(err as BulkWriteFailure);
+				if (!writeErrors) throw err;
+				return this.refusedAmong(collection, documents, writeErrors);
 			}
-			return;
 		}
-		for (const document of documents) {
+		const refused: RefusedInsert[] = [];
+		for (const [index, document] of documents.entries()) {
 			try {
 				await this.adapter.insert(document);
 			} catch (err) {
 				if ((err as { errorType?: string }).errorType !== NEDB_UNIQUE_VIOLATION) throw err;
+				if (!sameTask((await this.adapter.findById(document._id)) as TaskDocument | null, document)) refused.push(collision(index, document));
 			}
 		}
+		return refused;
+	}
+
+	/** Which per-document write errors refuse a task: a duplicate id is none when it is the same task again. */
+	private async refusedAmong(
+		collection: TaskCollection,
+		documents: TaskDocument[],
+		writeErrors: NonNullable<BulkWriteFailure["writeErrors"]>,
+	): Promise<RefusedInsert[]> {
+		const duplicates = writeErrors.filter(error => error.code === MONGO_DUPLICATE_KEY);
+		const stored =
+			duplicates.length === 0
+				? []
+				: await collection
+						.find({ _id: { $in: duplicates.map(error => documents[error.index]._id) } }, { projection: { title: 1, source: 1 } })
+						.toArray();
+		const storedById = new Map(stored.map(document => [document._id, document]));
+		const refused: RefusedInsert[] = [];
+		for (const { index, code, errmsg } of writeErrors) {
+			const document = documents[index];
+			if (code !== MONGO_DUPLICATE_KEY)
+				refused.push({ index, reason: "store_refused", detail: `the store refused the task: ${errmsg ?? `error ${code}`}` });
+			else if (!sameTask(storedById.get(document._id), document)) refused.push(collision(index, document));
+		}
+		return refused;
 	}
 
 	/** One page of LIST_SORT, `limit` bounded by the store's own clock. */

@@ -140,7 +140,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 
 	it("leaves a task unacked while its write keeps failing, and puts it back on stop", async () => {
 		const name = scratch();
-		const producer = open(name, { maxAttempts: 1000 });
+		const producer = open(name);
 		await producer.whenConnected(5000);
 		await producer.publish(newTask("store is down", "go"));
 		let attempts = 0;
@@ -207,24 +207,63 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		const dead = await channel.get(deadLetterQueueOf(name), { noAck: true });
 		await channel.close();
 		expect(dead && dead.content.toString()).toBe("this is not JSON");
-		expect(dead && dead.properties.headers?.["x-dead-reason"]).toMatch(/^unreadable message: body is not JSON/);
+		expect(dead && dead.properties.headers?.["x-dead-reason"]).toMatch(/^unreadable: body is not JSON/);
 		expect(dead && dead.properties.messageId).toBe("poison-1");
 		expect(reasons).toEqual(["unreadable"]);
 	});
 
-	it("tells of a batch dead-lettered after its last store attempt, once RabbitMQ confirmed the copy", async () => {
+	it("tells of a task the store refused alone, once RabbitMQ confirmed its dead-letter copy, and acks the others", async () => {
 		const name = scratch();
 		const reasons: string[] = [];
-		const queue = open(name, { maxAttempts: 2, onDeadLettered: reason => void reasons.push(reason) });
+		const queue = open(name, { onDeadLettered: reason => void reasons.push(reason) });
 		await queue.whenConnected(5000);
-		await queue.publish(newTask("never stored", "go"));
-		const consumer = await queue.consume(async () => {
-			throw new Error("disk full");
-		});
+		const good = newTask("stored", "go");
+		const refused = newTask("refused", "go");
+		await queue.publish(good);
+		await queue.publish(refused);
+		const consumer = await queue.consume(async tasks =>
+			tasks.filter(task => task === refused || task.id === refused.id).map(task => ({ task, reason: "duplicate_id" as const, detail: "taken" })),
+		);
 		await eventually("the task dead-lettered", async () => (reasons.length === 1 ? true : undefined), 5000);
 		await consumer.stop();
-		expect(reasons).toEqual(["store_failed"]);
+		expect(reasons).toEqual(["duplicate_id"]);
 		expect(await depthOf(deadLetterQueueOf(name))).toBe(1);
+		expect(await depthOf(name)).toBe(0);
+	});
+
+	it("lists dead letters without taking them, and replays them to the task queue without their dead-letter headers", async () => {
+		const { name, queue } = await connectedQueue();
+		const side = await inspector.createConfirmChannel();
+		const bodies = ["not JSON 1", "not JSON 2", "not JSON 3"];
+		for (const [n, body] of bodies.entries()) {
+			side.sendToQueue(deadLetterQueueOf(name), Buffer.from(body), {
+				persistent: true,
+				messageId: `dead-${n}`,
+				headers: {
+					"x-dead-reason": "unreadable: body is not JSON",
+					"x-dead-at": "2026-01-01T00:00:00.000Z",
+					"x-original-queue": name,
+					"x-redeliveries": 2,
+					kept: "yes",
+				},
+			});
+		}
+		await side.waitForConfirms();
+		await side.close();
+		const listed = await queue.deadLetters(2);
+		expect(listed).toEqual([
+			{ messageId: "dead-0", reason: "unreadable: body is not JSON", bytes: 10, head: "not JSON 1", deadAt: "2026-01-01T00:00:00.000Z" },
+			expect.objectContaining({ messageId: "dead-1" }),
+		]);
+		expect(await eventually("the listed letters back", async () => ((await depthOf(deadLetterQueueOf(name))) === 3 ? true : undefined), 5000)).toBe(true);
+		expect(await queue.replayDeadLetters(2)).toBe(2);
+		expect(await depthOf(deadLetterQueueOf(name))).toBe(1);
+		const channel = await inspector.createChannel();
+		const replayed = await channel.get(name, { noAck: true });
+		await channel.close();
+		expect(replayed && replayed.content.toString()).toBe("not JSON 1");
+		expect(replayed && replayed.properties.messageId).toBe("dead-0");
+		expect(replayed && replayed.properties.headers).toEqual({ kept: "yes" });
 	});
 
 	it("refuses to publish while RabbitMQ cannot be reached, without waiting", async () => {

@@ -28,7 +28,7 @@ export function openQueue(queue: string, overrides: Partial<AmqpQueueOptions> = 
 		queue,
 		prefetch: 50,
 		publishTimeoutMs: 2000,
-		maxAttempts: 3,
+		maxMessageBytes: 65536,
 		connectionName: `test ${queue}`,
 		logger: SILENT_LOGGER,
 		reconnectDelayMs: () => 100,

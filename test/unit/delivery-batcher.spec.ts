@@ -1,29 +1,30 @@
 import { once } from "node:events";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DeliveryBatcher, type Outcome } from "../../lib/queue/delivery-batcher";
-import { newTask, type QueuedTask } from "../../lib/task";
+import { DeliveryBatcher, type DeadLetterCause, type Outcome } from "../../lib/queue/delivery-batcher";
+import type { TaskBatchHandler } from "../../lib/queue/task-queue";
+import { newTask } from "../../lib/task";
+import { eventually } from "../support/eventually";
 
-function batcherWith(handler: (tasks: QueuedTask[]) => Promise<void>, maxAttempts = 3, maxWaitMs = 0, quietMs = maxWaitMs) {
-	const settled: { id: string; outcome: Outcome; reason?: string }[] = [];
+function batcherWith(handler: TaskBatchHandler, maxWaitMs = 0, quietMs = maxWaitMs) {
+	const settled: { id: string; outcome: Outcome; cause?: DeadLetterCause }[] = [];
 	const batcher = new DeliveryBatcher<string>({
 		handler,
 		maxBatch: 50,
 		maxWaitMs,
 		quietMs,
-		maxAttempts,
 		retryDelayMs: () => 1,
 		onError: () => undefined,
-		settle: (id, outcome, reason) => settled.push({ id, outcome, reason }),
+		settle: (id, outcome, cause) => settled.push({ id, outcome, ...(cause ? { cause } : {}) }),
 	});
 	return { batcher, settled };
 }
 
-/** A batcher whose store fails every time with `message`. */
-const batcherFailingWith = (message: string, maxAttempts: number) =>
-	batcherWith(async () => {
-		throw new Error(message);
-	}, maxAttempts);
+/** An error as the MongoDB driver raises it when the store is unreachable. */
+const storeUnreachable = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:27017"), { name: "MongoNetworkError" });
+/** The tasks service's parameter validation, as Moleculer raises it. */
+const validationError = () => Object.assign(new Error("Parameters validation error!"), { name: "ValidationError", type: "VALIDATION_ERROR" });
+const outcomes = (settled: { id: string; outcome: Outcome }[]) => Object.fromEntries(settled.map(entry => [entry.id, entry.outcome]));
 
 describe("DeliveryBatcher", () => {
 	it("hands deliveries of one turn to the handler as one batch, capped at maxBatch", async () => {
@@ -65,7 +66,7 @@ describe("DeliveryBatcher", () => {
 			["writes a short batch once deliveries pause for quietMs, long before maxWaitMs", 60_000, 30],
 		])("%s", async (_case, maxWaitMs, quietMs) => {
 			const sizes: number[] = [];
-			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, maxWaitMs, quietMs);
+			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), maxWaitMs, quietMs);
 			pushed(batcher, 0, 1);
 			await sleep(10);
 			pushed(batcher, 1, 4);
@@ -76,7 +77,7 @@ describe("DeliveryBatcher", () => {
 
 		it("keeps a batch open while deliveries keep coming, up to maxWaitMs from its first", async () => {
 			const sizes: number[] = [];
-			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 150, 40);
+			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 150, 40);
 			const started = performance.now();
 			let writtenAfterMs = 0;
 			for (let n = 0; n < 20; n++) {
@@ -93,14 +94,10 @@ describe("DeliveryBatcher", () => {
 
 		it("writes a full batch at once, and what piled up behind it without waiting again", async () => {
 			const sizes: number[] = [];
-			const { batcher } = batcherWith(
-				async tasks => {
-					sizes.push(tasks.length);
-					await sleep(10);
-				},
-				3,
-				60_000,
-			);
+			const { batcher } = batcherWith(async tasks => {
+				sizes.push(tasks.length);
+				await sleep(10);
+			}, 60_000);
 			pushed(batcher, 0, 50);
 			expect(sizes).toEqual([50]);
 			pushed(batcher, 50, 120);
@@ -110,7 +107,7 @@ describe("DeliveryBatcher", () => {
 
 		it("counts deliveries that waited unread while the process was busy as arrivals, not as a pause", async () => {
 			const sizes: number[] = [];
-			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 60_000, 30);
+			const { batcher } = batcherWith(async tasks => void sizes.push(tasks.length), 60_000, 30);
 			const server = net.createServer(socket => socket.on("data", () => pushed(batcher, 1, 1)));
 			await new Promise<void>(resolve => server.listen(0, "127.0.0.1", resolve));
 			const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
@@ -134,7 +131,7 @@ describe("DeliveryBatcher", () => {
 
 		it("does not hold back a lingering batch when drained", async () => {
 			const sizes: number[] = [];
-			const { batcher, settled } = batcherWith(async tasks => void sizes.push(tasks.length), 3, 60_000);
+			const { batcher, settled } = batcherWith(async tasks => void sizes.push(tasks.length), 60_000);
 			pushed(batcher, 0, 3);
 			await batcher.drain();
 			expect(sizes).toEqual([3]);
@@ -150,21 +147,80 @@ describe("DeliveryBatcher", () => {
 		batcher.push(newTask("retry", "go"), "retry");
 		await new Promise(resolve => setTimeout(resolve, 50));
 		expect(calls).toBe(3);
-		expect(settled).toEqual([{ id: "retry", outcome: "stored", reason: undefined }]);
+		expect(settled).toEqual([{ id: "retry", outcome: "stored" }]);
 	});
 
-	it("dead-letters a batch after maxAttempts with the last error as reason", async () => {
-		const { batcher, settled } = batcherFailingWith("disk full", 2);
-		batcher.push(newTask("doomed", "go"), "doomed");
-		await new Promise(resolve => setTimeout(resolve, 50));
-		expect(settled).toEqual([{ id: "doomed", outcome: "dead-letter", reason: "store failed 2 times: disk full" }]);
+	it("holds a batch through a store outage for as many attempts as it takes, never dead-lettering it", async () => {
+		let calls = 0;
+		const { batcher, settled } = batcherWith(async () => {
+			if (++calls <= 40) throw storeUnreachable();
+		});
+		for (let n = 0; n < 10; n++) batcher.push(newTask(`t${n}`, "go"), `t${n}`);
+		await eventually("every task settled", async () => (settled.length === 10 ? true : undefined), 2000, 1);
+		expect(calls).toBe(41);
+		expect(settled.every(entry => entry.outcome === "stored")).toBe(true);
 	});
 
-	it("releases a failing batch for redelivery when drained mid-retry", async () => {
-		const { batcher, settled } = batcherFailingWith("store is away", 100);
+	it("splits a batch the store refuses until only the refused task is dead-lettered, and stores the rest", async () => {
+		const written: number[] = [];
+		const { batcher, settled } = batcherWith(async tasks => {
+			if (tasks.some(task => task.title === "bad")) throw validationError();
+			written.push(tasks.length);
+		});
+		for (let n = 0; n < 40; n++) batcher.push(newTask(n === 17 ? "bad" : `t${n}`, "go"), `t${n}`);
+		await batcher.drain();
+		expect(written.reduce((sum, size) => sum + size)).toBe(39);
+		expect(settled.filter(entry => entry.outcome === "dead-letter")).toEqual([
+			{ id: "t17", outcome: "dead-letter", cause: { reason: "store_refused", detail: "the store refused the task: Parameters validation error!" } },
+		]);
+		expect(settled.filter(entry => entry.outcome === "stored")).toHaveLength(39);
+	});
+
+	it("dead-letters a task that fails with an unknown error while the store takes the others", async () => {
+		const { batcher, settled } = batcherWith(async tasks => {
+			if (tasks.some(task => task.title === "odd")) throw new Error("something about this one");
+		});
+		for (let n = 0; n < 8; n++) batcher.push(newTask(n === 3 ? "odd" : `t${n}`, "go"), `t${n}`);
+		await batcher.drain();
+		expect(outcomes(settled)).toMatchObject({ t3: "dead-letter", t0: "stored", t7: "stored" });
+		expect(settled).toHaveLength(8);
+	});
+
+	it("holds a batch whose every task fails with an unknown error: the store's fault, not theirs", async () => {
+		let failing = true;
+		const { batcher, settled } = batcherWith(async () => {
+			if (failing) throw new Error("the store says no to everything");
+		});
+		for (let n = 0; n < 8; n++) batcher.push(newTask(`t${n}`, "go"), `t${n}`);
+		await sleep(30);
+		expect(settled).toEqual([]);
+		failing = false;
+		await eventually("every task settled", async () => (settled.length === 8 ? true : undefined), 2000, 1);
+		expect(settled.every(entry => entry.outcome === "stored")).toBe(true);
+	});
+
+	it("dead-letters the tasks the handler reports refused one by one, and settles the others stored", async () => {
+		const { batcher, settled } = batcherWith(async tasks =>
+			tasks
+				.filter(task => task.title === "taken id")
+				.map(task => ({ task, reason: "duplicate_id" as const, detail: "id already belongs to another task" })),
+		);
+		batcher.push(newTask("fine", "go"), "fine");
+		batcher.push(newTask("taken id", "go"), "taken");
+		await batcher.drain();
+		expect(settled).toEqual([
+			{ id: "fine", outcome: "stored" },
+			{ id: "taken", outcome: "dead-letter", cause: { reason: "duplicate_id", detail: "id already belongs to another task" } },
+		]);
+	});
+
+	it("releases a batch held by an outage for redelivery when drained", async () => {
+		const { batcher, settled } = batcherWith(async () => {
+			throw storeUnreachable();
+		});
 		batcher.push(newTask("released", "go"), "released");
 		await new Promise(resolve => setTimeout(resolve, 10));
 		await batcher.drain();
-		expect(settled).toEqual([{ id: "released", outcome: "released", reason: undefined }]);
+		expect(settled).toEqual([{ id: "released", outcome: "released" }]);
 	});
 });

@@ -2,8 +2,7 @@ import { MemoryTaskQueue } from "../../lib/queue/memory-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
 import { SILENT_LOGGER } from "../support/silent-logger";
 
-const queueOf = (prefetch = 10, maxAttempts = 3) =>
-	new MemoryTaskQueue({ queue: "task_queue", prefetch, maxAttempts, retryDelayMs: () => 1, logger: SILENT_LOGGER });
+const queueOf = (prefetch = 10) => new MemoryTaskQueue({ queue: "task_queue", prefetch, retryDelayMs: () => 1, logger: SILENT_LOGGER });
 
 describe("MemoryTaskQueue", () => {
 	it("holds tasks until a consumer arrives", async () => {
@@ -42,7 +41,7 @@ describe("MemoryTaskQueue", () => {
 	});
 
 	it("gives a stopped consumer's unfinished tasks to another consumer", async () => {
-		const queue = queueOf(10, 1000);
+		const queue = queueOf(10);
 		const failing = await queue.consume(async () => {
 			throw new Error("store is away");
 		});
@@ -55,5 +54,23 @@ describe("MemoryTaskQueue", () => {
 		await healthy.stop();
 		expect(seen).toEqual(["handed over"]);
 		expect((await queue.depth()).deadLettered).toBe(0);
+	});
+
+	it("lists its dead letters with their reason and moves them back on replay", async () => {
+		const queue = queueOf(10);
+		let refuse = true;
+		const consumer = await queue.consume(async tasks =>
+			refuse ? tasks.map(task => ({ task, reason: "duplicate_id" as const, detail: "taken" })) : undefined,
+		);
+		const task = newTask("refused, then replayed", "go");
+		await queue.publish(task);
+		await new Promise(resolve => setTimeout(resolve, 5));
+		expect(await queue.deadLetters(10)).toEqual([expect.objectContaining({ messageId: task.id, reason: "duplicate_id: taken" })]);
+		refuse = false;
+		expect(await queue.replayDeadLetters(10)).toBe(1);
+		await new Promise(resolve => setTimeout(resolve, 5));
+		await consumer.stop();
+		expect(await queue.deadLetters(10)).toEqual([]);
+		expect(await queue.depth()).toMatchObject({ messages: 0, deadLettered: 0 });
 	});
 });

@@ -1,11 +1,10 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
-import { QueueUnavailableError } from "../../lib/queue/task-queue";
+import { DEAD_LETTER_REASONS, QueueUnavailableError } from "../../lib/queue/task-queue";
 import { newTask } from "../../lib/task";
 import { taskMetricsOf } from "../../lib/task-metrics";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
 import { postTask } from "../support/http";
-import type { TaskStore } from "../../lib/store/task-store";
 import { eventually } from "../support/eventually";
 import { scrape, sumOf, type Sample } from "../support/prometheus-text";
 
@@ -21,8 +20,6 @@ describe("task metrics", () => {
 	beforeAll(async () => {
 		cluster = await startEmbeddedCluster("metrics-node", "Fake", {
 			broker: { metrics: { enabled: true, reporter: { type: "Prometheus", options: { port: 0 } } } },
-			// One store attempt: a failing write goes to the dead-letter queue at once.
-			queue: { storeMaxAttempts: 1 },
 		});
 		const reporter = (cluster.broker.metrics as unknown as { reporter: { server: Server }[] }).reporter[0];
 		const port = await eventually("the metrics server listening", async () => (reporter.server.address() as AddressInfo | null)?.port);
@@ -119,18 +116,21 @@ describe("task metrics", () => {
 		expect(moved("tasks_store_write_seconds_bucket", { le: "+Inf" })).toBe(batches);
 	});
 
-	it("counts a batch whose store write failed as dead-lettered, with reason store_failed", async () => {
-		const labels = { reason: "store_failed" };
+	it("counts a task whose id belongs to another task as dead-lettered with reason duplicate_id, and the stored one as stored", async () => {
+		const labels = { reason: "duplicate_id" };
 		const before = await scrape(metricsUrl);
-		const { store } = cluster.broker.getLocalService("tasks") as unknown as { store: TaskStore };
-		jest.spyOn(store, "insertProcessed").mockRejectedValue(new Error("store is away"));
-		await cluster.queue.publish(newTask("doomed", "go"));
+		const first = newTask("the first owner of an id", "go");
+		await cluster.queue.publish(first);
+		await movedBy("tasks_stored_total", {}, sumOf(before, "tasks_stored_total"), 1);
+		await cluster.queue.publish({ ...first, title: "another task with the same id" });
 		const after = await movedBy("tasks_dead_lettered_total", labels, sumOf(before, "tasks_dead_lettered_total", labels), 1);
-		expect(sumOf(after, "tasks_stored_total")).toBe(sumOf(before, "tasks_stored_total"));
-		// The failed attempt is a write too.
-		expect(sumOf(after, "tasks_store_write_seconds_bucket", { le: "+Inf" })).toBeGreaterThan(
-			sumOf(before, "tasks_store_write_seconds_bucket", { le: "+Inf" }),
-		);
+		expect(sumOf(after, "tasks_stored_total")).toBe(sumOf(before, "tasks_stored_total") + 1);
+		expect(cluster.queue.deadLettered.map(letter => letter.cause.reason)).toEqual(["duplicate_id"]);
+	});
+
+	it("shows every dead-letter reason from the first scrape", async () => {
+		const reasons = (await scrape(metricsUrl)).filter(sample => sample.name === "tasks_dead_lettered_total").map(sample => sample.labels.reason);
+		expect(new Set(reasons)).toEqual(new Set(DEAD_LETTER_REASONS));
 	});
 
 	it("samples the depth of the task queue and its dead-letter queue", async () => {
