@@ -188,6 +188,15 @@ install_packages() {
 rabbitmq_log() { echo "/var/log/rabbitmq/rabbit@$(hostname -s).log"; }
 rabbitmq_registered() { epmd -names 2>/dev/null | grep -q "^name rabbit "; }
 
+# RabbitMQ's largest message body, from the file docker compose mounts too (rabbitmq/limits.conf).
+RABBIT_LIMITS=$ROOT/rabbitmq/limits.conf
+# Debian's node is set at run time (it may be one we did not start): channels opened from then on
+# refuse larger bodies, and the nodes open theirs after RabbitMQ is up.
+limit_rabbitmq_messages() {
+	as_root rabbitmqctl -q eval "application:set_env(rabbit, max_message_size, $(sed -n 's/^max_message_size *= *//p' "$RABBIT_LIMITS"))." >/dev/null ||
+		die "could not set RabbitMQ's max_message_size" "$(rabbitmq_log)"
+}
+
 # Debian's own node (the rabbitmq user, /var/lib/rabbitmq). If it already runs (e.g. apt started
 # the system service), it is used as it is and `down` leaves it running.
 start_rabbitmq() {
@@ -207,6 +216,7 @@ start_rabbitmq() {
 			die "RabbitMQ did not start within ${TIMEOUT}s" "$(rabbitmq_log)"
 	fi
 	await "RabbitMQ management (port $RABBIT_MANAGEMENT_PORT)" "$(rabbitmq_log)" - - port_open "$RABBIT_MANAGEMENT_PORT"
+	limit_rabbitmq_messages
 }
 
 # A full restart of our own node (connections dropped, queues recovered from disk). A RabbitMQ
@@ -222,6 +232,7 @@ restart_rabbitmq() {
 		as_root rabbitmqctl -q stop_app >/dev/null || die "rabbitmqctl stop_app failed" "$(rabbitmq_log)"
 		as_root rabbitmqctl -q start_app >/dev/null || die "rabbitmqctl start_app failed" "$(rabbitmq_log)"
 		await "RabbitMQ management (port $RABBIT_MANAGEMENT_PORT)" "$(rabbitmq_log)" - - port_open "$RABBIT_MANAGEMENT_PORT"
+		limit_rabbitmq_messages
 	fi
 }
 
@@ -281,6 +292,7 @@ write_rq_files() {
 		# Written by scripts/stack.sh: node $(rq_name "$node") of the local 3-node cluster.
 		management.tcp.port = $(rq_management_port "$node")
 	EOF
+	cat "$RABBIT_LIMITS" >>"$dir/rabbitmq.conf"
 	echo "[rabbitmq_management]." >"$dir/enabled_plugins"
 	as_root chown -R rabbitmq:rabbitmq "$dir"
 }
