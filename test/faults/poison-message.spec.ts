@@ -1,4 +1,4 @@
-import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
+import type { ChannelModel, ConfirmChannel } from "amqplib";
 import { MongoClient } from "mongodb";
 import { encodeTaskMessage, newTask } from "../../lib/task";
 import { eventually } from "../support/eventually";
@@ -6,7 +6,7 @@ import type { Stack } from "../support/stack";
 import { connectOrExplain } from "../support/rabbitmq";
 import { gatewaysReady, leaveStackHealthy } from "../support/stack";
 import { stackCommand } from "../../scripts/stack-control";
-import { deadLetterQueueOf } from "../../lib/queue/task-queue";
+import { watchDeadLetters } from "../support/dead-letters";
 
 /**
  * Messages no worker can turn into a task, published straight to task_queue as a foreign
@@ -16,35 +16,6 @@ import { deadLetterQueueOf } from "../../lib/queue/task-queue";
 
 const MARK = `poison-${Date.now().toString(36)}`;
 const DEAD_LETTER_WITHIN_MS = 1000;
-
-interface DeadLetter {
-	message: ConsumeMessage;
-	arrivedAt: number;
-}
-
-/**
- * A consumer on the dead-letter queue that takes off it only the messages asked for; closing
- * its channel puts every other message it was handed back on the queue, untouched.
- */
-async function watchDeadLetters(connection: ChannelModel, queue: string) {
-	const channel = await connection.createChannel();
-	const arrived = new Map<string, DeadLetter>();
-	await channel.consume(queue, message => {
-		const id = message?.properties.messageId;
-		if (!message || typeof id !== "string" || !id.startsWith(MARK)) return;
-		channel.ack(message);
-		arrived.set(id, { message, arrivedAt: Date.now() });
-	});
-	return {
-		/** Resolves with what has arrived once all `ids` have, or after `timeoutMs` with what there is. */
-		async waitFor(ids: string[], timeoutMs: number): Promise<Map<string, DeadLetter>> {
-			const deadline = Date.now() + timeoutMs;
-			while (!ids.every(id => arrived.has(id)) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20));
-			return arrived;
-		},
-		close: () => channel.close(),
-	};
-}
 
 describe("poison messages on task_queue", () => {
 	let stack: Stack;
@@ -71,20 +42,20 @@ describe("poison messages on task_queue", () => {
 
 	it(`dead-letters unreadable messages within ${DEAD_LETTER_WITHIN_MS} ms with the reason, and stores the valid tasks behind them`, async () => {
 		const poisons = [
-			{ id: `${MARK}-not-json`, body: Buffer.from("this is { not JSON"), reason: /^unreadable message: body is not JSON/ },
-			{ id: `${MARK}-empty-title`, body: Buffer.from('{"title": "   "}'), reason: /^unreadable message: .*'title'/ },
+			{ id: `${MARK}-not-json`, body: Buffer.from("this is { not JSON"), reason: /^unreadable: body is not JSON/ },
+			{ id: `${MARK}-empty-title`, body: Buffer.from('{"title": "   "}'), reason: /^invalid: .*'title'/ },
 			// Nested deep enough to overflow the validator's stack, which would take the worker with it.
 			{
 				id: `${MARK}-deep`,
 				body: Buffer.from(`{"title": ${"[".repeat(5000)}${"]".repeat(5000)}}`),
-				reason: /^unreadable message: body is nested deeper/,
+				reason: /^unreadable: body is nested deeper/,
 			},
 		];
 		const behind = Array.from({ length: 20 }, (_, i) => newTask(`${MARK} behind the poison #${i}`, "flask"));
 		// A foreign producer's title-only message is a task too: its messageId becomes the task id.
 		const foreign = { id: `${MARK}-foreign`, title: `${MARK} title only` };
 
-		const deadLetters = await watchDeadLetters(connection, deadLetterQueueOf(stack.taskQueue));
+		const deadLetters = await watchDeadLetters(connection, stack.taskQueue, MARK);
 		const publishedAt = Date.now();
 		for (const poison of poisons) {
 			publisher.sendToQueue(stack.taskQueue, poison.body, { persistent: true, contentType: "application/json", messageId: poison.id });

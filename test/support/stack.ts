@@ -118,3 +118,8 @@ export async function removeTestTasks(mongo: MongoClient | undefined, stack: Sta
 		.deleteMany({ title: { $regex: titlePattern } });
 	await mongo?.close();
 }
+
+/** The pid of a local-stack node (api-flask-1, worker-py-1, ...), as stack.sh recorded it in .stack/run/<node>.pid. */
+export function nodePid(node: string): number {
+	return Number(readFileSync(path.join(ROOT, ".stack/run", `${node}.pid`), "utf8").trim());
+}
