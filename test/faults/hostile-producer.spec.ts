@@ -1,6 +1,8 @@
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import amqp, { type ChannelModel, type ConfirmChannel, type Options } from "amqplib";
 import { MongoClient } from "mongodb";
@@ -23,6 +25,7 @@ import { ROOT } from "../../scripts/stack-control";
  * end-to-end latency of the good tasks against a clean run, and the workers' memory.
  */
 
+const run = promisify(execFile);
 const MARK = `hostile-${Date.now().toString(36)}`;
 const GOOD_PER_RUN = 300;
 const VIA_GATEWAYS = 60;
@@ -303,6 +306,26 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 		}
 	});
 
+	it("lists the dead letters and replays them from the command line (npm run dlq)", async () => {
+		const fixed = newTask(`${MARK} replayed once its cause is fixed`, "go");
+		const deadQueue = `${stack.taskQueue}.dead`;
+		publisher.sendToQueue(deadQueue, json(fixed), {
+			...JSON_MESSAGE,
+			messageId: fixed.id,
+			headers: { "x-dead-reason": "store_refused: the store was read-only" },
+		});
+		await publisher.waitForConfirms();
+		const { messageCount } = await publisher.checkQueue(deadQueue);
+
+		const listing = await dlq("list", String(messageCount));
+		expect(listing).toContain(fixed.id);
+		expect(listing).toContain("store_refused: the store was read-only");
+		expect((await publisher.checkQueue(deadQueue)).messageCount).toBe(messageCount);
+
+		expect(await dlq("replay", String(messageCount))).toContain(`${messageCount} messages moved back to ${stack.taskQueue}`);
+		await storedAll([fixed.id]);
+	});
+
 	it("leaves every worker process running: the same pids as before", () => {
 		expect(workers.map(nodePid)).toEqual(pidsBefore);
 		for (const pid of pidsBefore) expect(() => process.kill(pid, 0)).not.toThrow();
@@ -333,4 +356,10 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 /** RabbitMQ's max_message_size, as rabbitmq/limits.conf sets it for the stack. */
 function maxBrokerMessageBytes(): number {
 	return Number(/^max_message_size\s*=\s*(\d+)/m.exec(readFileSync(path.join(ROOT, "rabbitmq/limits.conf"), "utf8"))?.[1]);
+}
+
+/** `npm run dlq -- <args>` against the stack; resolves with its output. */
+async function dlq(...args: string[]): Promise<string> {
+	const { stdout } = await run("npx", ["tsx", "scripts/dlq.ts", ...args], { cwd: ROOT, timeout: 60_000 });
+	return stdout;
 }
