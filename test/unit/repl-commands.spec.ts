@@ -1,5 +1,6 @@
 import { ServiceBroker } from "moleculer";
 import { replCommands } from "../../repl/commands";
+import { newTask, type ProcessedTask } from "../../lib/task";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
 import { eventually } from "../support/eventually";
 
@@ -49,5 +50,35 @@ describe("REPL commands on an operator node", () => {
 		const local = cluster.broker;
 		await command("queue").action(local, { options: {} });
 		expect(printed[0][0]).toEqual([{ queue: "task_queue", messages: 0, consumers: 2, deadLettered: 0 }]);
+	});
+
+	it("lists the dead letters with their reason and size, and replays them to the task queue", async () => {
+		const local = cluster.broker;
+		const owner = newTask("owns an id", "go");
+		await cluster.queue.publish(owner);
+		await eventually("the owner stored", async () =>
+			(await local.call<ProcessedTask[], object>("tasks.find", { limit: 1000 })).find(row => row.id === owner.id),
+		);
+		await cluster.queue.publish({ ...owner, title: "another task, the same id" });
+		await eventually("the other task dead-lettered", async () => ((await cluster.queue.depth()).deadLettered === 1 ? true : undefined));
+
+		await command("dead").action(local, { options: {}, count: "5" });
+		expect(printed[0][0]).toEqual([
+			expect.objectContaining({
+				messageId: owner.id,
+				reason: expect.stringMatching(/^duplicate_id: /),
+				bytes: expect.any(Number),
+				head: expect.stringContaining("another task"),
+			}),
+		]);
+		await command("replay").action(local, { options: {} });
+		expect(printed[1][0]).toBe("1 messages moved back to the task queue");
+		// Still another task with a taken id: it comes back to the dead-letter queue.
+		await eventually("the replayed task judged again", async () => ((await cluster.queue.depth()).deadLettered === 1 ? true : undefined));
+	});
+
+	it("refuses a count that is not a positive integer", async () => {
+		await expect(command("dead").action(cluster.broker, { options: {}, count: "0" })).rejects.toThrow(/positive integer/);
+		await expect(command("replay").action(cluster.broker, { options: {}, count: "all" })).rejects.toThrow(/positive integer/);
 	});
 });
