@@ -159,13 +159,13 @@ export function decodeTaskMessage(body: Buffer, messageId?: string): DecodeResul
 	const shape = messageShapeCheck(candidate);
 	if (shape !== true) return { ok: false, kind: "invalid", reason: problemsOf(shape) };
 	const createdAt = candidate.created_at as string | number | null | undefined;
-	const time = createdAt == null ? Date.now() : new Date(createdAt).getTime();
-	if (Number.isNaN(time)) return { ok: false, kind: "invalid", reason: "The 'created_at' field must be a date." };
+	const date = createdAt == null ? new Date() : new Date(createdAt);
+	if (Number.isNaN(date.getTime())) return { ok: false, kind: "invalid", reason: "The 'created_at' field must be a date." };
 	const task = {
 		id: (candidate.id as string | undefined) ?? messageId ?? nameBasedUuid(`message:${body.toString("base64")}`),
 		title: candidate.title as string,
 		source: (candidate.source as string | undefined) ?? EXTERNAL_SOURCE,
-		created_at: new Date(time).toISOString(),
+		created_at: date.toISOString(),
 	};
 	const storable = storableTaskCheck(task);
 	if (storable !== true) return { ok: false, kind: "invalid", reason: problemsOf(storable) };
