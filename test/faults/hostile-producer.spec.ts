@@ -117,11 +117,24 @@ const percentile = (values: number[], p: number) => {
 	return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 };
 
-/** A worker's heap in use and its RSS, in MiB, from its metrics. */
-async function workerMemory(metricsUrl: string): Promise<{ heap: number; rss: number }> {
+/** Moleculer updates its process metrics this often (its collectInterval). */
+const PROCESS_METRICS_EVERY_MS = 5000;
+
+interface WorkerMemory {
+	/** V8 heap in use, from the worker's metrics. */
+	heap: number;
+	/** Resident set now, and its peak since the process started (VmHWM), from /proc. */
+	rss: number;
+	peakRss: number;
+}
+
+/** A worker's memory in MiB. */
+async function workerMemory(metricsUrl: string, pid: number): Promise<WorkerMemory> {
 	const samples = await scrape(metricsUrl);
-	const value = (name: string) => samples.find((sample: Sample) => sample.name.startsWith(name))?.value ?? NaN;
-	return { heap: value("process_memory_heap_size_used") / 2 ** 20, rss: value("process_memory_rss") / 2 ** 20 };
+	const status = readFileSync(`/proc/${pid}/status`, "utf8");
+	const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1]) / 1024;
+	const heap = samples.find((sample: Sample) => sample.name.startsWith("process_memory_heap_size_used"))?.value ?? NaN;
+	return { heap: heap / 2 ** 20, rss: kib("VmRSS"), peakRss: kib("VmHWM") };
 }
 
 describe("a hostile producer on task_queue, among good tasks", () => {
@@ -214,7 +227,7 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 		const good = Array.from({ length: GOOD_PER_RUN }, (_, n) => newTask(`${MARK} among the bad #${n}`, "flask"));
 		// Title-only messages of a foreign producer are good tasks too: their messageId is the task id.
 		const plain = Array.from({ length: 10 }, (_, n) => ({ id: `${MARK}-plain-${n}`, title: `${MARK} title only #${n}` }));
-		const memoryBefore = await Promise.all(workers.map(worker => workerMemory(metricsUrlOf(worker))));
+		const memoryBefore = await Promise.all(workers.map((worker, n) => workerMemory(metricsUrlOf(worker), pidsBefore[n])));
 		const deadLetters = await watchDeadLetters(connection, stack.taskQueue, MARK);
 		try {
 			const viaGateways = inParallel(
@@ -251,20 +264,24 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 			expect([...deadLetters.arrived.keys()].sort()).toEqual(bad.map(entry => entry.id).sort());
 
 			const mixedP99 = percentile(latenciesMs(stored.filter(document => document.title.includes("among the bad"))), 99);
-			const memoryAfter = await Promise.all(workers.map(worker => workerMemory(metricsUrlOf(worker))));
+			await new Promise(resolve => setTimeout(resolve, PROCESS_METRICS_EVERY_MS + 500));
+			const memoryAfter = await Promise.all(workers.map((worker, n) => workerMemory(metricsUrlOf(worker), pidsBefore[n])));
 			report.push(
 				`Hostile producer: ${bad.length} kinds of bad message among ${goodIds.length} good tasks (${GOOD_PER_RUN} published, ${plain.length} title-only, ${gatewayIds.length} through the gateways)`,
 				`  good tasks stored: ${stored.length}/${goodIds.length}, dead-lettered: 0; bad messages dead-lettered: ${arrived.size}/${bad.length}`,
 				`  end-to-end p99: clean run ${cleanP99} ms, among bad messages ${mixedP99} ms (added ${mixedP99 - cleanP99} ms)`,
 				textTable(
-					["worker", "heap before MiB", "heap after MiB", "RSS before MiB", "RSS after MiB"],
-					workers.map((worker, n) => [
-						worker,
-						memoryBefore[n].heap.toFixed(1),
-						memoryAfter[n].heap.toFixed(1),
-						memoryBefore[n].rss.toFixed(1),
-						memoryAfter[n].rss.toFixed(1),
-					]),
+					["worker", "heap before MiB", "heap after MiB", "RSS before MiB", "RSS after MiB", "peak RSS before MiB", "peak RSS after MiB"],
+					workers.map((worker, n) =>
+						[
+							memoryBefore[n].heap,
+							memoryAfter[n].heap,
+							memoryBefore[n].rss,
+							memoryAfter[n].rss,
+							memoryBefore[n].peakRss,
+							memoryAfter[n].peakRss,
+						].reduce((row, value) => [...row, value.toFixed(1)], [worker]),
+					),
 				),
 			);
 		} finally {
@@ -340,10 +357,13 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 		try {
 			const channel = await doomed.createChannel();
 			await channel.prefetch(1);
+			let onTaken = () => undefined as void;
 			const taken = new Promise<void>((resolve, reject) => {
+				onTaken = resolve;
 				setTimeout(() => reject(new Error(`${task.title} not taken within 10 s`)), 10_000).unref();
-				void channel.consume(stack.taskQueue, message => message?.properties.messageId === task.id && resolve(), { priority: 100 });
 			});
+			// Registered before the publish: RabbitMQ hands a message to the consumer of highest priority that has room.
+			await channel.consume(stack.taskQueue, message => message?.properties.messageId === task.id && onTaken(), { priority: 100 });
 			publisher.sendToQueue(stack.taskQueue, json(task), { ...JSON_MESSAGE, messageId: task.id, headers });
 			await publisher.waitForConfirms();
 			await taken;
