@@ -64,6 +64,11 @@ function badMessages(maxMessageBytes: number, collidingId: string): BadMessage[]
 			reason: /^too_large: /,
 		},
 		{
+			what: "a body just under RabbitMQ's max_message_size",
+			body: json({ title: `${MARK} nearly huge`, padding: "x".repeat(maxBrokerMessageBytes() - 1024) }),
+			reason: /^too_large: /,
+		},
+		{
 			what: "a created_at in year 10000",
 			body: json({ title: `${MARK} y10k`, created_at: "+010000-01-01T00:00:00.000Z" }),
 			reason: /^invalid: .*created_at/,
