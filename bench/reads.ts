@@ -10,7 +10,8 @@ import { MongoClient, type Collection } from "mongodb";
 import TasksService from "../services/tasks.service";
 import { createDbServiceMixin } from "../mixins/db.mixin";
 import { config } from "../lib/config";
-import { encodeCursor, readBudgetMs } from "../lib/store/task-reads";
+import { encodeCursor } from "../lib/store/task-reads";
+import { READ_TIMEOUT_MS } from "../lib/store/read-shedding";
 import { STACK } from "../scripts/stack-control";
 import { resetStore } from "./cost";
 
@@ -23,7 +24,7 @@ const FLOOD_SECONDS = Number(process.env.BENCH_FLOOD_SECONDS ?? 20);
 const OLD_SHAPE_CAP_MS = 30_000;
 const SAMPLES = 5;
 const SEED_BATCH = 5_000;
-const BUDGET_MS = readBudgetMs(config.requestTimeoutMs);
+const BUDGET_MS = READ_TIMEOUT_MS;
 
 interface Timing {
 	/** Median of the samples in ms, or null when every sample ran out of time. */
