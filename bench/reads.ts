@@ -9,12 +9,11 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { MongoClient, type Collection } from "mongodb";
+import { MongoClient } from "mongodb";
 import { encodeCursor } from "../lib/store/task-reads";
-import type { TaskDocument } from "../lib/task";
 import { STACK, useDatabase } from "../scripts/stack-control";
 import { costDirect, costRatios, dropStore, GoPeer, peerUnavailable, WARM_UP_TASKS, type CostRun, type RunShape } from "./cost";
-import { seededDocument, seedTasks, type SeededPosition } from "./seed";
+import { peerSeededDocument, seedTasks, type SeededPosition } from "./seed";
 
 const SIZES = (process.env.BENCH_READ_SIZES ?? "10000,100000,1000000").split(",").map(Number);
 /** Rounds of each measurement; each figure is the median over them, with their spread. */
@@ -104,7 +103,7 @@ const fiveHundreds = (latency: Latency) =>
 async function seeded(mongoUri: string, db: string, size: number): Promise<SeededPosition[]> {
 	const client = await MongoClient.connect(mongoUri);
 	try {
-		const result = await seedTasks(client.db(db).collection<TaskDocument>("tasks"), size);
+		const result = await seedTasks(client.db(db).collection("tasks"), size);
 		if (result.inserted) log(`seeded ${db} with ${result.inserted} tasks in ${result.seconds} s`);
 		return result.samples;
 	} finally {
@@ -211,12 +210,6 @@ async function listFlood(nginx: string, samples: SeededPosition[]) {
 	return { clients: FLOOD, rounds, figures };
 }
 
-/** The Go peer's document for a seeded task: its worker's shape (created_at a string, `worker`). */
-function peerDocument(n: number, createdAt: Date) {
-	const { node_id, created_at, ...rest } = seededDocument(n, createdAt);
-	return { ...rest, created_at: created_at.toISOString().replace("Z", "000000Z"), worker: node_id };
-}
-
 /** Sets a database's seeded tasks aside (a rename: instant) and back, for a run on an empty collection. */
 async function withSeededAside<T>(mongoUri: string, dbs: string[], run: () => Promise<T>): Promise<T> {
 	const client = await MongoClient.connect(mongoUri);
@@ -244,11 +237,7 @@ async function ingestBySize(mongoUri: string, queue: string, size: number) {
 	const peerDb = peerReadsDb(size);
 	if (!skipped) {
 		const client = await MongoClient.connect(mongoUri);
-		const result = await seedTasks(
-			client.db(peerDb).collection("tasks") as unknown as Collection<ReturnType<typeof peerDocument>>,
-			size,
-			peerDocument,
-		).finally(() => client.close());
+		const result = await seedTasks(client.db(peerDb).collection("tasks"), size, peerSeededDocument).finally(() => client.close());
 		if (result.inserted) log(`seeded ${peerDb} with ${result.inserted} tasks of the peer's shape in ${result.seconds} s`);
 	}
 	const peer = skipped ? null : await GoPeer.start(peerDb);

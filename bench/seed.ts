@@ -1,7 +1,8 @@
 // Fills a store's `tasks` collection with processed tasks, straight through the driver in large
 // unordered batches: a million in minutes, where posting them through the cluster takes an hour.
 //
-//   npx tsx bench/seed.ts <tasks> [mongo URI] [database]     (defaults: mongodb://127.0.0.1:27017/, mydb)
+//   npx tsx bench/seed.ts <tasks> [mongo URI] [database] [--peer-shape]
+//   (defaults: mongodb://127.0.0.1:27017/, mydb; --peer-shape: the Go peer's documents, for its bench)
 //
 // Each document is one the workers would store: built by lib/task.ts's own functions and checked
 // by the rule `tasks.storeProcessed` checks with. Their `created_at` lie in the past, a few
@@ -42,6 +43,12 @@ export interface SeedResult {
 /** One seeded document: the n-th, created at `createdAt`. */
 export type SeededDocument<T> = (n: number, createdAt: Date) => T & { _id: string };
 
+/** The Go peer's document for the same task (its worker's shape: `created_at` a string, `worker`). */
+export function peerSeededDocument(n: number, createdAt: Date) {
+	const { node_id, created_at, ...rest } = seededDocument(n, createdAt);
+	return { ...rest, created_at: created_at.toISOString().replace("Z", "000000Z"), worker: node_id };
+}
+
 /** A document as the cluster's workers store it. */
 export function seededDocument(n: number, createdAt: Date): TaskDocument {
 	const queued = { ...newTask(`seeded task ${n}`, n % 2 ? "go" : "flask"), created_at: createdAt.toISOString() };
@@ -54,29 +61,30 @@ export function seededDocument(n: number, createdAt: Date): TaskDocument {
  * Adds tasks until the collection holds `size`, all older than `before`; the newest added is
  * about a minute before it. Leaves the list index in place, as a node creates it.
  */
-export async function seedTasks<T extends { _id: string; created_at: unknown }>(
-	collection: Collection<T>,
+export async function seedTasks<T extends { _id: string }>(
+	collection: Collection,
 	size: number,
 	document: SeededDocument<T> = seededDocument as unknown as SeededDocument<T>,
 	before = new Date(),
 ): Promise<SeedResult> {
 	const started = performance.now();
 	await collection.createIndex(LIST_INDEX.key, { name: LIST_INDEX.name });
-	const present = await collection.estimatedDocumentCount();
+	// What earlier runs seeded, from their record: FerretDB counts by reading every document.
+	const sampled = collection.db.collection<{ _id: string; created_at: Date; seeded: number }>(SAMPLES_COLLECTION);
+	const present = (await sampled.find({}).toArray()).reduce((sum, sample) => sum + sample.seeded, 0);
 	const toInsert = Math.max(0, size - present);
 	// Oldest first, ending a minute before `before`; below anything already seeded.
-	const sampled = collection.db.collection<{ _id: string; created_at: Date }>(SAMPLES_COLLECTION);
 	const [oldest] = await sampled.find({}, { sort: { created_at: 1 }, limit: 1 }).toArray();
 	const end = Math.min(before.getTime() - 60_000, (oldest?.created_at.getTime() ?? Infinity) - 1000);
 	let at = end - toInsert * 250;
-	const samples: { _id: string; created_at: Date }[] = [];
+	const samples: { _id: string; created_at: Date; seeded: number }[] = [];
 	const pending = new Set<Promise<unknown>>();
 	for (let n = 0; n < toInsert; n += BATCH) {
 		const documents = Array.from({ length: Math.min(BATCH, toInsert - n) }, (_, i) => {
 			// 0 to 499 ms apart: one in 500 shares the millisecond of the one before.
 			at += (n + i) % 500;
 			const seeded = document(n + i, new Date(at));
-			if ((n + i) % 1000 === 0) samples.push({ _id: seeded._id, created_at: new Date(at) });
+			if ((n + i) % 1000 === 0) samples.push({ _id: seeded._id, created_at: new Date(at), seeded: Math.min(1000, toInsert - n - i) });
 			return seeded;
 		});
 		const write = collection.insertMany(documents as never, { ordered: false }).finally(() => pending.delete(write));
@@ -90,12 +98,14 @@ export async function seedTasks<T extends { _id: string; created_at: unknown }>(
 }
 
 async function main() {
-	const [tasks, uri = "mongodb://127.0.0.1:27017/", db = "mydb"] = process.argv.slice(2);
+	const peerShape = process.argv.includes("--peer-shape");
+	const [tasks, uri = "mongodb://127.0.0.1:27017/", db = "mydb"] = process.argv.slice(2).filter(arg => arg !== "--peer-shape");
 	const size = Number(tasks);
 	if (!Number.isSafeInteger(size) || size < 0) throw new Error("usage: tsx bench/seed.ts <tasks> [mongo URI] [database]");
 	const client = await MongoClient.connect(uri);
 	try {
-		const result = await seedTasks(client.db(db).collection<TaskDocument>("tasks"), size);
+		const collection = client.db(db).collection("tasks");
+		const result = await seedTasks(collection, size, peerShape ? peerSeededDocument : seededDocument);
 		console.log(`[seed] ${db}.tasks holds ${result.stored} tasks: ${result.inserted} added in ${result.seconds} s`);
 	} finally {
 		await client.close();
