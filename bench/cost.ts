@@ -6,7 +6,7 @@ import amqp, { type Channel, type ChannelModel } from "amqplib";
 import { MongoClient } from "mongodb";
 import { cpuMsOf, measureCpu, pidListeningOn, withChildren, type Components, type CpuPerTask } from "./cpu";
 import { postTasks } from "./load";
-import { LIST_INDEX } from "../lib/store/task-reads";
+import { LIST_INDEX, LIST_SORT } from "../lib/store/task-reads";
 import { rabbitPorts, rabbitUrl, ROOT, STACK, stackNodes } from "../scripts/stack-control";
 
 /**
@@ -136,6 +136,32 @@ async function stored(db: string): Promise<{ count: number; lastProcessedAt: num
 	}
 }
 
+/**
+ * The tasks created at or after `since` (ms), and when the last of them was stamped: walked newest
+ * first along the list index, a thousand at a time, as the API pages. Counting a collection of a
+ * million on FerretDB reads every document, for minutes; this reads only the run's.
+ */
+async function storedSince(db: string, since: number): Promise<{ count: number; lastProcessedAt: number }> {
+	const client = await MongoClient.connect(MONGO_URI);
+	try {
+		const tasks = client.db(db).collection<{ _id: string; created_at: Date | string; processed_at: Date }>("tasks");
+		let count = 0;
+		let lastProcessedAt = 0;
+		let filter: object = {};
+		for (;;) {
+			const page = await tasks.find(filter, { sort: LIST_SORT, limit: 1000, projection: { created_at: 1, processed_at: 1 } }).toArray();
+			const run = page.filter(task => new Date(task.created_at).getTime() >= since);
+			count += run.length;
+			for (const task of run) lastProcessedAt = Math.max(lastProcessedAt, task.processed_at.getTime());
+			if (run.length < page.length || page.length < 1000) return { count, lastProcessedAt };
+			const last = page[page.length - 1];
+			filter = { $or: [{ created_at: { $lt: last.created_at } }, { created_at: last.created_at, _id: { $lt: last._id } }] };
+		}
+	} finally {
+		await client.close();
+	}
+}
+
 /** Drops a database of the store: its tasks and their indexes, which a node creates again at its start. */
 export async function dropStore(db: string): Promise<void> {
 	const client = await MongoClient.connect(MONGO_URI);
@@ -170,17 +196,26 @@ export interface RunShape {
 	tasks: number;
 	/** Tasks posted before, not measured. */
 	warmUpTasks: number;
+	/** Runs on the collection as it is (a million stored, say), instead of an empty one. */
+	keepStore?: boolean;
 }
 
-async function runCost(name: string, components: Components, queue: string, db: string, { tasks, warmUpTasks }: RunShape, urls: string[]): Promise<CostRun> {
-	await resetStore(db);
+async function runCost(
+	name: string,
+	components: Components,
+	queue: string,
+	db: string,
+	{ tasks, warmUpTasks, keepStore }: RunShape,
+	urls: string[],
+): Promise<CostRun> {
+	if (!keepStore) await resetStore(db);
 	const watch = await QueueWatch.open(queue);
 	try {
 		// Long-running services are warm: JIT compilation and pool set-up are not a task's cost.
 		const warmUp = { connections: CONNECTIONS / urls.length, amount: warmUpTasks / urls.length };
 		await Promise.all(urls.map(url => postTasks(url, warmUp)));
 		await drained(watch, [...components.workers, ...components.store]);
-		const before = await stored(db);
+		const before = keepStore ? { count: 0, lastProcessedAt: 0 } : await stored(db);
 		let non2xx = 0;
 		let startedAt = 0;
 		let settledSeconds = 0;
@@ -193,7 +228,7 @@ async function runCost(name: string, components: Components, queue: string, db: 
 			const ended = await drained(watch, [...components.workers, ...components.store]);
 			settledSeconds = (ended - started) / 1000;
 		});
-		const after = await stored(db);
+		const after = keepStore ? await storedSince(db, startedAt) : await stored(db);
 		const storedNow = after.count - before.count;
 		if (storedNow !== tasks - non2xx) throw new Error(`${name}: ${tasks - non2xx} tasks accepted but ${storedNow} stored`);
 		// The idle watch ends up to 100 ms after the last write, later if a process stirs after the
@@ -243,19 +278,22 @@ function peerScript(args: string[], env: Record<string, string> = {}): void {
 
 /** The Go peer's api and 2 workers, on the stack's RabbitMQ and store, on a queue and database of their own. */
 export class GoPeer {
-	private constructor(private readonly components: Components) {}
+	private constructor(
+		private readonly components: Components,
+		private readonly db: string,
+	) {}
 
-	/** Builds the peer in a copy of its own (shared/ is read-only) and starts it. */
-	static async start(): Promise<GoPeer> {
+	/** Builds the peer in a copy of its own (shared/ is read-only) and starts it, on its own database or `db`. */
+	static async start(db = PEER_DB): Promise<GoPeer> {
 		cpSync(PEER_SOURCE, PEER_BUILD, { recursive: true, filter: source => !source.includes(`${path.sep}bin`) });
 		execFileSync("go", ["build", "-o", "bin/", "./cmd/..."], { cwd: PEER_BUILD, stdio: "pipe" });
 		rmSync(PEER_RUN, { recursive: true, force: true });
-		peerScript([PEER_RUN], { GO_PORT: String(PEER_PORT), RABBIT_QUEUE: PEER_QUEUE, DB_NAME: PEER_DB, WORKERS: "2" });
+		peerScript([PEER_RUN], { GO_PORT: String(PEER_PORT), RABBIT_QUEUE: PEER_QUEUE, DB_NAME: db, WORKERS: "2" });
 		const pid = (name: string) => Number(readFileSync(path.join(PEER_RUN, name), "utf8"));
 		const workers = readdirSync(PEER_RUN)
 			.filter(file => /^worker-\d+\.pid$/.test(file))
 			.map(pid);
-		const peer = new GoPeer({ gateways: [pid("api.pid")], workers, ...sharedServers() });
+		const peer = new GoPeer({ gateways: [pid("api.pid")], workers, ...sharedServers() }, db);
 		// The workers declare the queue; a publish before that would be dropped as unroutable.
 		await waitForQueue(PEER_QUEUE).catch(async err => {
 			await peer.stop();
@@ -266,15 +304,15 @@ export class GoPeer {
 
 	/** The run shape of the cluster's, against the peer's api. */
 	cost(shape: RunShape): Promise<CostRun> {
-		return runCost("Go peer (1 api + 2 workers)", this.components, PEER_QUEUE, PEER_DB, shape, [`http://127.0.0.1:${PEER_PORT}/tasks`]);
+		return runCost("Go peer (1 api + 2 workers)", this.components, PEER_QUEUE, this.db, shape, [`http://127.0.0.1:${PEER_PORT}/tasks`]);
 	}
 
-	/** Stops the peer and removes its queue and database. */
+	/** Stops the peer and removes its queue, and its database unless it was given one. */
 	async stop(): Promise<void> {
 		peerScript(["stop", PEER_RUN]);
 		const connection = await amqp.connect(rabbitUrl());
 		await (await connection.createChannel()).deleteQueue(PEER_QUEUE);
 		await connection.close();
-		await dropStore(PEER_DB);
+		if (this.db === PEER_DB) await dropStore(PEER_DB);
 	}
 }

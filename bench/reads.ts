@@ -1,164 +1,148 @@
-// The read phase of `npm run bench` (BENCH_PHASES=reads): list and get latency as the store grows,
-// in the shapes moleculer-db asked before and the ones the tasks service asks now, and a flood
-// of slow lists against the running stack while tasks are posted and read by id.
-import { randomUUID } from "node:crypto";
+// The read phase of `npm run bench` (BENCH_PHASES=reads), on the running stack through Nginx, as
+// users read: at each store size, the newest page, a keyset page deep in the collection and a get
+// by id; at the largest, a flood of lists beside posts and gets, and the ingest CPU per task with
+// that many tasks stored against an empty store, beside the Go peer on the same FerretDB.
+//
+// Each size has a database of its own, seeded by bench/seed.ts and kept afterwards (a million
+// takes minutes to seed; a later run adds only what is missing): `npm run bench` restarts the
+// nodes on it. BENCH_READS_DROP=1 drops them at the end.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ServiceBroker, type ServiceSchema } from "moleculer";
-import { MongoClient, type Collection } from "mongodb";
-import TasksService from "../services/tasks.service";
-import { createDbServiceMixin } from "../mixins/db.mixin";
-import { config } from "../lib/config";
-import { encodeCursor, readBudgetMs } from "../lib/store/task-reads";
-import { STACK } from "../scripts/stack-control";
-import { resetStore } from "./cost";
+import { MongoClient } from "mongodb";
+import { encodeCursor } from "../lib/store/task-reads";
+import { STACK, useDatabase } from "../scripts/stack-control";
+import { costDirect, costRatios, dropStore, GoPeer, peerUnavailable, WARM_UP_TASKS, type CostRun, type RunShape } from "./cost";
+import { peerSeededDocument, seedTasks, type SeededPosition } from "./seed";
 
-/** Its own database, dropped afterwards: the seeded millions never meet the nodes' data. */
-const READS_DB = "notes_tasks_bench_reads";
 const SIZES = (process.env.BENCH_READ_SIZES ?? "10000,100000,1000000").split(",").map(Number);
-const FLOOD_STORED = Number(process.env.BENCH_FLOOD_TASKS ?? 200_000);
-const FLOOD_SECONDS = Number(process.env.BENCH_FLOOD_SECONDS ?? 20);
-/** The old shapes take a minute each at 1M documents on FerretDB; past this they count as timed out. */
-const OLD_SHAPE_CAP_MS = 30_000;
-const SAMPLES = 5;
-const SEED_BATCH = 5_000;
-const BUDGET_MS = readBudgetMs(config.requestTimeoutMs);
+/** Rounds of each measurement; each figure is the median over them, with their spread. */
+export const READ_ROUNDS = Number(process.env.BENCH_READ_ROUNDS ?? 5);
+const ROUNDS = READ_ROUNDS;
+/** Requests of each kind per round, one after the other. */
+const SAMPLES = Number(process.env.BENCH_READ_SAMPLES ?? 200);
+const FLOOD = { listers: 16, giveUpMs: 2_000, seconds: Number(process.env.BENCH_FLOOD_SECONDS ?? 10), posters: 4, getters: 2 };
+const INGEST_TASKS = Number(process.env.BENCH_INGEST_TASKS ?? 20_000);
+/** The store counts as idle once under this share of a core for two seconds running. */
+const IDLE_PERCENT = 10;
 
-interface Timing {
-	/** Median of the samples in ms, or null when every sample ran out of time. */
-	medianMs: number | null;
-	maxMs: number;
-	samples: number;
-	errors: string[];
-}
-
-type TaskDoc = { _id: string; created_at: Date } & Record<string, unknown>;
+export const readsDb = (size: number) => `notes_tasks_bench_reads_${size}`;
+const peerReadsDb = (size: number) => `notes_tasks_bench_peer_reads_${size}`;
+const ASIDE = "tasks_seeded";
 
 const log = (message: string) => console.log(`[bench] reads: ${message}`);
+const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 
-/** Runs `read` SAMPLES times (once if it is slow); errors such as MaxTimeMSExpired are kept by name. */
-async function timed(read: () => Promise<unknown>): Promise<Timing> {
-	const latencies: number[] = [];
-	const errors: string[] = [];
-	for (let i = 0; i < SAMPLES; i++) {
-		const started = performance.now();
-		try {
-			await read();
-			latencies.push(performance.now() - started);
-		} catch (err) {
-			errors.push((err as { codeName?: string; name: string }).codeName ?? (err as Error).name);
-		}
-		if (performance.now() - started > 2_000) break;
-	}
-	const sorted = [...latencies].sort((a, b) => a - b);
-	return {
-		medianMs: sorted.length ? round(sorted[Math.floor(sorted.length / 2)]) : null,
-		maxMs: round(Math.max(0, ...latencies)),
-		samples: latencies.length + errors.length,
-		errors,
-	};
+interface Latency {
+	requests: number;
+	p50Ms: number;
+	p99Ms: number;
+	/** Answers by status, or by error name for requests that got none. */
+	statuses: Record<string, number>;
 }
 
-function seedDocument(createdAt: Date): TaskDoc {
-	return {
-		_id: randomUUID(),
-		title: "seeded for the read benchmark",
-		source: "go",
-		created_at: createdAt,
-		status: "processed",
-		processed_by: "worker-go",
-		processed_at: createdAt,
-		node_id: "bench-reads",
-	};
+/** The median of the rounds' values, and the lowest and highest. */
+interface Spread {
+	median: number;
+	min: number;
+	max: number;
 }
 
-/** Inserts documents a millisecond apart until the collection holds `size`; returns a sample of their ids. */
-async function seedTo(collection: Collection<TaskDoc>, size: number): Promise<string[]> {
-	const ids: string[] = [];
-	let stored = await collection.estimatedDocumentCount();
-	const started = performance.now();
-	while (stored < size) {
-		const batch = Array.from({ length: Math.min(SEED_BATCH, size - stored) }, (_, i) => seedDocument(new Date(Date.UTC(2026, 0, 1) + stored + i)));
-		await collection.insertMany(batch, { ordered: false });
-		ids.push(batch[Math.floor(batch.length / 2)]._id);
-		stored += batch.length;
-	}
-	if (ids.length) log(`seeded ${READS_DB}.${collection.collectionName} to ${size} in ${round((performance.now() - started) / 1000)} s`);
-	return ids;
+function spread(values: number[]): Spread {
+	const sorted = [...values].sort((a, b) => a - b);
+	return { median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted[sorted.length - 1] };
 }
 
-/** The tasks service exactly as a node runs it, on the benchmark's database. */
-async function startTasksService(mongoUri: string, dbName: string): Promise<ServiceBroker> {
-	const broker = new ServiceBroker({ nodeID: "bench-reads", logger: false, requestTimeout: config.requestTimeoutMs });
-	broker.createService({ ...TasksService, mixins: [createDbServiceMixin("tasks", { ...config, mongoUri, dbName })] } as ServiceSchema);
-	await broker.start();
-	return broker;
-}
-
-/** Latency of each read shape at each size, oldest code path first. */
-export async function readLatencies(mongoUri: string) {
-	const client = await MongoClient.connect(mongoUri);
-	const collection = client.db(READS_DB).collection<TaskDoc>("tasks");
-	const broker = await startTasksService(mongoUri, READS_DB);
-	const old = { maxTimeMS: OLD_SHAPE_CAP_MS };
-	const results = [];
-	try {
-		for (const size of SIZES) {
-			const ids = await seedTo(collection, size);
-			// The newest seeded task: most gets follow a recent POST, and FerretDB finds it last.
-			const someId = ids.at(-1) ?? (await collection.findOne({}))?._id ?? "";
-			const deep = await collection.find({}, { limit: 1, skip: Math.floor(size / 2) }).toArray();
-			const deepCursor = encodeCursor({ createdAt: deep[0].created_at, id: deep[0]._id });
-			log(`${size} stored: the shapes moleculer-db sent (capped at ${OLD_SHAPE_CAP_MS} ms)`);
-			const before = {
-				list: await timed(() =>
-					Promise.all([collection.find({}, { sort: { created_at: -1 }, limit: 20, ...old }).toArray(), collection.countDocuments({}, old)]),
-				),
-				get: await timed(() => collection.find({ _id: { $in: [someId] } }, old).toArray()),
-			};
-			log(`${size} stored: the tasks service's shapes (maxTimeMS ${BUDGET_MS})`);
-			const after = {
-				listFirstPage: await timed(() => broker.call("tasks.list", { pageSize: 20 })),
-				listAfterCursor: await timed(() => broker.call("tasks.list", { pageSize: 20, after: deepCursor })),
-				getStored: await timed(() => broker.call("tasks.get", { id: someId })),
-				getUnknown: await timed(() =>
-					broker.call("tasks.get", { id: randomUUID() }).catch(err => {
-						if (err.code !== 404) throw err;
-					}),
-				),
-			};
-			results.push({ stored: size, before, after });
-		}
-	} finally {
-		await broker.stop();
-		await client.db(READS_DB).dropDatabase();
-		await client.close();
-	}
-	return results;
-}
-
-/** Latencies of a closed loop of `connections` clients, each sending `request` until `until`. */
-async function closedLoop(connections: number, until: () => boolean, request: () => Promise<Response>, pauseMs = 0) {
-	const latencies: number[] = [];
-	const statuses: Record<string, number> = {};
-	await Promise.all(
-		Array.from({ length: connections }, async () => {
-			while (!until()) {
-				const started = performance.now();
-				const status = await request().then(
-					res => res.arrayBuffer().then(() => String(res.status)),
-					(err: Error) => err.name,
-				);
-				latencies.push(performance.now() - started);
-				statuses[status] = (statuses[status] ?? 0) + 1;
-				if (pauseMs) await sleep(pauseMs);
-			}
-		}),
-	);
+function latencyOf(latencies: number[], statuses: Record<string, number>): Latency {
 	latencies.sort((a, b) => a - b);
 	const at = (q: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] ?? 0);
 	return { requests: latencies.length, p50Ms: at(0.5), p99Ms: at(0.99), statuses };
+}
+
+/** One request: its latency, and its status or error name. */
+async function timedRequest(request: () => Promise<Response>): Promise<[number, string]> {
+	const started = performance.now();
+	const status = await request().then(
+		res => res.arrayBuffer().then(() => String(res.status)),
+		(err: Error) => err.name,
+	);
+	return [performance.now() - started, status];
+}
+
+/** Latencies of `clients` clients, each sending `request` after its last answer until `over`. */
+async function closedLoop(clients: number, over: () => boolean, request: (client: number) => Promise<Response>): Promise<Latency> {
+	const latencies: number[] = [];
+	const statuses: Record<string, number> = {};
+	await Promise.all(
+		Array.from({ length: clients }, async (_, client) => {
+			while (!over()) {
+				const [ms, status] = await timedRequest(() => request(client));
+				latencies.push(ms);
+				statuses[status] = (statuses[status] ?? 0) + 1;
+			}
+		}),
+	);
+	return latencyOf(latencies, statuses);
+}
+
+/** `count` requests one after the other. */
+async function sequential(count: number, request: (i: number) => Promise<Response>): Promise<Latency> {
+	let sent = 0;
+	return closedLoop(
+		1,
+		() => sent++ >= count,
+		() => request(sent),
+	);
+}
+
+const pick = <T>(items: T[]) => items[Math.floor(Math.random() * items.length)];
+const fiveHundreds = (latency: Latency) =>
+	Object.entries(latency.statuses).reduce((sum, [status, n]) => sum + (/^5/.test(status) || !/^\d/.test(status) ? n : 0), 0);
+
+/** Fills `db` to `size` tasks of the cluster's shape (or tops it up); the positions to read from. */
+async function seeded(mongoUri: string, db: string, size: number): Promise<SeededPosition[]> {
+	const client = await MongoClient.connect(mongoUri);
+	try {
+		const result = await seedTasks(client.db(db).collection("tasks"), size);
+		if (result.inserted) log(`seeded ${db} with ${result.inserted} tasks in ${result.seconds} s`);
+		return result.samples;
+	} finally {
+		await client.close();
+	}
+}
+
+/** Newest page, a deep keyset page and a get by id, through both gateways, ROUNDS times. */
+async function readsAt(nginx: string, mongoUri: string, size: number) {
+	const samples = await seeded(mongoUri, readsDb(size), size);
+	useDatabase(readsDb(size));
+	// The older half of the collection: pages after these positions are deep in it.
+	const deep = samples.slice(0, Math.max(1, Math.floor(samples.length / 2)));
+	const gateway = (i: number) => (i % 2 ? "go" : "flask");
+	const kinds = {
+		newestPage: (i: number) => fetch(`${nginx}/${gateway(i)}/tasks?pageSize=20`),
+		deepKeysetPage: (i: number) => fetch(`${nginx}/${gateway(i)}/tasks?pageSize=20&after=${encodeCursor(pick(deep))}`),
+		getById: (i: number) => fetch(`${nginx}/${gateway(i)}/tasks/${pick(samples).id}`),
+	};
+	// Connections opened, code optimised, pages cached as after any minute of use.
+	for (const request of Object.values(kinds)) await sequential(50, request);
+	const rounds: Record<string, Latency>[] = [];
+	for (let r = 0; r < ROUNDS; r++) {
+		const measured: Record<string, Latency> = {};
+		for (const [kind, request] of Object.entries(kinds)) measured[kind] = await sequential(SAMPLES, request);
+		rounds.push(measured);
+	}
+	const figures = Object.fromEntries(
+		Object.keys(kinds).map(kind => [
+			kind,
+			{
+				p50Ms: spread(rounds.map(measured => measured[kind].p50Ms)),
+				p99Ms: spread(rounds.map(measured => measured[kind].p99Ms)),
+				fiveHundreds: rounds.reduce((sum, measured) => sum + fiveHundreds(measured[kind]), 0),
+			},
+		]),
+	) as Record<keyof typeof kinds, { p50Ms: Spread; p99Ms: Spread; fiveHundreds: number }>;
+	log(`${size} stored: ${JSON.stringify(figures)}`);
+	return { stored: size, samplesPerRound: SAMPLES, rounds, figures };
 }
 
 function cpuMs(pid: number): number {
@@ -167,9 +151,8 @@ function cpuMs(pid: number): number {
 	return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/** Seconds until the store's CPU stays under 10% of a core for two seconds in a row. */
-async function secondsUntilIdle(pid: number, limitSeconds = 120): Promise<{ seconds: number; cpuPercentBySecond: number[] }> {
-	const started = performance.now();
+/** Seconds until the store's CPU stays under IDLE_PERCENT of a core for two seconds in a row. */
+async function secondsUntilIdle(pid: number, limitSeconds = 60): Promise<{ seconds: number; cpuPercentBySecond: number[] }> {
 	const bySecond: number[] = [];
 	let quiet = 0;
 	while (quiet < 2 && bySecond.length < limitSeconds) {
@@ -177,50 +160,132 @@ async function secondsUntilIdle(pid: number, limitSeconds = 120): Promise<{ seco
 		await sleep(1000);
 		const percent = Math.round((cpuMs(pid) - before) / 10);
 		bySecond.push(percent);
-		quiet = percent < 10 ? quiet + 1 : 0;
+		quiet = percent < IDLE_PERCENT ? quiet + 1 : 0;
 	}
-	return { seconds: round((performance.now() - started) / 1000 - quiet), cpuPercentBySecond: bySecond };
+	return { seconds: bySecond.length - quiet, cpuPercentBySecond: bySecond };
 }
 
 /**
- * POST /tasks and GET /tasks/:id through Nginx, first alone, then beside a flood of lists whose
- * clients give up after 2 s, with `stored` tasks in the nodes' database (`nodesDb`).
+ * POST /tasks and GET /tasks/:id through Nginx for FLOOD.seconds, first alone, then beside
+ * FLOOD.listers clients listing (newest and deep pages) that give up after 2 s; and how long the
+ * store stays busy after each.
  */
-export async function listFlood(nginx: string, mongoUri: string, nodesDb: string) {
-	// The phases before leave more tasks than that in the nodes' database, and seeding none gave no ids to get.
-	await resetStore(nodesDb);
-	const client = await MongoClient.connect(mongoUri);
-	const ids = await seedTo(client.db(nodesDb).collection<TaskDoc>("tasks"), FLOOD_STORED);
-	await client.close();
+async function listFlood(nginx: string, samples: SeededPosition[]) {
 	const storePid = Number(readFileSync(path.join(STACK, "run/ferretdb.pid"), "utf8"));
-	const pickId = () => ids[Math.floor(Math.random() * ids.length)];
+	const deep = samples.slice(0, Math.max(1, Math.floor(samples.length / 2)));
 	const post = () => fetch(`${nginx}/flask/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"title":"benchmark task"}' });
-	const get = () => fetch(`${nginx}/go/tasks/${pickId()}`, { signal: AbortSignal.timeout(10_000) });
-	const list = (gateway: string) => () => fetch(`${nginx}/${gateway}/tasks?pageSize=20`, { signal: AbortSignal.timeout(2_000) });
-
-	const run = async (flood: boolean) => {
-		const end = performance.now() + FLOOD_SECONDS * 1000;
+	const get = () => fetch(`${nginx}/go/tasks/${pick(samples).id}`, { signal: AbortSignal.timeout(10_000) });
+	const list = (client: number) => {
+		const page = client % 2 ? `&after=${encodeCursor(pick(deep))}` : "";
+		return fetch(`${nginx}/${client % 4 < 2 ? "flask" : "go"}/tasks?pageSize=20${page}`, { signal: AbortSignal.timeout(FLOOD.giveUpMs) });
+	};
+	const phase = async (flood: boolean) => {
+		const end = performance.now() + FLOOD.seconds * 1000;
 		const over = () => performance.now() > end;
-		const [posts, gets, ...lists] = await Promise.all([
-			closedLoop(16, over, post),
-			closedLoop(2, over, get),
-			...(flood ? [closedLoop(16, over, list("flask"), 200), closedLoop(16, over, list("go"), 200)] : []),
+		const [posts, gets, lists] = await Promise.all([
+			closedLoop(FLOOD.posters, over, post),
+			closedLoop(FLOOD.getters, over, get),
+			flood ? closedLoop(FLOOD.listers, over, list) : null,
 		]);
 		return { posts, gets, lists, storeIdle: await secondsUntilIdle(storePid) };
 	};
-	log(`flood: ${FLOOD_SECONDS} s of posts and gets alone, at ${FLOOD_STORED} stored tasks`);
-	const alone = await run(false);
-	log(`flood: the same beside 32 clients listing (each gives up after 2 s)`);
-	const flooded = await run(true);
-	return {
-		stored: FLOOD_STORED,
-		alone,
-		flooded,
-		postP99Ratio: round(flooded.posts.p99Ms / alone.posts.p99Ms),
-		getP99Ratio: round(flooded.gets.p99Ms / alone.gets.p99Ms),
+	const rounds = [];
+	for (let r = 0; r < ROUNDS; r++) {
+		const alone = await phase(false);
+		const flooded = await phase(true);
+		rounds.push({
+			alone,
+			flooded,
+			postP99Ratio: round(flooded.posts.p99Ms / alone.posts.p99Ms, 2),
+			getP99Ratio: round(flooded.gets.p99Ms / alone.gets.p99Ms, 2),
+		});
+	}
+	const figures = {
+		postP99Ratio: spread(rounds.map(r => r.postP99Ratio)),
+		getP99Ratio: spread(rounds.map(r => r.getP99Ratio)),
+		storeIdleSecondsAfterFlood: spread(rounds.map(r => r.flooded.storeIdle.seconds)),
+		listStatuses: rounds.map(r => r.flooded.lists?.statuses),
 	};
+	log(`flood: ${JSON.stringify(figures)}`);
+	return { clients: FLOOD, rounds, figures };
 }
 
-function round(value: number, digits = 1): number {
-	return Math.round(value * 10 ** digits) / 10 ** digits;
+/** Sets a database's seeded tasks aside (a rename: instant) and back, for a run on an empty collection. */
+async function withSeededAside<T>(mongoUri: string, dbs: string[], run: () => Promise<T>): Promise<T> {
+	const client = await MongoClient.connect(mongoUri);
+	try {
+		for (const db of dbs) await client.db(db).collection("tasks").rename(ASIDE);
+		try {
+			return await run();
+		} finally {
+			for (const db of dbs) {
+				await client.db(db).collection("tasks").drop();
+				await client.db(db).collection(ASIDE).rename("tasks");
+			}
+		}
+	} finally {
+		await client.close();
+	}
+}
+
+/**
+ * CPU per task of the cluster and of the Go peer with `size` tasks already stored, and on an
+ * empty collection of the same database, in alternation, ROUNDS times.
+ */
+async function ingestBySize(mongoUri: string, queue: string, size: number) {
+	const skipped = peerUnavailable();
+	const peerDb = peerReadsDb(size);
+	if (!skipped) {
+		const client = await MongoClient.connect(mongoUri);
+		const result = await seedTasks(client.db(peerDb).collection("tasks"), size, peerSeededDocument).finally(() => client.close());
+		if (result.inserted) log(`seeded ${peerDb} with ${result.inserted} tasks of the peer's shape in ${result.seconds} s`);
+	}
+	const peer = skipped ? null : await GoPeer.start(peerDb);
+	const db = readsDb(size);
+	const shape = (keepStore: boolean): RunShape => ({ tasks: INGEST_TASKS, warmUpTasks: WARM_UP_TASKS, keepStore });
+	const rounds: { empty: { cluster: CostRun; peer?: CostRun }; stored: { cluster: CostRun; peer?: CostRun } }[] = [];
+	try {
+		for (let r = 0; r < ROUNDS; r++) {
+			log(`ingest, round ${r + 1} of ${ROUNDS}: ${INGEST_TASKS} tasks on an empty collection, then with ${size} stored`);
+			const empty = await withSeededAside(mongoUri, peer ? [db, peerDb] : [db], async () => ({
+				cluster: await costDirect(shape(false), queue, db),
+				peer: await peer?.cost(shape(false)),
+			}));
+			const stored = { cluster: await costDirect(shape(true), queue, db), peer: await peer?.cost(shape(true)) };
+			rounds.push({ empty, stored });
+		}
+	} finally {
+		await peer?.stop();
+	}
+	const ratio = (of: (round: (typeof rounds)[number]) => Record<string, number>) =>
+		Object.fromEntries(Object.keys(of(rounds[0])).map(figure => [figure, spread(rounds.map(round => of(round)[figure]))]));
+	const figures = {
+		clusterStoredOverEmpty: ratio(round => costRatios(round.stored.cluster, round.empty.cluster)),
+		...(peer
+			? {
+					peerStoredOverEmpty: ratio(round => costRatios(round.stored.peer as CostRun, round.empty.peer as CostRun)),
+					clusterOverPeerStored: ratio(round => costRatios(round.stored.cluster, round.stored.peer as CostRun)),
+				}
+			: { peerSkipped: skipped }),
+	};
+	log(`ingest: ${JSON.stringify(figures)}`);
+	return { stored: size, tasksPerRun: INGEST_TASKS, rounds, figures };
+}
+
+/** The whole phase; leaves the nodes on `nodesDb` again. */
+export async function readsPhase(nginx: string, mongoUri: string, queue: string, nodesDb: string) {
+	try {
+		const latencies = [];
+		for (const size of SIZES) latencies.push(await readsAt(nginx, mongoUri, size));
+		const largest = Math.max(...SIZES);
+		// The nodes are on the largest database now.
+		const samples = await seeded(mongoUri, readsDb(largest), largest);
+		log(`flood at ${largest} stored: ${FLOOD.listers} clients listing beside posts and gets, ${ROUNDS} rounds`);
+		const flood = await listFlood(nginx, samples);
+		const ingest = await ingestBySize(mongoUri, queue, largest);
+		return { latencies, flood, ingest };
+	} finally {
+		useDatabase(nodesDb);
+		if (process.env.BENCH_READS_DROP === "1") for (const size of SIZES) await Promise.all([dropStore(readsDb(size)), dropStore(peerReadsDb(size))]);
+	}
 }

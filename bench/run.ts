@@ -9,7 +9,7 @@ import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
 import { costDirect, costRatios, costThroughNginx, dropStore, FIRST_WARM_UP_TASKS, GoPeer, peerUnavailable, WARM_UP_TASKS, type CostRun } from "./cost";
 import { postTasks, type LoadFigures } from "./load";
 import { queueTypes } from "./queue-types";
-import { listFlood, readLatencies } from "./reads";
+import { READ_ROUNDS, readsPhase } from "./reads";
 import { rabbitUrl, ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "../scripts/stack-control";
 
 const NGINX = "http://127.0.0.1:8080";
@@ -340,41 +340,46 @@ async function measure() {
 		);
 	}
 	if (PHASES.has("reads")) {
-		log("reads: list and get latency at each store size, then a flood of lists beside posts and gets");
-		const reads = { latencies: await readLatencies(MONGO_URI), flood: await listFlood(NGINX, MONGO_URI, BENCH_DB) };
+		log("reads: newest page, deep keyset page and get by id at each store size; a list flood and ingest CPU at the largest");
+		const reads = await readsPhase(NGINX, MONGO_URI, QUEUE, BENCH_DB);
 		results.reads = reads;
-		const ms = (timing: { medianMs: number | null; errors: string[] }) =>
-			timing.medianMs === null ? `timed out (${timing.errors[0]})` : `${timing.medianMs} ms`;
+		const ms = (figure: { median: number; min: number; max: number }) => `${figure.median} (${figure.min}-${figure.max})`;
+		for (const size of reads.latencies) {
+			for (const [kind, figure] of Object.entries(size.figures)) {
+				rows.push({
+					figure: `${kind} at ${size.stored} stored: p50 / p99 ms, median (spread) of ${READ_ROUNDS} rounds`,
+					value: `${ms(figure.p50Ms)} / ${ms(figure.p99Ms)}, ${figure.fiveHundreds} 5xx`,
+					ceiling: "",
+					ratio: "",
+					target: kind === "getById" ? "p99 ≤ 10" : "p50 ≤ 20, p99 ≤ 100",
+				});
+			}
+		}
+		const flood = reads.flood.figures;
 		rows.push(
-			...reads.latencies.map(size => ({
-				figure: `list / get at ${size.stored} stored, before`,
-				value: `${ms(size.before.list)} / ${ms(size.before.get)}`,
-				ceiling: "",
-				ratio: "",
-				target: "",
-			})),
-			...reads.latencies.map(size => ({
-				figure: `list / after cursor / get at ${size.stored} stored, now`,
-				value: `${ms(size.after.listFirstPage)} / ${ms(size.after.listAfterCursor)} / ${ms(size.after.getStored)}`,
-				ceiling: "",
-				ratio: "",
-				target: "",
-			})),
-			{
-				figure: `list flood at ${reads.flood.stored}: p99 POST / GET by id, flooded / alone`,
-				value: `${reads.flood.postP99Ratio}x / ${reads.flood.getP99Ratio}x`,
-				ceiling: "",
-				ratio: "",
-				target: "≤ 2x",
-			},
-			{
-				figure: "list flood: store idle after the clients left",
-				value: `${reads.flood.flooded.storeIdle.seconds} s`,
-				ceiling: "",
-				ratio: "",
-				target: "≤ 15 s",
-			},
+			{ figure: "list flood: p99 POST flooded / alone", value: ms(flood.postP99Ratio), ceiling: "", ratio: "", target: "≤ 1.5" },
+			{ figure: "list flood: p99 GET by id flooded / alone", value: ms(flood.getP99Ratio), ceiling: "", ratio: "", target: "≤ 1.5" },
+			{ figure: "list flood: s until the store is idle after", value: ms(flood.storeIdleSecondsAfterFlood), ceiling: "", ratio: "", target: "≤ 5" },
 		);
+		const ingest = reads.ingest.figures;
+		const perTask = (ratios: Record<string, { median: number; min: number; max: number }>) =>
+			["total", "gateways", "workers", "store"].map(name => `${name} ${ms(ratios[name])}`).join(", ");
+		rows.push({
+			figure: `ingest CPU per task, cluster, ${reads.ingest.stored} stored / empty`,
+			value: perTask(ingest.clusterStoredOverEmpty),
+			ceiling: "",
+			ratio: "",
+			target: "total ≤ 1.15",
+		});
+		if ("peerStoredOverEmpty" in ingest) {
+			rows.push({
+				figure: `ingest CPU per task, Go peer, ${reads.ingest.stored} stored / empty`,
+				value: perTask(ingest.peerStoredOverEmpty),
+				ceiling: "",
+				ratio: "",
+				target: "",
+			});
+		}
 	}
 	sampler.stop();
 	results.peakRssMb = Object.fromEntries([...sampler.peakMb].sort());

@@ -1,7 +1,7 @@
 import type { ServiceSchema } from "moleculer";
 import DbService from "moleculer-db";
-import MongoAdapter from "moleculer-db-adapter-mongo";
 import { config, type ClusterConfig } from "../lib/config";
+import { MongoDriverAdapter } from "../lib/store/mongo-adapter";
 
 /**
  * moleculer-db over one collection (the Moleculer template's `createDbServiceMixin`): MongoDB when
@@ -9,14 +9,10 @@ import { config, type ClusterConfig } from "../lib/config";
  */
 export function createDbServiceMixin(collection: string, settings: ClusterConfig = config): Partial<ServiceSchema> {
 	const adapter = settings.mongoUri
-		? new MongoAdapter(
+		? new MongoDriverAdapter(
 				settings.mongoUri,
-				{
-					// The adapter's mongodb 3.x driver needs the unified topology for MongoDB 6/7.
-					useUnifiedTopology: true,
-					// Fail a write fast while the server is away; the worker retries the batch with backoff.
-					serverSelectionTimeoutMS: 5000,
-				},
+				// Fail a write fast while the server is away; the worker retries the batch with backoff.
+				{ serverSelectionTimeoutMS: 5000 },
 				settings.dbName,
 			)
 		: new DbService.MemoryAdapter();

@@ -6,6 +6,7 @@ import { config } from "../lib/config";
 import { assertJsonBody, jsonBodyParser, MethodNotAllowedError } from "../lib/http/request-guards";
 import { nameBasedUuid, newTask, titleRule, type AcceptedTask } from "../lib/task";
 import { QueueUnavailableError, type TaskQueue } from "../lib/queue/task-queue";
+import { asStoreReadError } from "../lib/store/read-shedding";
 import { pageRules } from "../lib/store/task-reads";
 import { asMixin } from "./as-mixin";
 import { taskMetricsOf, type TaskMetrics } from "../lib/task-metrics";
@@ -189,7 +190,8 @@ const TaskGatewayMixin: GatewaySchema = {
 const sendErrorOfMoleculerWeb = (ApiGateway.methods as { sendError: (this: unknown, req: IncomingMessage, res: ServerResponse, err: Error) => void }).sendError;
 
 /** A store read that timed out (504) or was shed (503) tells the client when to come back. */
-function retryLater(ctx: Context<unknown, GatewayMeta>, err: { code?: number; data?: { retryAfterSeconds?: number } }): never {
+function retryLater(ctx: Context<unknown, GatewayMeta>, callError: unknown): never {
+	const err = asStoreReadError(callError) as { code?: number; data?: { retryAfterSeconds?: number } };
 	const seconds = err.data?.retryAfterSeconds;
 	if ((err.code === 503 || err.code === 504) && typeof seconds === "number") {
 		ctx.meta.$responseHeaders = { "Retry-After": String(seconds) };

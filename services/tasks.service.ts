@@ -2,6 +2,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbServiceSettings } from "moleculer-db";
 import { createDbServiceMixin } from "../mixins/db.mixin";
 import { decodeCursor, encodeCursor, EntityNotFoundError, listPlan, pageRules, storedQuery, type TaskQuery } from "../lib/store/task-reads";
+import { readBudgetMs, readShedding } from "../lib/store/read-shedding";
 import { TaskStore, type TaskAdapter } from "../lib/store/task-store";
 import { MATCHABLE_FIELDS, processedTaskRule, TASK_FIELDS, type ProcessedTask } from "../lib/task";
 
@@ -56,6 +57,9 @@ const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, Task
 		 * null where counting would scan the collection (FerretDB).
 		 */
 		list: {
+			// Two lists at a time per node and twenty waiting: a page is a few index steps, and a
+			// flood of lists must leave the store's time to the workers' writes and the gets.
+			...readShedding({ concurrency: 2, maxQueueSize: 20 }),
 			params: {
 				$$strict: "remove",
 				...pageRules,
@@ -72,8 +76,12 @@ const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, Task
 				const page = after ? null : (ctx.params.page ?? 1);
 				const query = ctx.params.query && storedQuery(ctx.params.query);
 				const plan = listPlan(pageSize, page ?? 1, after, query);
+				const budgetMs = readBudgetMs(ctx);
 				// A filtered list counts its matches (an operator's question, bounded like every read).
-				const [found, total] = await Promise.all([this.store.findPage(plan), query ? this.store.countMatching(query) : this.store.estimatedTotal()]);
+				const [found, total] = await Promise.all([
+					this.store.findPage(plan, budgetMs),
+					query ? this.store.countMatching(query, budgetMs) : this.store.estimatedTotal(budgetMs),
+				]);
 				const documents = found.slice(0, pageSize);
 				const last = documents.at(-1);
 				return {
@@ -87,9 +95,11 @@ const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, Task
 			},
 		},
 		get: {
+			// A get is one step on the `_id` index: more may run at once than lists.
+			...readShedding({ concurrency: 8, maxQueueSize: 100 }),
 			params: { id: { type: "string", min: 1, max: 100 } },
 			async handler(this: TasksService, ctx: Context<{ id: string }>) {
-				const document = await this.store.findTask(ctx.params.id);
+				const document = await this.store.findTask(ctx.params.id, readBudgetMs(ctx));
 				if (!document) throw new EntityNotFoundError(ctx.params.id);
 				return this.transformDocuments(ctx, {}, document);
 			},

@@ -96,85 +96,9 @@ export function listPlan(pageSize: number, page: number, after?: ListPosition, q
 	};
 }
 
-/**
- * The time a store read may take: most of the call's own timeout, so the store gives up (and stops
- * working on it) first, and its error still reaches the gateway before the call times out.
- */
-export function readBudgetMs(requestTimeoutMs: number): number {
-	return Math.max(1, Math.floor(requestTimeoutMs * 0.8));
-}
-
 /** 404, named as moleculer-db names it. */
 export class EntityNotFoundError extends Errors.MoleculerClientError {
 	constructor(id: string) {
 		super("Entity not found", 404, "ENTITY_NOT_FOUND", { id });
-	}
-}
-
-/** MongoDB's (and FerretDB's) error code for a command stopped by its `maxTimeMS`. */
-export const MAX_TIME_MS_EXPIRED = 50;
-
-/** A read the store gave up on: 504, with the seconds after which a retry may succeed. */
-export class StoreReadTimeoutError extends Errors.MoleculerRetryableError {
-	constructor(budgetMs: number, retryAfterSeconds: number) {
-		super(`The tasks store did not answer within ${budgetMs} ms and stopped the read`, 504, "STORE_READ_TIMEOUT", {
-			maxTimeMS: budgetMs,
-			retryAfterSeconds,
-		});
-	}
-}
-
-/** A read refused without asking the store, because its last ones ran out of time: 503. */
-export class StoreReadsShedError extends Errors.MoleculerRetryableError {
-	constructor(retryAfterSeconds: number) {
-		super("The tasks store is too slow for this read now; retry later", 503, "STORE_READS_SHED", { retryAfterSeconds });
-	}
-}
-
-/**
- * One kind of read (list or get) against a store that may be too slow for it. At most
- * `concurrency` run at once; up to `maxWaiting` more wait their turn, and beyond that a read is
- * refused at once, so slow reads never pile up in the store. After a read runs out of time,
- * waiting and new reads are refused for a pause that doubles with each timeout in a row (up to
- * `maxPauseMs`) and ends with the first read that succeeds: a store that cannot serve the read
- * spends at most one budget per pause on it, while a fast store never notices the gate.
- */
-export class ReadGate {
-	private running = 0;
-	private readonly waiting: (() => void)[] = [];
-	private timeoutsInARow = 0;
-	private closedUntil = 0;
-
-	constructor(
-		private readonly limits: { concurrency: number; maxWaiting: number; firstPauseMs: number; maxPauseMs: number },
-		private readonly now: () => number = Date.now,
-	) {}
-
-	async run<T>(budgetMs: number, read: () => Promise<T>): Promise<T> {
-		this.refuseWhileClosed();
-		if (this.running >= this.limits.concurrency) {
-			if (this.waiting.length >= this.limits.maxWaiting) throw new StoreReadsShedError(1);
-			await new Promise<void>(resolve => this.waiting.push(resolve));
-		}
-		this.running++;
-		try {
-			this.refuseWhileClosed();
-			const result = await read();
-			this.timeoutsInARow = 0;
-			return result;
-		} catch (err) {
-			if ((err as { code?: unknown }).code !== MAX_TIME_MS_EXPIRED) throw err;
-			const pauseMs = Math.min(this.limits.maxPauseMs, this.limits.firstPauseMs * 2 ** this.timeoutsInARow++);
-			this.closedUntil = this.now() + pauseMs;
-			throw new StoreReadTimeoutError(budgetMs, Math.ceil(pauseMs / 1000));
-		} finally {
-			this.running--;
-			this.waiting.shift()?.();
-		}
-	}
-
-	private refuseWhileClosed(): void {
-		const waitMs = this.closedUntil - this.now();
-		if (waitMs > 0) throw new StoreReadsShedError(Math.ceil(waitMs / 1000));
 	}
 }

@@ -1,25 +1,13 @@
 import DbService from "moleculer-db";
-import MongoAdapter from "moleculer-db-adapter-mongo";
-import { config } from "../config";
+import type { Collection } from "mongodb";
 import { toDocument, type ProcessedTask, type TaskDocument } from "../task";
-import { LIST_INDEX, LIST_SORT, readBudgetMs, ReadGate, type ListPlan, type TaskQuery } from "./task-reads";
+import { MongoDriverAdapter } from "./mongo-adapter";
+import { boundedRead } from "./read-shedding";
+import { LIST_INDEX, LIST_SORT, type ListPlan, type TaskQuery } from "./task-reads";
 
 /** The adapter of the `tasks` collection: MongoDB when MONGO_URI is set, else in-memory NeDB. */
-export type TaskAdapter = MongoAdapter | InstanceType<typeof DbService.MemoryAdapter>;
+export type TaskAdapter = MongoDriverAdapter | InstanceType<typeof DbService.MemoryAdapter>;
 
-/** The calls the store makes on the driver's collection (the adapter's mongodb 3.x has no typings). */
-interface TaskCollection {
-	insertMany(documents: TaskDocument[], options: object): Promise<unknown>;
-	find(filter: object, options: object): { toArray(): Promise<TaskDocument[]> };
-	findOne(filter: object, options: object): Promise<TaskDocument | null>;
-	estimatedDocumentCount(options: object): Promise<number>;
-	countDocuments(filter: object, options: object): Promise<number>;
-	createIndex(key: object, options: object): Promise<unknown>;
-	dropIndex(name: string): Promise<unknown>;
-}
-
-/** Every store read carries this as `maxTimeMS`: the store stops the read, not only the caller. */
-const READ_BUDGET_MS = readBudgetMs(config.requestTimeoutMs);
 /** The list index of earlier versions: LIST_INDEX serves every read it served. */
 const SUPERSEDED_INDEX = "created_at_-1";
 const NEDB_UNIQUE_VIOLATION = "uniqueViolated";
@@ -72,14 +60,11 @@ const collision = (index: number, document: TaskDocument): RefusedInsert => ({
 export class TaskStore {
 	/** Whether the store answers estimatedDocumentCount from metadata (MongoDB), not by a scan. */
 	private countIsCheap = true;
-	// One slow list at a time per node; gets are quick on MongoDB, so a few may run at once.
-	private readonly listGate = new ReadGate({ concurrency: 1, maxWaiting: 100, firstPauseMs: 20_000, maxPauseMs: 120_000 });
-	private readonly getGate = new ReadGate({ concurrency: 4, maxWaiting: 200, firstPauseMs: 1_000, maxPauseMs: 10_000 });
 
 	constructor(private readonly adapter: TaskAdapter) {}
 
-	private get collection(): TaskCollection | null {
-		return this.adapter instanceof MongoAdapter ? (this.adapter.collection as unknown as TaskCollection) : null;
+	private get collection(): Collection<TaskDocument> | null {
+		return this.adapter instanceof MongoDriverAdapter ? (this.adapter.collection as unknown as Collection<TaskDocument>) : null;
 	}
 
 	/** The list index, and what the server can count cheaply; once connected. */
@@ -92,7 +77,7 @@ export class TaskStore {
 			if (err.codeName !== "IndexNotFound") throw err;
 		});
 		// FerretDB counts by reading every document, and ignores maxTimeMS on `count`.
-		const info = await (this.adapter as unknown as { db: { admin(): { command(command: object): Promise<object> } } }).db.admin().command({ buildInfo: 1 });
+		const info = await (this.adapter as MongoDriverAdapter).db.admin().command({ buildInfo: 1 });
 		this.countIsCheap = !("ferretdbVersion" in info);
 	}
 
@@ -154,8 +139,8 @@ export class TaskStore {
 		return refused;
 	}
 
-	/** One page of LIST_SORT, `limit` bounded by the store's own clock. */
-	async findPage(plan: ListPlan): Promise<TaskDocument[]> {
+	/** One page of LIST_SORT; the store stops the read after `budgetMs`. */
+	async findPage(plan: ListPlan, budgetMs: number): Promise<TaskDocument[]> {
 		const collection = this.collection;
 		if (!collection) {
 			return this.adapter.find({
@@ -165,28 +150,28 @@ export class TaskStore {
 				limit: plan.limit,
 			}) as Promise<TaskDocument[]>;
 		}
-		const options = { sort: LIST_SORT, ...(plan.skip > 0 ? { skip: plan.skip } : {}), limit: plan.limit, maxTimeMS: READ_BUDGET_MS };
-		return this.listGate.run(READ_BUDGET_MS, () => collection.find(plan.filter, options).toArray());
+		const options = { sort: LIST_SORT, ...(plan.skip > 0 ? { skip: plan.skip } : {}), limit: plan.limit };
+		return boundedRead(budgetMs, maxTimeMS => collection.find(plan.filter, { ...options, maxTimeMS }).toArray());
 	}
 
 	/** A single findOne by `_id` (moleculer-db's get asks `{_id: {$in: [id]}}`). */
-	async findTask(id: string): Promise<TaskDocument | null> {
+	async findTask(id: string, budgetMs: number): Promise<TaskDocument | null> {
 		const collection = this.collection;
 		if (!collection) return this.adapter.findById(id) as Promise<TaskDocument | null>;
-		return this.getGate.run(READ_BUDGET_MS, () => collection.findOne({ _id: id }, { maxTimeMS: READ_BUDGET_MS }));
+		return boundedRead(budgetMs, maxTimeMS => collection.findOne({ _id: id }, { maxTimeMS }));
 	}
 
-	async countMatching(query: TaskQuery): Promise<number> {
+	async countMatching(query: TaskQuery, budgetMs: number): Promise<number> {
 		const collection = this.collection;
 		if (!collection) return this.adapter.count({ query });
-		return this.listGate.run(READ_BUDGET_MS, () => collection.countDocuments(query, { maxTimeMS: READ_BUDGET_MS }));
+		return boundedRead(budgetMs, maxTimeMS => collection.countDocuments(query, { maxTimeMS }));
 	}
 
 	/** The collection's size from metadata, or null where counting would scan it (FerretDB). */
-	async estimatedTotal(): Promise<number | null> {
+	async estimatedTotal(budgetMs: number): Promise<number | null> {
 		const collection = this.collection;
 		if (!collection) return this.adapter.count({});
 		if (!this.countIsCheap) return null;
-		return this.listGate.run(READ_BUDGET_MS, () => collection.estimatedDocumentCount({ maxTimeMS: READ_BUDGET_MS }));
+		return boundedRead(budgetMs, maxTimeMS => collection.estimatedDocumentCount({ maxTimeMS }));
 	}
 }

@@ -1,8 +1,9 @@
-import { spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
 import type { TaskDocument } from "../../lib/task";
 import { connectToStack, inParallel, runTag, type Stack } from "../support/stack";
+import { spawnTracked } from "../support/child-processes";
 import { eventually } from "../support/eventually";
 import { postTask, titled } from "../support/http";
 import { ROOT } from "../../scripts/stack-control";
@@ -207,7 +208,7 @@ describe("the docker-compose stack", () => {
 	it("lists every node with `docker compose run --rm repl` (non-interactive), and leaves cleanly", async () => {
 		const nodes = Object.values(await clusterNodes()).flat();
 		expect(nodes).toHaveLength(3 + 2 + 1 + apiGoReplicas);
-		const child = spawn("docker", ["compose", "--profile", "tools", "run", "--rm", "-T", "repl"], { cwd: ROOT });
+		const child = spawnTracked("docker", ["compose", "--profile", "tools", "run", "--rm", "-T", "repl"], { cwd: ROOT }) as ChildProcessWithoutNullStreams;
 		let output = "";
 		child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
 		child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));

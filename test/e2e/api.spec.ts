@@ -4,6 +4,7 @@ import type { TaskDocument } from "../../lib/task";
 import { connectToStack, runTag, type Stack } from "../support/stack";
 import { eventually } from "../support/eventually";
 import { postTask, titled } from "../support/http";
+import { findByIds } from "../support/stored-tasks";
 import type { AcceptedTask } from "../../lib/task";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -78,7 +79,7 @@ describe("the task API through Nginx", () => {
 		const ids = Object.values(posted).map(({ task }) => task.id);
 		const collection = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 		const documents = await eventually("both tasks stored", async () => {
-			const found = await collection.find({ _id: { $in: ids } }).toArray();
+			const found = await findByIds(collection, ids);
 			return found.length === ids.length ? found : undefined;
 		});
 		for (const document of documents) {

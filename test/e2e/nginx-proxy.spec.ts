@@ -1,5 +1,7 @@
-import { spawn } from "node:child_process";
+import type { ChildProcessByStdio } from "node:child_process";
 import { once } from "node:events";
+import type { Readable } from "node:stream";
+import { spawnTracked } from "../support/child-processes";
 import { connectToStack, inParallel, runTag, type Stack } from "../support/stack";
 import { postTask, titled } from "../support/http";
 
@@ -16,7 +18,9 @@ interface Capture {
  * that only parses the file would pass a template whose locations drop the server's headers.
  */
 async function captureUpstream(port: number, traffic: () => Promise<void>): Promise<Capture> {
-	const tcpdump = spawn("tcpdump", ["-i", "lo", "-n", "-l", "-A", "-s", "0", `tcp dst port ${port}`], { stdio: ["ignore", "pipe", "pipe"] });
+	const tcpdump = spawnTracked("tcpdump", ["-i", "lo", "-n", "-l", "-A", "-s", "0", `tcp dst port ${port}`], {
+		stdio: ["ignore", "pipe", "pipe"],
+	}) as ChildProcessByStdio<null, Readable, Readable>;
 	let text = "";
 	tcpdump.stdout.setEncoding("latin1").on("data", chunk => (text += chunk));
 	let errors = "";

@@ -1,7 +1,8 @@
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import path from "node:path";
 import { stripVTControlCharacters } from "node:util";
 import { connectToStack, runTag, type Stack } from "../support/stack";
+import { spawnTracked } from "../support/child-processes";
 import { eventually } from "../support/eventually";
 import { postTask, titled } from "../support/http";
 import { ROOT } from "../../scripts/stack-control";
@@ -23,7 +24,9 @@ class Repl {
 
 	static start(): Repl {
 		// warn: the broker's info logs would only interleave with the command output.
-		return new Repl(spawn(path.join(ROOT, "scripts/repl.sh"), { cwd: ROOT, env: { ...process.env, LOG_LEVEL: "warn" } }));
+		return new Repl(
+			spawnTracked(path.join(ROOT, "scripts/repl.sh"), [], { cwd: ROOT, env: { ...process.env, LOG_LEVEL: "warn" } }) as ChildProcessWithoutNullStreams,
+		);
 	}
 
 	async untilPrompt(from = 0, timeoutMs = 30_000): Promise<string> {

@@ -1,9 +1,10 @@
-import { spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import { ServiceBroker } from "moleculer";
 import { ClusterAmqpTransporter } from "../../lib/cluster-amqp-transporter";
 import { ROOT, stackCommand } from "../../scripts/stack-control";
+import { spawnTracked } from "../support/child-processes";
 import { eventually } from "../support/eventually";
 import { publishReport, seconds, textTable } from "../support/fault-report";
 import { outageMs, postPaced, RETRYABLE_STATUSES } from "../support/retrying-client";
@@ -230,7 +231,7 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 	});
 
 	it("refuses to start a node that would declare task_queue classic, saying what to do", async () => {
-		const node = spawn(
+		const node = spawnTracked(
 			path.join(ROOT, "node_modules/.bin/node"),
 			["node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js"],
 			{
@@ -248,7 +249,7 @@ describe(`${2 * LOAD.tasksPerPhase} tasks through a SIGKILLed RabbitMQ node and 
 					DB_NAME: run.stack.dbName,
 				},
 			},
-		);
+		) as ChildProcessWithoutNullStreams;
 		let output = "";
 		node.stdout.on("data", chunk => (output += chunk));
 		node.stderr.on("data", chunk => (output += chunk));

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { Socket } from "node:net";
 import path from "node:path";
 import type { ChannelModel, ConfirmChannel } from "amqplib";
@@ -6,6 +6,7 @@ import type { AmqpTaskQueue } from "../../lib/queue/amqp-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
 import { deadLetterQueueOf, QueueUnavailableError } from "../../lib/queue/task-queue";
 import { DELIVERY_LIMIT } from "../../lib/queue/task-queue-declarations";
+import { spawnTracked } from "../support/child-processes";
 import { eventually } from "../support/eventually";
 import { connectOrExplain, management, openQueue, queueCounters, RABBIT_URL, scratchQueueName } from "../support/rabbitmq";
 
@@ -159,7 +160,7 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		for (const task of tasks) await producer.publish(task);
 
 		// One process (no tsx wrapper), so that SIGKILL takes the consumer itself down.
-		const doomed: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "fixtures/hanging-consumer.ts"), name], {
+		const doomed: ChildProcess = spawnTracked(process.execPath, ["--import", "tsx", path.join(__dirname, "fixtures/hanging-consumer.ts"), name], {
 			stdio: ["ignore", "pipe", "inherit"],
 		});
 		const seenByDoomed = await new Promise<string[]>((resolve, reject) => {

@@ -6,8 +6,8 @@ const OP_QUERY = 2004;
 const OP_MSG = 2013;
 const HANDSHAKES = new Set(["ismaster", "isMaster", "hello", "ping", "endSessions"]);
 
-/** Answers one command; the default answers `{ok: 1}`. */
-export type CommandHandler = (command: Document) => Document | undefined;
+/** Answers one command, at once or later; the default answers `{ok: 1}`. */
+export type CommandHandler = (command: Document) => Document | undefined | Promise<Document | undefined>;
 
 /**
  * A MongoDB server as far as the wire protocol goes, with no database behind it: it answers the
@@ -49,25 +49,25 @@ export class FakeMongoServer {
 			while (pending.length >= 4 && pending.length >= pending.readInt32LE(0)) {
 				const message = pending.subarray(0, pending.readInt32LE(0));
 				pending = pending.subarray(message.length);
-				socket.write(this.reply(message));
+				void this.reply(message).then(reply => socket.writable && socket.write(reply));
 			}
 		});
 	}
 
-	private reply(message: Buffer): Buffer {
+	private async reply(message: Buffer): Promise<Buffer> {
 		const requestId = message.readInt32LE(4);
 		const opCode = message.readInt32LE(12);
 		if (opCode === OP_QUERY) {
 			// Legacy handshake: flags, full collection name, skip, return count, then the query.
 			const nameEnd = message.indexOf(0, 20);
 			const query = deserialize(message.subarray(nameEnd + 9));
-			return opReply(requestId, this.answer(query));
+			return opReply(requestId, await this.answer(query));
 		}
 		if (opCode !== OP_MSG) throw new Error(`unexpected opCode ${opCode}`);
-		return opMsg(requestId, this.answer(readOpMsg(message)));
+		return opMsg(requestId, await this.answer(readOpMsg(message)));
 	}
 
-	private answer(command: Document): Document {
+	private async answer(command: Document): Promise<Document> {
 		const name = Object.keys(command)[0];
 		if (HANDSHAKES.has(name)) {
 			return {
@@ -83,7 +83,7 @@ export class FakeMongoServer {
 			};
 		}
 		this.commands.push(command);
-		return this.handle(command) ?? { ok: 1 };
+		return (await this.handle(command)) ?? { ok: 1 };
 	}
 }
 

@@ -1,5 +1,6 @@
 import { gzipSync } from "node:zlib";
 import { QueueUnavailableError } from "../../lib/queue/task-queue";
+import { READ_TIMEOUT_MS } from "../../lib/store/read-shedding";
 import type { TaskPage } from "../../lib/store/task-reads";
 import type { TaskStore } from "../../lib/store/task-store";
 import type { AcceptedTask, ProcessedTask } from "../../lib/task";
@@ -220,13 +221,20 @@ describe("task gateways (api-flask, api-go)", () => {
 			expect(res.status).toBe(202);
 		});
 
-		it("still times out the call to the store behind a read", async () => {
-			const store = (timed.broker.getLocalService("tasks") as unknown as { store: TaskStore }).store;
-			jest.spyOn(store, "estimatedTotal").mockImplementation(() => new Promise(resolve => setTimeout(() => resolve(0), 150)));
-			const res = await fetch(`${timed.goUrl}/tasks`);
-			expect(res.status).toBe(504);
-			expect((await readJson<ApiError>(res)).name).toBe("RequestTimeoutError");
-		});
+		it(
+			"gives a read the store's own timeout, and answers 504 STORE_READ_TIMEOUT when it runs out",
+			async () => {
+				const store = (timed.broker.getLocalService("tasks") as unknown as { store: TaskStore }).store;
+				const slow = jest.spyOn(store, "estimatedTotal").mockImplementation(() => new Promise(resolve => setTimeout(() => resolve(0), 150)));
+				expect((await fetch(`${timed.goUrl}/tasks`)).status).toBe(200);
+				slow.mockImplementation(() => new Promise(resolve => setTimeout(() => resolve(0), READ_TIMEOUT_MS + 500)));
+				const res = await fetch(`${timed.goUrl}/tasks`);
+				expect(res.status).toBe(504);
+				expect(res.headers.get("retry-after")).toBe("5");
+				expect(await readJson<ApiError>(res)).toMatchObject({ name: "StoreReadTimeoutError", type: "STORE_READ_TIMEOUT" });
+			},
+			READ_TIMEOUT_MS + 5000,
+		);
 	});
 
 	it("reports not ready while the queue is disconnected", async () => {

@@ -1,18 +1,24 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
-import type { Document } from "bson";
+import { Long, type Document } from "bson";
 import ApiFlaskService from "../../services/api-flask.service";
 import TasksService from "../../services/tasks.service";
 import { createDbServiceMixin } from "../../mixins/db.mixin";
 import { TaskQueueMiddleware } from "../../middlewares/task-queue.middleware";
 import { config } from "../../lib/config";
-import { decodeCursor, encodeCursor, readBudgetMs, ReadGate, type TaskPage } from "../../lib/store/task-reads";
+import { READ_TIMEOUT_MS } from "../../lib/store/read-shedding";
+import { decodeCursor, encodeCursor, type TaskPage } from "../../lib/store/task-reads";
 import type { ProcessedTask } from "../../lib/task";
+import { eventually } from "../support/eventually";
 import { FakeMongoServer } from "../support/fake-mongo-server";
 import { readJson, type ApiError } from "../support/http";
 
-const BUDGET = readBudgetMs(config.requestTimeoutMs);
+/** Most of the read's timeout, less what passed before the store was asked. */
+const BUDGET = {
+	asymmetricMatch: (value: unknown) => typeof value === "number" && value > READ_TIMEOUT_MS * 0.6 && value <= READ_TIMEOUT_MS * 0.8,
+	toAsymmetricMatcher: () => `a maxTimeMS within (${READ_TIMEOUT_MS * 0.6}, ${READ_TIMEOUT_MS * 0.8}]`,
+};
 const t = (ms: number) => new Date(Date.UTC(2026, 10, 29, 12, 0, 0, ms));
 /** Newest first, as the index would return them. */
 const STORED = [5, 4, 3, 2, 1].map(n => ({
@@ -28,9 +34,10 @@ const STORED = [5, 4, 3, 2, 1].map(n => ({
 
 type Store = "mongodb" | "ferretdb";
 
-/** Answers like a MongoDB (or FerretDB) holding STORED; `stall` makes reads run out of time. */
-function storeAnswers(store: Store, stall: { reads: boolean }) {
-	return (command: Document): Document | undefined => {
+/** Answers like a MongoDB (or FerretDB) holding STORED; `stall` makes reads run out of time, `hold` keeps them waiting. */
+function storeAnswers(store: Store, stall: { reads: boolean; hold: Promise<void> | null }) {
+	return async (command: Document): Promise<Document | undefined> => {
+		if (stall.hold && "find" in command) await stall.hold;
 		if ("buildInfo" in command) return store === "ferretdb" ? { version: "7.0.77", ferretdbVersion: "v1.24.2", ok: 1 } : { version: "7.0.14", ok: 1 };
 		if (stall.reads && ("find" in command || "aggregate" in command)) {
 			return { ok: 0, code: 50, codeName: "MaxTimeMSExpired", errmsg: "operation exceeded time limit" };
@@ -39,15 +46,16 @@ function storeAnswers(store: Store, stall: { reads: boolean }) {
 			const after = (command.filter.$or?.[0]?.created_at?.$lt as Date | undefined)?.getTime() ?? Infinity;
 			const matching = command.filter._id ? STORED.filter(doc => doc._id === command.filter._id) : STORED.filter(doc => doc.created_at.getTime() < after);
 			const batch = matching.slice(command.skip ?? 0).slice(0, command.limit);
-			return { cursor: { firstBatch: batch, id: 0, ns: "unitdb.tasks" }, ok: 1 };
+			return { cursor: { firstBatch: batch, id: Long.ZERO, ns: "unitdb.tasks" }, ok: 1 };
 		}
-		if ("aggregate" in command) return { cursor: { firstBatch: [{ _id: 1, n: STORED.length }], id: 0, ns: "unitdb.tasks" }, ok: 1 };
+		if ("count" in command) return { n: STORED.length, ok: 1 };
+		if ("aggregate" in command) return { cursor: { firstBatch: [{ _id: 1, n: STORED.length }], id: Long.ZERO, ns: "unitdb.tasks" }, ok: 1 };
 		return undefined;
 	};
 }
 
 async function startStore(store: Store) {
-	const stall = { reads: false };
+	const stall: { reads: boolean; hold: Promise<void> | null } = { reads: false, hold: null };
 	const fake = new FakeMongoServer(storeAnswers(store, stall));
 	const uri = await fake.start();
 	const broker = new ServiceBroker({ nodeID: `reads-${store}`, logger: false, middlewares: [TaskQueueMiddleware()] });
@@ -87,13 +95,8 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 		const page = await readJson<TaskPage>(await fetch(`${store.url}/tasks?pageSize=2`));
 		expect(store.fake.commands).toEqual([
 			{ find: "tasks", filter: {}, sort: { created_at: -1, _id: -1 }, limit: 3, maxTimeMS: BUDGET, $db: "unitdb" },
-			{
-				aggregate: "tasks",
-				pipeline: [{ $collStats: { count: {} } }, { $group: { _id: 1, n: { $sum: "$count" } } }],
-				cursor: {},
-				maxTimeMS: BUDGET,
-				$db: "unitdb",
-			},
+			// Without a query, MongoDB answers `count` from the collection's metadata.
+			{ count: "tasks", maxTimeMS: BUDGET, $db: "unitdb" },
 		]);
 		expect(page).toMatchObject({ total: 5, page: 1, pageSize: 2, totalPages: 3 });
 		expect(page.rows.map(row => row.id)).toEqual(["id-5", "id-4"]);
@@ -165,8 +168,8 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 		expect(missing.status).toBe(404);
 		expect(await readJson(missing)).toMatchObject({ name: "EntityNotFoundError", code: 404, data: { id: "nope" } });
 		expect(store.fake.commands).toEqual([
-			{ find: "tasks", filter: { _id: "id-3" }, limit: 1, singleBatch: true, batchSize: 1, maxTimeMS: BUDGET, $db: "unitdb" },
-			{ find: "tasks", filter: { _id: "nope" }, limit: 1, singleBatch: true, batchSize: 1, maxTimeMS: BUDGET, $db: "unitdb" },
+			{ find: "tasks", filter: { _id: "id-3" }, limit: 1, singleBatch: true, maxTimeMS: BUDGET, $db: "unitdb" },
+			{ find: "tasks", filter: { _id: "nope" }, limit: 1, singleBatch: true, maxTimeMS: BUDGET, $db: "unitdb" },
 		]);
 	});
 
@@ -180,23 +183,46 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 		expect(store.fake.commands).toEqual([]);
 	});
 
-	it("answers a read that ran out of time with 504 and Retry-After, then sheds lists for a while", async () => {
+	it("answers a read the store stopped with 504 and Retry-After, sheds after a few, and probes again within seconds", async () => {
 		store.stall.reads = true;
 		const timedOut = await fetch(`${store.url}/tasks`);
 		expect(timedOut.status).toBe(504);
-		expect(timedOut.headers.get("retry-after")).toBe("20");
+		expect(timedOut.headers.get("retry-after")).toBe("5");
 		expect(await readJson(timedOut)).toMatchObject({ name: "StoreReadTimeoutError", code: 504, type: "STORE_READ_TIMEOUT", data: { maxTimeMS: BUDGET } });
+		// One timeout is no reason to refuse the next list; a few in a row open the circuit.
+		for (let i = 0; i < 3; i++) expect((await fetch(`${store.url}/tasks`)).status).toBe(504);
 
 		store.fake.commands.length = 0;
 		const shed = await fetch(`${store.url}/tasks`);
 		expect(shed.status).toBe(503);
-		expect(Number(shed.headers.get("retry-after"))).toBeGreaterThan(0);
+		expect(shed.headers.get("retry-after")).toBe("5");
 		expect(await readJson(shed)).toMatchObject({ name: "StoreReadsShedError", code: 503, type: "STORE_READS_SHED" });
 		expect(store.fake.named("find")).toEqual([]);
+		// Gets have a circuit of their own.
+		expect((await fetch(`${store.url}/tasks/id-1`)).status).toBe(504);
 
-		const get = await fetch(`${store.url}/tasks/id-1`);
-		expect(get.status).toBe(504);
-		expect(get.headers.get("retry-after")).toBe("1");
+		store.stall.reads = false;
+		const probed = await eventually(
+			"a list after the half-open probe",
+			async () => ((await fetch(`${store.url}/tasks`)).status === 200 ? true : undefined),
+			10_000,
+		);
+		expect(probed).toBe(true);
+		expect(store.fake.named("find").length).toBeGreaterThan(0);
+	}, 15_000);
+
+	it("runs two lists at a time, queues twenty more and sheds the rest with 503 at once", async () => {
+		let release = () => {};
+		store.stall.hold = new Promise<void>(resolve => (release = resolve));
+		const lists = Array.from({ length: 23 }, () => fetch(`${store.url}/tasks`));
+		const shed = await Promise.race(lists);
+		expect(shed.status).toBe(503);
+		expect(shed.headers.get("retry-after")).toBe("1");
+		expect(await readJson(shed)).toMatchObject({ name: "StoreReadsShedError", type: "STORE_READS_SHED" });
+		expect(store.fake.named("find")).toHaveLength(2);
+		release();
+		const statuses = (await Promise.all(lists)).map(res => res.status).sort();
+		expect(statuses).toEqual([...Array(22).fill(200), 503]);
 	});
 });
 
@@ -212,41 +238,6 @@ describe("tasks store reads on FerretDB", () => {
 		} finally {
 			await store.stop();
 		}
-	});
-});
-
-describe("ReadGate", () => {
-	const expired = () => Promise.reject(Object.assign(new Error("operation exceeded time limit"), { code: 50 }));
-
-	it("doubles the pause after each timeout in a row, up to its maximum, and reopens after a success", async () => {
-		let now = 0;
-		const gate = new ReadGate({ concurrency: 1, maxWaiting: 0, firstPauseMs: 5_000, maxPauseMs: 15_000 }, () => now);
-		const pauses: number[] = [];
-		for (let i = 0; i < 3; i++) {
-			await gate.run(100, expired).catch(err => pauses.push(err.data.retryAfterSeconds));
-			await expect(gate.run(100, async () => "read")).rejects.toMatchObject({ code: 503 });
-			now += pauses[i] * 1000;
-		}
-		expect(pauses).toEqual([5, 10, 15]);
-		await expect(gate.run(100, async () => "read")).resolves.toBe("read");
-		await gate.run(100, expired).catch(err => pauses.push(err.data.retryAfterSeconds));
-		expect(pauses[3]).toBe(5);
-	});
-
-	it("runs at most `concurrency` reads, queues `maxWaiting` more and refuses the rest", async () => {
-		const gate = new ReadGate({ concurrency: 1, maxWaiting: 1, firstPauseMs: 1_000, maxPauseMs: 1_000 });
-		let release = () => {};
-		const first = gate.run(100, () => new Promise<string>(resolve => (release = () => resolve("first"))));
-		const second = gate.run(100, async () => "second");
-		await expect(gate.run(100, async () => "third")).rejects.toMatchObject({ code: 503, data: { retryAfterSeconds: 1 } });
-		release();
-		await expect(Promise.all([first, second])).resolves.toEqual(["first", "second"]);
-	});
-
-	it("passes other errors through without pausing", async () => {
-		const gate = new ReadGate({ concurrency: 1, maxWaiting: 0, firstPauseMs: 1_000, maxPauseMs: 1_000 });
-		await expect(gate.run(100, () => Promise.reject(new Error("connection reset")))).rejects.toThrow("connection reset");
-		await expect(gate.run(100, async () => "read")).resolves.toBe("read");
 	});
 });
 

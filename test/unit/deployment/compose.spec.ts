@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from "node:net";
@@ -17,6 +16,7 @@ import {
 	RUNNER_COMMAND,
 } from "../../support/deployment-files";
 import { templateVariables } from "../../../scripts/nginx-template";
+import { spawnTracked } from "../../support/child-processes";
 import { ROOT } from "../../../scripts/stack-control";
 
 /**
@@ -175,7 +175,7 @@ describe("docker-compose.yml: health and start order", () => {
 			const [, command, flag, script] = service("mongo").healthcheck?.test ?? [];
 			expect(script).toContain("/dev/tcp/127.0.0.1/27017");
 			return new Promise((resolve, reject) => {
-				spawn(command, [flag, script.replace("/27017", `/${port}`)], { stdio: "ignore" })
+				spawnTracked(command, [flag, script.replace("/27017", `/${port}`)], { stdio: "ignore" })
 					.on("error", reject)
 					.on("exit", resolve);
 			});
@@ -253,7 +253,7 @@ describe("docker-compose.yml: health and start order", () => {
 			expect(command).toBe("node");
 			const env = { PATH: process.env.PATH, ...dotEnv, [portVariable]: String(port) };
 			return new Promise((resolve, reject) => {
-				spawn(process.execPath, args, { env, stdio: "ignore" }).on("error", reject).on("exit", resolve);
+				spawnTracked(process.execPath, args, { env, stdio: "ignore" }).on("error", reject).on("exit", resolve);
 			});
 		}
 

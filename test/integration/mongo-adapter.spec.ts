@@ -1,0 +1,66 @@
+import { once } from "node:events";
+import path from "node:path";
+import { randomUUID } from "node:crypto";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { MongoClient, ObjectId } from "mongodb";
+import { config } from "../../lib/config";
+import { createDbServiceMixin } from "../../mixins/db.mixin";
+import { spawnTracked } from "../support/child-processes";
+
+const MONGO_URI = process.env.TEST_MONGO_URI ?? "mongodb://127.0.0.1:27017/";
+
+/**
+ * moleculer-db-adapter-mongo on the project's mongodb 6 driver (package.json's override and
+ * lib/store/mongo-adapter.ts), through moleculer-db's own actions, against the wire server.
+ */
+describe("moleculer-db's Mongo adapter on the mongodb 6 driver", () => {
+	const dbName = `test_adapter_${randomUUID().slice(0, 8)}`;
+	let broker: ServiceBroker;
+	let mongo: MongoClient;
+
+	beforeAll(async () => {
+		mongo = await MongoClient.connect(MONGO_URI, { serverSelectionTimeoutMS: 3000 });
+		broker = new ServiceBroker({ logger: false });
+		broker.createService({ name: "items", mixins: [createDbServiceMixin("items", { ...config, mongoUri: MONGO_URI, dbName })] } as ServiceSchema);
+		await broker.start();
+	});
+	afterAll(async () => {
+		await broker?.stop();
+		await mongo?.db(dbName).dropDatabase();
+		await mongo?.close();
+	});
+
+	it("creates, gets, updates, lists, counts and removes through moleculer-db's actions", async () => {
+		const created = await broker.call<{ _id: string; name: string }, object>("items.create", { name: "first" });
+		// The driver's ObjectId, handed out as moleculer-db hands it out: a hex string.
+		expect(created).toEqual({ _id: expect.stringMatching(/^[0-9a-f]{24}$/), name: "first" });
+		const stored = await mongo
+			.db(dbName)
+			.collection("items")
+			.findOne({ _id: new ObjectId(created._id) });
+		expect(stored).toEqual({ _id: new ObjectId(created._id), name: "first" });
+
+		await broker.call("items.insert", { entities: [{ name: "second" }, { name: "third" }] });
+		expect(await broker.call("items.get", { id: created._id })).toEqual(created);
+		expect(await broker.call("items.update", { id: created._id, name: "renamed" })).toEqual({ _id: created._id, name: "renamed" });
+		const page = await broker.call<{ rows: { name: string }[]; total: number }, object>("items.list", { sort: "name" });
+		expect(page.rows.map(row => row.name)).toEqual(["renamed", "second", "third"]);
+		expect(page.total).toBe(3);
+		expect(await broker.call("items.count", { query: { name: "second" } })).toBe(1);
+
+		expect(await broker.call("items.remove", { id: created._id })).toEqual({ _id: created._id, name: "renamed" });
+		await expect(broker.call("items.get", { id: created._id })).rejects.toMatchObject({ code: 404 });
+	});
+
+	it("starts a node on the store without a warning", async () => {
+		const node = spawnTracked(process.execPath, ["--import", "tsx", path.join(__dirname, "fixtures/tasks-node.ts"), MONGO_URI, dbName], {
+			stdio: ["ignore", "pipe", "pipe"],
+		});
+		let stdout = "";
+		let stderr = "";
+		node.stdout?.on("data", chunk => (stdout += chunk));
+		node.stderr?.on("data", chunk => (stderr += chunk));
+		const [code] = await once(node, "exit");
+		expect({ code, stdout, stderr }).toEqual({ code: 0, stdout: "listed\n", stderr: "" });
+	});
+});
