@@ -121,7 +121,10 @@ const TaskGatewayMixin: GatewaySchema = {
 		},
 	},
 	methods: {
-		/** moleculer-web's, with the request id beside a server error, which the client sees without it. */
+		/**
+		 * moleculer-web's error handler, which logs a server error whole: here with its request id,
+		 * the one detail of it the client's answer keeps (lib/http/public-errors.ts).
+		 */
 		errorHandler(req: IncomingMessage, res: ServerResponse, err: Error) {
 			if (statusOf(err as { code?: unknown }) >= 500) this.logger.error(`Request ${requestIdOf(req)} failed:`, err);
 			this.sendError(req, res, err);
