@@ -1,4 +1,7 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { ServiceBroker } from "moleculer";
+import { config, loadConfig } from "../../lib/config";
 import TasksService from "../../services/tasks.service";
 import { QueueUnavailableError } from "../../lib/queue/task-queue";
 import type { TaskStore } from "../../lib/store/task-store";
@@ -18,6 +21,15 @@ describe("gateway rules", () => {
 	});
 	afterAll(() => cluster.stop());
 	afterEach(() => jest.restoreAllMocks());
+
+	it("listens on loopback unless BIND_ADDRESS says otherwise", () => {
+		expect(loadConfig({}).bindAddress).toBe("127.0.0.1");
+		expect(loadConfig({ BIND_ADDRESS: "0.0.0.0" }).bindAddress).toBe("0.0.0.0");
+		for (const gateway of ["api-flask", "api-go"]) {
+			const { server } = cluster.broker.getLocalService(gateway) as unknown as { server: Server };
+			expect((server.address() as AddressInfo).address).toBe(config.bindAddress);
+		}
+	});
 
 	describe("Idempotency-Key", () => {
 		it.each([
