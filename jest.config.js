@@ -1,5 +1,6 @@
 /**
- * Six suites; integration, e2e and faults need the local stack (`npm test` brings it up).
+ * Seven suites; integration, e2e, security and faults need the local stack (`npm test` brings it
+ * up); security checks what the running stack exposes and how its edge holds (test/security).
  * faults restarts and kills parts of the stack, so it runs alone, after the others. compose
  * needs the docker-compose stacks that `npm run test:compose` brings up, one per spec
  * (compose.spec.ts the scaled stack, ha-overlay.spec.ts the stack with docker-compose.ha.yml), ha
@@ -20,6 +21,7 @@ module.exports = {
 		project("unit"),
 		project("integration", { slowTestThreshold: 30 }),
 		project("e2e", { slowTestThreshold: 60 }),
+		project("security", { slowTestThreshold: 60 }),
 		project("faults", { slowTestThreshold: 300 }),
 		project("compose", { slowTestThreshold: 300 }),
 		project("ha", { slowTestThreshold: 300 }),

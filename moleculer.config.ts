@@ -53,10 +53,10 @@ const brokerConfig: BrokerOptions = {
 	},
 
 	// Prometheus metrics on METRICS_PORT (/metrics) when it is set: Moleculer's own and the task
-	// metrics of lib/task-metrics.ts.
+	// metrics of lib/task-metrics.ts. On BIND_ADDRESS, as the gateways (Moleculer's default: every interface).
 	metrics: {
 		enabled: config.metricsPort !== null,
-		reporter: { type: "Prometheus", options: { port: config.metricsPort ?? 3030, path: "/metrics" } },
+		reporter: { type: "Prometheus", options: { host: config.bindAddress, port: config.metricsPort ?? 3030, path: "/metrics" } },
 		// No quantile windows for Moleculer's timing histograms (moleculer_request_time, ...): they
 		// keep every call of the last minute in memory and sort them all on each scrape, and their
 		// quantile lines are not valid in a Prometheus histogram. Prometheus computes quantiles

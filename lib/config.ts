@@ -38,6 +38,11 @@ export interface ClusterConfig {
 	dbName: string;
 	flaskPort: number;
 	goPort: number;
+	/**
+	 * Address the gateways' HTTP ports and the metrics port listen on: loopback unless a deployment
+	 * says otherwise (containers need 0.0.0.0), so that only Nginx is meant for other hosts.
+	 */
+	bindAddress: string;
 	/** Largest accepted request body, in bytes; Nginx's client_max_body_size agrees. */
 	maxBodyBytes: number;
 	requestTimeoutMs: number;
@@ -131,6 +136,7 @@ export function loadConfig(env: Env = process.env): ClusterConfig {
 		dbName: text(env, "DB_NAME", "mydb"),
 		flaskPort: integer(env, "FLASK_PORT", 5001),
 		goPort: integer(env, "GO_PORT", 5002),
+		bindAddress: text(env, "BIND_ADDRESS", "127.0.0.1"),
 		maxBodyBytes: integer(env, "MAX_BODY_BYTES", 16384, 256),
 		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 10000, 1),
 		metricsPort: metricsPort > 0 ? metricsPort : null,

@@ -4,6 +4,8 @@ import { Errors, type Context, type Service, type ServiceSchema } from "molecule
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../lib/config";
 import { assertJsonBody, jsonBodyParser, MethodNotAllowedError } from "../lib/http/request-guards";
+import { AcceptedByKey, idempotencyKeyOf } from "../lib/http/idempotency";
+import { errorBody, publicError, requestIdOf, statusOf } from "../lib/http/public-errors";
 import { nameBasedUuid, newTask, titleRule, type AcceptedTask } from "../lib/task";
 import { QueueUnavailableError, type TaskQueue } from "../lib/queue/task-queue";
 import { asStoreReadError } from "../lib/store/read-shedding";
@@ -26,12 +28,13 @@ interface GatewayMeta {
 
 interface GatewayVars {
 	queue: TaskQueue;
-	acceptedByKey: Map<string, AcceptedTask>;
+	acceptedByKey: AcceptedByKey;
 	/** Null when metrics are off. */
 	metrics: TaskMetrics | null;
 	/** moleculer-web's HTTP server and route API. */
 	server: Server;
 	addRoute(route: object): void;
+	sendError(req: IncomingMessage, res: ServerResponse, err: Error): void;
 }
 
 type GatewaySchema = Partial<
@@ -62,7 +65,7 @@ const TaskGatewayMixin: GatewaySchema = {
 	mixins: [ApiGateway],
 	dependencies: ["tasks"],
 	settings: {
-		ip: "0.0.0.0",
+		ip: config.bindAddress,
 		routes: [],
 		// Single requests are logged at debug (the route's `logging` is off below that level).
 		logRequest: "debug",
@@ -74,7 +77,7 @@ const TaskGatewayMixin: GatewaySchema = {
 			params: { $$strict: true, title: titleRule },
 			async handler(ctx: Context<{ title: string }, GatewayMeta>): Promise<AcceptedTask> {
 				const key = ctx.meta.idempotencyKey;
-				const remembered = key ? this.acceptedByKey.get(key) : undefined;
+				const remembered = key ? this.acceptedByKey.replay(key, ctx.params.title) : undefined;
 				if (remembered) return accepted(ctx, remembered);
 
 				// The same key always names the same task, so even a retry that reaches another
@@ -89,7 +92,7 @@ const TaskGatewayMixin: GatewaySchema = {
 				}
 				this.metrics?.taskAccepted(this.settings.source, (performance.now() - publishedAt) / 1000);
 				const acceptedTask: AcceptedTask = { ...task, status: "queued" };
-				if (key) remember(this.acceptedByKey, key, acceptedTask);
+				if (key) this.acceptedByKey.remember(key, acceptedTask);
 				return accepted(ctx, acceptedTask);
 			},
 		},
@@ -120,18 +123,29 @@ const TaskGatewayMixin: GatewaySchema = {
 	},
 	methods: {
 		/**
+		 * moleculer-web's error handler, which logs a server error whole: here with its request id,
+		 * the one detail of it the client's answer keeps (lib/http/public-errors.ts).
+		 */
+		errorHandler(req: IncomingMessage, res: ServerResponse, err: Error) {
+			if (statusOf(err as { code?: unknown }) >= 500) this.logger.error(`Request ${requestIdOf(req)} failed:`, err);
+			this.sendError(req, res, err);
+		},
+		/**
 		 * moleculer-web answers every error here, whichever layer raised it (body reader, guards,
 		 * validation, the action): the one place that sees each refusal with its status.
 		 */
 		sendError(req: IncomingMessage, res: ServerResponse, err: Error) {
-			sendErrorOfMoleculerWeb.call(this, req, res, err);
+			sendErrorOfMoleculerWeb.call(this, req, res, publicError(err, requestIdOf(req)));
 			if (this.metrics && req.method !== "GET" && req.method !== "HEAD") {
 				this.metrics.requestRefused(this.settings.source, res.statusCode);
 			}
 		},
+		reformatError(err: Errors.MoleculerError) {
+			return errorBody(err);
+		},
 	},
 	created() {
-		this.acceptedByKey = new Map();
+		this.acceptedByKey = new AcceptedByKey(REMEMBERED_KEYS);
 		this.metrics = taskMetricsOf(this.broker);
 		this.metrics?.gatewayCreated(this.settings.source);
 		// Opens the node's queue now, so that it is connected before the first request.
@@ -168,9 +182,10 @@ const TaskGatewayMixin: GatewaySchema = {
 					ctx.meta.$responseHeaders = { Allow: alias.method };
 					throw new MethodNotAllowedError(req.method, alias.method);
 				}
-				if (req.method === "POST") assertJsonBody(req);
-				const key = req.headers["idempotency-key"];
-				if (typeof key === "string" && key.length > 0 && key.length <= 200) ctx.meta.idempotencyKey = key;
+				if (req.method === "POST") {
+					assertJsonBody(req);
+					ctx.meta.idempotencyKey = idempotencyKeyOf(req.headers["idempotency-key"]);
+				}
 				// Nginx tells where it mounts this gateway (/flask, /go) so Location points there.
 				const prefix = req.headers["x-forwarded-prefix"];
 				if (typeof prefix === "string" && /^\/[\w-]*$/.test(prefix)) ctx.meta.pathPrefix = prefix;
@@ -203,13 +218,6 @@ function accepted(ctx: Context<unknown, GatewayMeta>, task: AcceptedTask): Accep
 	ctx.meta.$statusCode = 202;
 	ctx.meta.$responseHeaders = { Location: `${ctx.meta.pathPrefix ?? ""}/tasks/${task.id}` };
 	return task;
-}
-
-function remember(acceptedByKey: Map<string, AcceptedTask>, key: string, task: AcceptedTask): void {
-	if (acceptedByKey.size >= REMEMBERED_KEYS) {
-		acceptedByKey.delete(acceptedByKey.keys().next().value as string);
-	}
-	acceptedByKey.set(key, task);
 }
 
 export default asMixin(TaskGatewayMixin);

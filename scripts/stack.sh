@@ -8,7 +8,7 @@
 #   scripts/stack.sh status          each component up or down (exit 1 if any is down)
 #   scripts/stack.sh logs [-f] [x]   last lines of every log, or of one component (-f: follow)
 #   scripts/stack.sh restart <x>     restart rabbitmq (or rq1..rq3), ferretdb, nginx, prometheus or one node (by id) and wait until ready
-#   scripts/stack.sh kill <node>     SIGKILL one node or RabbitMQ node rqN, as a crash would (the fault tests use it)
+#   scripts/stack.sh kill <node>     SIGKILL one node, RabbitMQ node rqN or ferretdb, as a crash would (the fault and security tests use it)
 #   scripts/stack.sh start <node>    start one node that is down, from the current build, and wait until ready
 #   scripts/stack.sh lead <rqN>      move the leader of the quorum task queue to RabbitMQ node rqN (RABBIT_NODES=3)
 #
@@ -24,7 +24,12 @@
 # RABBIT_NODES (1: Debian's own RabbitMQ node; 3: a cluster of three nodes rq1..rq3@localhost of our
 # own, data in .stack/rabbitmq; `restart`, `kill` and `start` take rq1..rq3),
 # RABBIT_QUEUE_TYPE (classic on one node, quorum on three; `up` with another type than the task
-# queue has deletes the queue and its dead-letter queue while both are empty, and refuses otherwise).
+# queue has deletes the queue and its dead-letter queue while both are empty, and refuses otherwise),
+# and the edge's settings of Nginx, as .env describes them (docs/security.md): RABBITMQ_UI_ALLOW
+# (127.0.0.1,::1), NGINX_POST_RATE (20), NGINX_POST_BURST (40), NGINX_POST_CONCURRENCY (10),
+# NGINX_LIMIT_EXEMPT (127.0.0.1,::1), NGINX_CLIENT_TIMEOUT (10).
+# Everything but Nginx listens on 127.0.0.1 only: the nodes (BIND_ADDRESS), Prometheus, FerretDB,
+# and RabbitMQ with its management, Erlang distribution and epmd (rabbitmq/local.conf).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,6 +57,16 @@ MAX_BODY_BYTES=${MAX_BODY_BYTES:-16384}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
 METRICS_BASE_PORT=${METRICS_BASE_PORT:-3030}
 TIMEOUT=${STACK_TIMEOUT:-60}
+# Unset, the edge's settings are those of .env; set empty, a list names no client.
+RABBITMQ_UI_ALLOW=${RABBITMQ_UI_ALLOW-127.0.0.1,::1}
+NGINX_POST_RATE=${NGINX_POST_RATE:-20}
+NGINX_POST_BURST=${NGINX_POST_BURST:-40}
+NGINX_POST_CONCURRENCY=${NGINX_POST_CONCURRENCY:-10}
+NGINX_LIMIT_EXEMPT=${NGINX_LIMIT_EXEMPT-127.0.0.1,::1}
+NGINX_CLIENT_TIMEOUT=${NGINX_CLIENT_TIMEOUT:-10}
+# Every listener of our RabbitMQ on loopback: AMQP, management, Erlang distribution (the files)
+# and epmd, which the node starts (the variable).
+RABBIT_LOOPBACK=(ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_ADVANCED_CONFIG_FILE="$ROOT/rabbitmq/local-advanced.config")
 # A setting of the running stack, as `up` wrote it to stack.env; empty when the stack is down.
 running_setting() { if [[ -f $STACK/stack.env ]]; then sed -n "s/^$1=//p" "$STACK/stack.env"; fi; }
 # Unset, the running stack's settings apply: `status`, `kill rq2`, `restart api-go-1` etc. need no
@@ -208,7 +223,8 @@ start_rabbitmq() {
 	else
 		say "starting RabbitMQ with the management plugin"
 		as_root rabbitmq-plugins -q enable --offline rabbitmq_management >/dev/null
-		as_root rabbitmq-server -detached >"$LOGS/rabbitmq.log" 2>&1 || die "rabbitmq-server failed to start" "$LOGS/rabbitmq.log"
+		as_root env "${RABBIT_LOOPBACK[@]}" RABBITMQ_CONFIG_FILE="$ROOT/rabbitmq/local.conf" rabbitmq-server -detached >"$LOGS/rabbitmq.log" 2>&1 ||
+			die "rabbitmq-server failed to start" "$LOGS/rabbitmq.log"
 		touch "$RUN/rabbitmq.ours"
 		# await_startup gives up at once on a node that has not registered with epmd yet.
 		await "RabbitMQ node" "$LOGS/rabbitmq.log" - - rabbitmq_registered
@@ -290,6 +306,7 @@ write_rq_files() {
 	mkdir -p "$dir/mnesia" "$dir/log"
 	cat >"$dir/rabbitmq.conf" <<-EOF
 		# Written by scripts/stack.sh: node $(rq_name "$node") of the local 3-node cluster.
+		management.tcp.ip = 127.0.0.1
 		management.tcp.port = $(rq_management_port "$node")
 	EOF
 	cat "$RABBIT_LIMITS" >>"$dir/rabbitmq.conf"
@@ -304,7 +321,7 @@ start_rq_node() {
 	write_rq_files "$node"
 	dir=$(rq_dir "$node")
 	index=$(rq_index "$node")
-	as_root runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq \
+	as_root runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq "${RABBIT_LOOPBACK[@]}" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
 		RABBITMQ_NODENAME="$(rq_name "$node")" RABBITMQ_NODE_PORT="$(rq_port "$node")" \
 		RABBITMQ_DIST_PORT=$((RABBIT_DIST_PORT + index - 1)) \
 		RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/pid" \
@@ -485,8 +502,10 @@ write_nginx_config() {
 	# shellcheck disable=SC2016 # envsubst takes the variable names literally
 	NGINX_PORT=$NGINX_PORT FLASK_UPSTREAM=127.0.0.1:$FLASK_PORT GO_UPSTREAM=127.0.0.1:$GO_PORT \
 		RABBITMQ_MANAGEMENT_UPSTREAM=127.0.0.1:$RABBIT_MANAGEMENT_PORT NGINX_RESOLVER=127.0.0.1 \
-		UPSTREAM_RESOLVE='' MAX_BODY_BYTES=$MAX_BODY_BYTES \
-		envsubst '${NGINX_PORT} ${FLASK_UPSTREAM} ${GO_UPSTREAM} ${RABBITMQ_MANAGEMENT_UPSTREAM} ${NGINX_RESOLVER} ${UPSTREAM_RESOLVE} ${MAX_BODY_BYTES}' \
+		UPSTREAM_RESOLVE='' MAX_BODY_BYTES=$MAX_BODY_BYTES NGINX_ACCESS_LOG=$LOGS/nginx-access.log \
+		RABBITMQ_UI_ALLOW=$RABBITMQ_UI_ALLOW NGINX_POST_RATE=$NGINX_POST_RATE NGINX_POST_BURST=$NGINX_POST_BURST \
+		NGINX_POST_CONCURRENCY=$NGINX_POST_CONCURRENCY NGINX_LIMIT_EXEMPT=$NGINX_LIMIT_EXEMPT NGINX_CLIENT_TIMEOUT=$NGINX_CLIENT_TIMEOUT \
+		envsubst '${NGINX_PORT} ${FLASK_UPSTREAM} ${GO_UPSTREAM} ${RABBITMQ_MANAGEMENT_UPSTREAM} ${NGINX_RESOLVER} ${UPSTREAM_RESOLVE} ${MAX_BODY_BYTES} ${NGINX_ACCESS_LOG} ${RABBITMQ_UI_ALLOW} ${NGINX_POST_RATE} ${NGINX_POST_BURST} ${NGINX_POST_CONCURRENCY} ${NGINX_LIMIT_EXEMPT} ${NGINX_CLIENT_TIMEOUT}' \
 		<"$ROOT/nginx/templates/default.conf.template" >"$dir/default.conf"
 	cat >"$NGINX_CONF" <<-EOF
 		# Written by scripts/stack.sh: the local stack's own Nginx, not the system service.
@@ -565,7 +584,7 @@ start_prometheus() {
 	# One day of samples is plenty for a development stack and keeps .stack/ small.
 	spawn prometheus "$LOGS/prometheus.log" prometheus --config.file="$PROMETHEUS_CONF" \
 		--storage.tsdb.path="$STACK/prometheus/data" --storage.tsdb.retention.time=1d \
-		--web.listen-address=":$PROMETHEUS_PORT"
+		--web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
 	await Prometheus "$LOGS/prometheus.log" prometheus "$PROMETHEUS_CONF" prometheus_ready
 }
 
@@ -583,7 +602,7 @@ start_node() {
 		NODE_OPTIONS="${NODE_OPTIONS:---max-semi-space-size=8 --max-old-space-size=96}" SERVICEDIR=dist/services SERVICES="$role,tasks" NODE_ID="$node" NAMESPACE="$NAMESPACE" \
 		RABBIT_HOST=127.0.0.1 RABBIT_PORT="$RABBIT_PORT" RABBIT_HOSTS="$(rabbit_hosts)" RABBIT_QUEUE="$RABBIT_QUEUE" RABBIT_QUEUE_TYPE="$RABBIT_QUEUE_TYPE" \
 		MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/" DB_NAME="$DB_NAME" \
-		FLASK_PORT="$FLASK_PORT" GO_PORT="$GO_PORT" MAX_BODY_BYTES="$MAX_BODY_BYTES" LOG_LEVEL="$LOG_LEVEL" \
+		FLASK_PORT="$FLASK_PORT" GO_PORT="$GO_PORT" BIND_ADDRESS=127.0.0.1 MAX_BODY_BYTES="$MAX_BODY_BYTES" LOG_LEVEL="$LOG_LEVEL" \
 		METRICS_PORT="$(metrics_port "$node")" \
 		"$NODE" ${NODE_FLAGS:-} node_modules/moleculer/bin/moleculer-runner.js --config dist/moleculer.config.js)
 }
@@ -661,6 +680,12 @@ write_env() {
 		FLASK_PORT=$FLASK_PORT
 		GO_PORT=$GO_PORT
 		MAX_BODY_BYTES=$MAX_BODY_BYTES
+		RABBITMQ_UI_ALLOW="$RABBITMQ_UI_ALLOW"
+		NGINX_POST_RATE=$NGINX_POST_RATE
+		NGINX_POST_BURST=$NGINX_POST_BURST
+		NGINX_POST_CONCURRENCY=$NGINX_POST_CONCURRENCY
+		NGINX_LIMIT_EXEMPT="$NGINX_LIMIT_EXEMPT"
+		NGINX_CLIENT_TIMEOUT=$NGINX_CLIENT_TIMEOUT
 		STACK_NODES=$(nodes | paste -sd,)
 		PROMETHEUS_PORT=$PROMETHEUS_PORT
 		STACK_METRICS=$(for node in $(nodes); do echo "$node=127.0.0.1:$(metrics_port "$node")"; done | paste -sd,)
@@ -750,6 +775,13 @@ kill_node() {
 	local node=${1:-} pid
 	[[ -n $node ]] || die "kill which node? one of: $(nodes | paste -sd' ')"
 	if [[ $node == rq[1-3] ]]; then known_rq_node "$node"; kill_rq_node "$node"; return; fi
+	if [[ $node == ferretdb ]]; then
+		pid=$(pid_of ferretdb "$FERRETDB") || die "ferretdb is not running"
+		kill -KILL "$pid"
+		stop_process ferretdb "$FERRETDB"
+		say "ferretdb killed (SIGKILL, pid $pid): the store is away until \`restart ferretdb\` or \`up\`"
+		return
+	fi
 	known_node "$node"
 	pid=$(pid_of "$node" moleculer-runner) || die "$node is not running"
 	kill -KILL "$pid" 2>/dev/null || true

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, then the local stack (RabbitMQ, FerretDB, Nginx and the
-# cluster's nodes) for the integration and end-to-end suites, then the fault suites, which kill
+# cluster's nodes) for the integration, end-to-end and security suites, then the fault suites, which kill
 # and restart parts of that stack (each leaves it healthy). A stack this script started is
 # stopped again at the end; one that was already running is left as it was. The last line
 # totals every suite as "N passed, N failed".
@@ -45,5 +45,5 @@ if ! scripts/stack.sh status >/dev/null 2>&1; then
 	started_stack=true
 fi
 
-run_jest stack --selectProjects integration e2e --runInBand "$@"
+run_jest stack --selectProjects integration e2e security --runInBand "$@"
 run_jest faults --selectProjects faults --runInBand "$@"

@@ -44,6 +44,10 @@ const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, Task
 		insert: false,
 		update: false,
 		remove: false,
+		// moleculer-db's find and count take any MongoDB query: callable on the store's own node
+		// only, never from another node on the bus. The API and the REPL read through list and get.
+		find: { visibility: "protected" },
+		count: { visibility: "protected" },
 		storeProcessed: {
 			params: { tasks: { type: "array", items: processedTaskRule } },
 			async handler(this: TasksService, ctx: Context<{ tasks: ProcessedTask[] }>) {

@@ -81,10 +81,30 @@ export function decodeCursor(cursor: string): ListPosition {
 }
 
 /**
+ * How deep pages by number reach into the list, newest first: the store walks every skipped entry
+ * of the index, so a far page number would make one request cost as much as reading the whole
+ * collection. Deeper tasks are read after a cursor.
+ */
+export const NUMBERED_PAGES_REACH = 1000;
+
+export class PageBeyondReachError extends Errors.ValidationError {
+	constructor() {
+		super("The page is beyond what pages by number reach", "VALIDATION_ERROR", [
+			{
+				type: "pageReach",
+				field: "page",
+				message: `Pages by number reach the newest ${NUMBERED_PAGES_REACH} tasks (page × pageSize); for older ones follow each page's 'next' with ?after=<next>.`,
+			},
+		]);
+	}
+}
+
+/**
  * A page by number (moleculer-db's shape, for the first pages: the store walks `skip` entries of
  * the index) or after a cursor (a range on the index, as fast at any depth).
  */
 export function listPlan(pageSize: number, page: number, after?: ListPosition, query: TaskQuery = {}): ListPlan {
+	if (!after && page * pageSize > NUMBERED_PAGES_REACH) throw new PageBeyondReachError();
 	if (!after) return { filter: { ...query }, skip: (page - 1) * pageSize, limit: pageSize + 1 };
 	return {
 		filter: {

@@ -1,8 +1,13 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import net, { type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { environmentOf, loadCompose } from "../support/deployment-files";
+import { clientAt, post, request } from "../support/edge-client";
+import { eventually } from "../support/eventually";
 import { renderNginxTemplate } from "../../scripts/nginx-template";
 
 /**
@@ -82,3 +87,111 @@ describe("Nginx configuration of docker-compose", () => {
 		expect(result.stderr).toMatch(/invalid parameter "resolve"/);
 	});
 });
+
+/**
+ * The template's address lists in a running Nginx of its own (on a free port, in front of a
+ * stub upstream): RABBITMQ_UI_ALLOW and NGINX_LIMIT_EXEMPT name whole addresses, so 127.0.0.10
+ * in a list does not let 127.0.0.1 in. Clients on other loopback addresses stand for other hosts.
+ */
+describe("the edge's address lists in a running Nginx", () => {
+	let edgeDir: string;
+	let upstream: http.Server;
+	let nginx: ChildProcess;
+	let baseUrl: string;
+	const agents: http.Agent[] = [];
+	const from = (address: string) => {
+		const agent = clientAt(address);
+		agents.push(agent);
+		return agent;
+	};
+
+	beforeAll(async () => {
+		edgeDir = mkdtempSync(path.join(os.tmpdir(), "nginx-edge-"));
+		upstream = http.createServer((req, res) => req.resume().on("end", () => res.writeHead(200, { "Content-Type": "application/json" }).end("{}")));
+		await new Promise<void>(resolve => upstream.listen(0, "127.0.0.1", resolve));
+		const upstreamAt = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+		const port = await freePort();
+		baseUrl = `http://127.0.0.1:${port}`;
+		writeFileSync(
+			path.join(edgeDir, "default.conf"),
+			renderNginxTemplate({
+				NGINX_PORT: String(port),
+				FLASK_UPSTREAM: upstreamAt,
+				GO_UPSTREAM: upstreamAt,
+				RABBITMQ_MANAGEMENT_UPSTREAM: upstreamAt,
+				NGINX_RESOLVER: "127.0.0.1",
+				UPSTREAM_RESOLVE: "",
+				MAX_BODY_BYTES: "16384",
+				NGINX_ACCESS_LOG: path.join(edgeDir, "access.log"),
+				RABBITMQ_UI_ALLOW: "127.0.0.10,127.0.0.3",
+				NGINX_POST_RATE: "1",
+				NGINX_POST_BURST: "1",
+				NGINX_POST_CONCURRENCY: "10",
+				NGINX_LIMIT_EXEMPT: "127.0.0.40, 127.0.0.4",
+				NGINX_CLIENT_TIMEOUT: "10",
+			}),
+		);
+		writeFileSync(
+			path.join(edgeDir, "nginx.conf"),
+			[
+				`pid ${edgeDir}/nginx.pid;`,
+				"events {}",
+				"http {",
+				...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map(kind => `    ${kind}_temp_path ${edgeDir}/${kind}_temp;`),
+				`    include ${edgeDir}/default.conf;`,
+				"}",
+				"",
+			].join("\n"),
+		);
+		nginx = spawn(NGINX, ["-p", edgeDir, "-c", path.join(edgeDir, "nginx.conf"), "-e", path.join(edgeDir, "error.log"), "-g", "daemon off;"], {
+			stdio: "ignore",
+		});
+		await eventually("the test's Nginx listening", () =>
+			fetch(`${baseUrl}/flask/health/live`).then(
+				() => true,
+				() => undefined,
+			),
+		);
+	});
+
+	afterAll(async () => {
+		agents.forEach(agent => agent.destroy());
+		if (nginx && nginx.exitCode === null) {
+			nginx.kill("SIGTERM");
+			await once(nginx, "exit");
+		}
+		await new Promise(resolve => upstream?.close(resolve));
+		rmSync(edgeDir, { recursive: true, force: true });
+	});
+
+	it.each([
+		["127.0.0.3", 200],
+		["127.0.0.10", 200],
+		["127.0.0.1", 403],
+		["127.0.0.100", 403],
+		["127.0.0.31", 403],
+	])("answers /rabbitmq/ to %s with %d", async (address, status) => {
+		expect((await request(from(address), `${baseUrl}/rabbitmq/api/overview`)).status).toBe(status);
+	});
+
+	it.each([
+		["127.0.0.4", "exempt", 0],
+		["127.0.0.41", "limited", 2],
+	])("limits the POSTs of %s (%s)", async (address, _case, refusedAtLeast) => {
+		const agent = from(address);
+		const statuses: number[] = [];
+		for (let i = 0; i < 4; i++) statuses.push((await post(agent, `${baseUrl}/flask/tasks`, "{}")).status);
+		expect(statuses.filter(status => status === 429).length).toBeGreaterThanOrEqual(refusedAtLeast);
+		if (refusedAtLeast === 0) expect(statuses).toEqual([200, 200, 200, 200]);
+	});
+});
+
+function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const server = net.createServer().listen(0, "127.0.0.1", () => {
+			const { port } = server.address() as AddressInfo;
+			server.close(() => resolve(port));
+		});
+		server.on("error", reject);
+	});
+}

@@ -181,7 +181,7 @@ describe("task gateways (api-flask, api-go)", () => {
 		const res = await postTask(cluster.flaskUrl, JSON.stringify({ title: "while broker is down" }));
 		expect(res.status).toBe(503);
 		expect(res.headers.get("retry-after")).toBe("1");
-		expect((await readJson<ApiError>(res)).message).toBe("RabbitMQ is not connected");
+		expect(await readJson<ApiError>(res)).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
 	});
 
 	it.each([
