@@ -139,6 +139,11 @@ function mongoUri(env: Env): string | null {
 	if (!uri || !user) return uri;
 	const password = secret(env, "MONGO_PASSWORD");
 	if (!password) throw new Error("MONGO_USER is set without MONGO_PASSWORD or MONGO_PASSWORD_FILE");
+	return mongoUriWithCredentials(uri, user, password);
+}
+
+/** A mongodb:// URI with user and password in it, authenticating against admin unless it names an authSource. */
+export function mongoUriWithCredentials(uri: string, user: string, password: string): string {
 	const match = /^(mongodb(?:\+srv)?:\/\/)([^/?#]*)([^?#]*)(\?[^#]*)?$/.exec(uri);
 	if (!match) throw new Error("MONGO_URI must be a mongodb:// or mongodb+srv:// URI");
 	const [, scheme, hosts, path, query = ""] = match;

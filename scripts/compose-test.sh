@@ -63,6 +63,9 @@ export COMPOSE_TEST_RABBITMQ_2_PORT=${COMPOSE_TEST_RABBITMQ_2_PORT:-18673}
 export COMPOSE_TEST_RABBITMQ_3_PORT=${COMPOSE_TEST_RABBITMQ_3_PORT:-18674}
 # What test/support/rabbitmq.ts reads the task queue's counters from: the first node's UI.
 export TEST_RABBIT_MANAGEMENT_URL=http://127.0.0.1:$RABBITMQ_MANAGEMENT_HOST_PORT
+# The stack's secrets, as a user makes them (`npm run secrets`), kept under .compose/ for the next
+# run; the suites log in with them (test/compose/security.spec.ts reads the files too).
+export SECRETS_DIR=$CACHE/secrets
 # Prometheus too: the compose checks read its targets.
 export COMPOSE_PROFILES=monitoring
 export COMPOSE_TEST_UP_TIMEOUT=$UP_TIMEOUT
@@ -292,9 +295,16 @@ prepare_context() {
 			mv "$context"/npm-*.tgz "$context/npm.tgz"
 			;;
 		mongo)
-			# Static (no cgo), so that it runs on the stand-in's glibc whatever the host's is.
-			CGO_ENABLED=0 tools/ferretdb/build.sh "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
+			# tools/ferretdb with the stand-in's own main.go and auth.patch (authentication as the
+			# official image sets it up). Static (no cgo), so that it runs on the stand-in's glibc
+			# whatever the host's is.
+			rm -rf "$BUILD/ferretdb-src"
+			cp -r tools/ferretdb "$BUILD/ferretdb-src"
+			cp "$context/main.go" "$BUILD/ferretdb-src/main.go"
+			cp "$context/auth.patch" "$BUILD/ferretdb-src/patches/"
+			CGO_ENABLED=0 "$BUILD/ferretdb-src/build.sh" "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
 				die "building FerretDB failed" "$LOGS/stand-ins.log"
+			rm -rf "$BUILD/ferretdb-src" "$context/main.go" "$context/auth.patch"
 			;;
 	esac
 }
@@ -377,13 +387,16 @@ write_stack_env() {
 		echo "NGINX_PORT=$NGINX_HOST_PORT"
 		echo "RABBITMQ_MANAGEMENT_PORT=$RABBITMQ_MANAGEMENT_HOST_PORT"
 		echo "RABBITMQ_MANAGEMENT_PORTS=$management_ports"
-		echo "MONGO_URI=mongodb://127.0.0.1:$COMPOSE_TEST_MONGO_PORT/"
+		echo "MONGO_URI=mongodb://$(dotenv MONGO_USER):$(cat "$SECRETS_DIR/mongo_password")@127.0.0.1:$COMPOSE_TEST_MONGO_PORT/?authSource=admin"
 		echo "PROMETHEUS_PORT=$PROMETHEUS_HOST_PORT"
 		echo "STACK_NODES=$(IFS=,; echo "${nodes[*]}")"
 		echo "STACK_NODE_ROLES=$(IFS=,; echo "${roles[*]}")"
 	} >"$env_file"
 	export STACK_ENV=$env_file
 }
+
+# A value of .env.
+dotenv() { sed -n "s/^$1=//p" .env; }
 
 # `up -d --wait` of the stage's files; $1 says which stage, the rest are up's own arguments.
 up_stack() {
@@ -436,6 +449,12 @@ say "images ready ($(since "$step"))"
 # A stack left over by an interrupted run, of either stage, would hold the ports and the data.
 COMPOSE_FILE=$HA_FILES docker compose --profile tools --profile monitoring down -v --remove-orphans >>"$LOGS/compose.log" 2>&1 || true
 
+say "secrets: npm run secrets into .compose/secrets"
+tsx scripts/secrets.ts >>"$LOGS/compose.log" 2>&1 || die "npm run secrets failed" "$LOGS/compose.log"
+export TEST_RABBIT_MANAGEMENT_USER TEST_RABBIT_MANAGEMENT_PASSWORD
+TEST_RABBIT_MANAGEMENT_USER=$(dotenv RABBIT_ADMIN_USER)
+TEST_RABBIT_MANAGEMENT_PASSWORD=$(cat "$SECRETS_DIR/rabbit_admin_password")
+
 step=$(now)
 # Every cluster service builds the same image: building one builds it once. (The classic builder
 # would run one build per service, in parallel.)
@@ -450,6 +469,8 @@ if [[ ${COMPOSE_TEST_ONLY_HA:-} != 1 ]]; then
 	step=$(now)
 	say "the e2e API suite against the compose stack, through Nginx"
 	run_jest e2e-api --selectProjects e2e --runTestsByPath test/e2e/api.spec.ts
+	say "the security checks: logins, the network split, the containers' hardening, the Erlang cookie"
+	run_jest compose-security --selectProjects compose --runTestsByPath test/compose/security.spec.ts
 	say "the compose checks: workers, scaling, a killed worker, the REPL, down and up"
 	run_jest compose --selectProjects compose --runTestsByPath test/compose/compose.spec.ts
 	say "suites done ($(since "$step"))"

@@ -27,8 +27,12 @@ describe("configuration: secrets", () => {
 
 	it("refuses both at once, a missing or unreadable file, and an empty one", () => {
 		const set = file("set", "x");
-		expect(() => secret({ MONGO_PASSWORD: "a", MONGO_PASSWORD_FILE: set }, "MONGO_PASSWORD")).toThrow("Set MONGO_PASSWORD or MONGO_PASSWORD_FILE, not both");
-		expect(() => secret({ MONGO_PASSWORD_FILE: path.join(dir, "absent") }, "MONGO_PASSWORD")).toThrow(/MONGO_PASSWORD_FILE names .*absent, which cannot be read: ENOENT/);
+		expect(() => secret({ MONGO_PASSWORD: "a", MONGO_PASSWORD_FILE: set }, "MONGO_PASSWORD")).toThrow(
+			"Set MONGO_PASSWORD or MONGO_PASSWORD_FILE, not both",
+		);
+		expect(() => secret({ MONGO_PASSWORD_FILE: path.join(dir, "absent") }, "MONGO_PASSWORD")).toThrow(
+			/MONGO_PASSWORD_FILE names .*absent, which cannot be read: ENOENT/,
+		);
 		expect(() => secret({ MONGO_PASSWORD_FILE: dir }, "MONGO_PASSWORD")).toThrow(/which cannot be read: EISDIR/);
 		expect(() => secret({ MONGO_PASSWORD_FILE: file("blank", " \n") }, "MONGO_PASSWORD")).toThrow(/which is empty/);
 		if (process.getuid?.() !== 0) {
