@@ -71,7 +71,8 @@ chmod 400 "$cookie_file"
 # backslash is written twice in JSON.
 quote() { printf '%s' "${1//./\\\\.}"; }
 names="MOL-$(quote "$namespace")\\\\..*|$(quote "$queue")|$(quote "$queue")\\\\.dead"
-definitions=/tmp/notes-tasks-definitions.json
+# security.conf names the same file; RABBIT_DEFINITIONS_FILE moves it for the unit test.
+definitions=${RABBIT_DEFINITIONS_FILE:-/tmp/notes-tasks-definitions.json}
 (umask 077 && cat >"$definitions") <<JSON
 {
   "vhosts": [{ "name": "$vhost" }],

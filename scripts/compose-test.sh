@@ -2,7 +2,8 @@
 # The docker-compose deployment tested the way users run it (`npm run test:compose`): a real
 # Docker engine, `docker compose build`, `up -d --scale worker-py=3 --scale worker-go=2` with the
 # `monitoring` profile (Prometheus), then
-# the e2e API suite through Nginx and the compose checks (test/compose/compose.spec.ts), and
+# the security checks (test/compose/security.spec.ts), the e2e API suite through Nginx and the
+# compose checks (test/compose/compose.spec.ts), and
 # `down -v`; then the same with the HA overlay, docker-compose.ha.yml (three clustered RabbitMQ
 # nodes, a quorum task queue), one container a role, through the kill of a RabbitMQ node under
 # load (test/compose/ha-overlay.spec.ts), and `down -v` at the end.
@@ -21,7 +22,9 @@
 # API of rabbitmq-2 and rabbitmq-3, COMPOSE_TEST_RABBITMQ_2_PORT (18673) and
 # COMPOSE_TEST_RABBITMQ_3_PORT (18674), 127.0.0.1 only. COMPOSE_TEST_PULL=never skips the pull
 # attempt; =always fails without it. COMPOSE_TEST_ONLY_HA=1 runs the HA stage alone (to repeat the
-# node kill, whose outcome varies from run to run, in half the time).
+# node kill, whose outcome varies from run to run, in half the time); COMPOSE_TEST_ONLY_SECURITY=1
+# the first stage with test/compose/security.spec.ts alone.
+# The stack's secrets are written once with `npm run secrets` into .compose/secrets (SECRETS_DIR).
 # The last line totals the checks as "N passed, N failed".
 set -euo pipefail
 
@@ -467,14 +470,17 @@ if [[ ${COMPOSE_TEST_ONLY_HA:-} != 1 ]]; then
 	write_stack_env 7 "$RABBITMQ_MANAGEMENT_HOST_PORT"
 
 	step=$(now)
-	say "the e2e API suite against the compose stack, through Nginx"
-	run_jest e2e-api --selectProjects e2e --runTestsByPath test/e2e/api.spec.ts
 	say "the security checks: logins, the network split, the containers' hardening, the Erlang cookie"
 	run_jest compose-security --selectProjects compose --runTestsByPath test/compose/security.spec.ts
-	say "the compose checks: workers, scaling, a killed worker, the REPL, down and up"
-	run_jest compose --selectProjects compose --runTestsByPath test/compose/compose.spec.ts
+	if [[ ${COMPOSE_TEST_ONLY_SECURITY:-} != 1 ]]; then
+		say "the e2e API suite against the compose stack, through Nginx"
+		run_jest e2e-api --selectProjects e2e --runTestsByPath test/e2e/api.spec.ts
+		say "the compose checks: workers, scaling, a killed worker, the REPL, down and up"
+		run_jest compose --selectProjects compose --runTestsByPath test/compose/compose.spec.ts
+	fi
 	say "suites done ($(since "$step"))"
 	remove_stack || exit 1
+	[[ ${COMPOSE_TEST_ONLY_SECURITY:-} != 1 ]] || exit 0
 fi
 
 # --- the HA overlay ------------------------------------------------------------------------------
