@@ -2,8 +2,9 @@
 # The docker-compose deployment tested the way users run it (`npm run test:compose`): a real
 # Docker engine, `docker compose build`, `up -d --scale worker-py=3 --scale worker-go=2` with the
 # `monitoring` profile (Prometheus), then
-# the security checks (test/compose/security.spec.ts), the e2e API suite through Nginx and the
-# compose checks (test/compose/compose.spec.ts), and
+# the security checks (test/compose/security.spec.ts), the e2e API suite through Nginx, the
+# compose checks (test/compose/compose.spec.ts), the rotation of every password
+# (test/compose/rotation.spec.ts), and
 # `down -v`; then the same with the HA overlay, docker-compose.ha.yml (three clustered RabbitMQ
 # nodes, a quorum task queue), one container a role, through the kill of a RabbitMQ node under
 # load (test/compose/ha-overlay.spec.ts), and `down -v` at the end.
@@ -23,7 +24,7 @@
 # COMPOSE_TEST_RABBITMQ_3_PORT (18674), 127.0.0.1 only. COMPOSE_TEST_PULL=never skips the pull
 # attempt; =always fails without it. COMPOSE_TEST_ONLY_HA=1 runs the HA stage alone (to repeat the
 # node kill, whose outcome varies from run to run, in half the time); COMPOSE_TEST_ONLY_SECURITY=1
-# the first stage with test/compose/security.spec.ts alone.
+# the first stage with the security and rotation checks alone.
 # The stack's secrets are written once with `npm run secrets` into .compose/secrets (SECRETS_DIR).
 # The last line totals the checks as "N passed, N failed".
 set -euo pipefail
@@ -401,6 +402,14 @@ write_stack_env() {
 # A value of .env.
 dotenv() { sed -n "s/^$1=//p" .env; }
 
+# The management API's administrator for test/support/rabbitmq.ts, as the secrets say now
+# (test/compose/rotation.spec.ts changes them).
+export_management_login() {
+	export TEST_RABBIT_MANAGEMENT_USER TEST_RABBIT_MANAGEMENT_PASSWORD
+	TEST_RABBIT_MANAGEMENT_USER=$(dotenv RABBIT_ADMIN_USER)
+	TEST_RABBIT_MANAGEMENT_PASSWORD=$(cat "$SECRETS_DIR/rabbit_admin_password")
+}
+
 # `up -d --wait` of the stage's files; $1 says which stage, the rest are up's own arguments.
 up_stack() {
 	local stage=$1 step
@@ -454,9 +463,6 @@ COMPOSE_FILE=$HA_FILES docker compose --profile tools --profile monitoring down 
 
 say "secrets: npm run secrets into .compose/secrets"
 tsx scripts/secrets.ts >>"$LOGS/compose.log" 2>&1 || die "npm run secrets failed" "$LOGS/compose.log"
-export TEST_RABBIT_MANAGEMENT_USER TEST_RABBIT_MANAGEMENT_PASSWORD
-TEST_RABBIT_MANAGEMENT_USER=$(dotenv RABBIT_ADMIN_USER)
-TEST_RABBIT_MANAGEMENT_PASSWORD=$(cat "$SECRETS_DIR/rabbit_admin_password")
 
 step=$(now)
 # Every cluster service builds the same image: building one builds it once. (The classic builder
@@ -466,6 +472,7 @@ timeout 900 docker compose build api-flask >>"$LOGS/compose.log" 2>&1 || die "do
 say "project image built ($(since "$step"))"
 
 if [[ ${COMPOSE_TEST_ONLY_HA:-} != 1 ]]; then
+	export_management_login
 	up_stack "${SCALE[*]}" "${SCALE[@]}"
 	write_stack_env 7 "$RABBITMQ_MANAGEMENT_HOST_PORT"
 
@@ -478,6 +485,8 @@ if [[ ${COMPOSE_TEST_ONLY_HA:-} != 1 ]]; then
 		say "the compose checks: workers, scaling, a killed worker, the REPL, down and up"
 		run_jest compose --selectProjects compose --runTestsByPath test/compose/compose.spec.ts
 	fi
+	say "rotating every password of the running stack, without down -v"
+	run_jest compose-rotation --selectProjects compose --runTestsByPath test/compose/rotation.spec.ts
 	say "suites done ($(since "$step"))"
 	remove_stack || exit 1
 	[[ ${COMPOSE_TEST_ONLY_SECURITY:-} != 1 ]] || exit 0
@@ -488,6 +497,7 @@ fi
 # One container a role and no Prometheus: three RabbitMQ nodes are load enough for 2 cores.
 ha_started=$(now)
 export COMPOSE_FILE=$HA_FILES COMPOSE_PROFILES=
+export_management_login
 up_stack "with docker-compose.ha.yml"
 write_stack_env 4 "$RABBITMQ_MANAGEMENT_HOST_PORT,$COMPOSE_TEST_RABBITMQ_2_PORT,$COMPOSE_TEST_RABBITMQ_3_PORT"
 say "the HA checks: one cluster, a quorum task_queue, the leader's node killed during the load (report: .compose/ha-report.txt)"

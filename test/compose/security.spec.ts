@@ -1,12 +1,12 @@
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { MongoClient } from "mongodb";
 import { ROOT } from "../../scripts/stack-control";
 import { SECRET_NAMES } from "../../scripts/secrets";
-import { compose, containers, docker } from "../support/compose";
+import { amqpFrom, basic, compose, containers, docker, dotEnvValue, readSecret } from "../support/compose";
 import { eventually } from "../support/eventually";
 import { connectToStack, type Stack } from "../support/stack";
 
@@ -21,9 +21,6 @@ import { connectToStack, type Stack } from "../support/stack";
 const run = promisify(execFile);
 const SECRETS_DIR = process.env.SECRETS_DIR as string;
 const PROJECT = process.env.COMPOSE_PROJECT_NAME as string;
-const readSecret = (name: string): string => readFileSync(path.join(SECRETS_DIR, name), "utf8").trim();
-const dotEnvValue = (name: string): string => new RegExp(`^${name}=(.*)$`, "m").exec(readFileSync(path.join(ROOT, ".env"), "utf8"))?.[1] ?? "";
-const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
 /** A container's address on one of the project's networks. */
 async function addressOn(container: string, network: string): Promise<string> {
@@ -50,23 +47,6 @@ async function connectFrom(container: string, targets: string[]): Promise<Record
 		}))).then(outcomes => console.log(JSON.stringify(Object.fromEntries(outcomes))));`;
 	const output = await docker(["run", "--rm", "--network", `container:${container}`, "notes-tasks-cluster:local", "node", "-e", script, ...targets]);
 	return JSON.parse(output) as Record<string, string>;
-}
-
-/** An AMQP login from inside a gateway container (AMQP is published nowhere), and what it may do. */
-async function amqpFrom(container: string, user: string, password: string, declareQueue: string): Promise<{ login: string; declare?: string }> {
-	const script = `
-		const amqp = require("amqplib");
-		const [url, queue] = process.argv.slice(1);
-		amqp.connect(url).then(async connection => {
-			connection.on("error", () => undefined);
-			const channel = await connection.createChannel();
-			channel.on("error", () => undefined);
-			const declare = await channel.assertQueue(queue, { exclusive: true }).then(() => "declared", err => err.code === 403 ? "ACCESS_REFUSED" : err.message);
-			console.log(JSON.stringify({ login: "accepted", declare }));
-			await connection.close().catch(() => undefined);
-		}, err => console.log(JSON.stringify({ login: /ACCESS_REFUSED|403/.test(err.message) ? "ACCESS_REFUSED" : err.message })));`;
-	const url = `amqp://${encodeURIComponent(user)}:${encodeURIComponent(password)}@rabbitmq:5672/%2F`;
-	return JSON.parse(await docker(["exec", container, "node", "-e", script, url, declareQueue])) as { login: string; declare?: string };
 }
 
 describe("the docker-compose stack's security", () => {
