@@ -80,7 +80,8 @@ if (require.main === module) {
 	try {
 		const dir = path.resolve(ROOT, process.env.SECRETS_DIR ?? ".secrets");
 		writeSecrets(dir, parseArgs(process.argv.slice(2)), line => console.log(line));
-		console.log(`secrets in ${path.relative(process.cwd(), dir) || "."}/ (keep them out of git and backups you share)`);
+		const shown = dir.startsWith(`${process.cwd()}${path.sep}`) ? path.relative(process.cwd(), dir) : dir;
+		console.log(`secrets in ${shown}/ (keep them out of git and out of backups you share)`);
 	} catch (err) {
 		console.error((err as Error).message);
 		process.exit(2);
