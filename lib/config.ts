@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import os from "node:os";
 
 /**
@@ -65,6 +66,25 @@ function optionalText(env: Env, name: string): string | null {
 	return value ? value : null;
 }
 
+/**
+ * A secret from NAME, or from the file that NAME_FILE names (Docker and Kubernetes secrets are
+ * files: /run/secrets/<name>), without the file's trailing line break. Setting both is refused:
+ * which one wins would be a guess.
+ */
+export function secret(env: Env, name: string): string | null {
+	const path = optionalText(env, `${name}_FILE`);
+	if (!path) return optionalText(env, name);
+	if (optionalText(env, name)) throw new Error(`Set ${name} or ${name}_FILE, not both`);
+	let value: string;
+	try {
+		value = readFileSync(path, "utf8").replace(/\r?\n$/, "");
+	} catch (err) {
+		throw new Error(`${name}_FILE names ${path}, which cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+	}
+	if (!value.trim()) throw new Error(`${name}_FILE names ${path}, which is empty`);
+	return value;
+}
+
 function integer(env: Env, name: string, fallback: number, min = 0): number {
 	const raw = env[name]?.trim();
 	if (!raw) return fallback;
@@ -110,10 +130,34 @@ function rabbitNodes(env: Env): { host: string; port: number }[] {
 }
 
 function rabbitUrls(env: Env): string[] {
-	const user = encodeURIComponent(text(env, "RABBIT_USER", "guest"));
-	const password = encodeURIComponent(text(env, "RABBIT_PASSWORD", "guest"));
+	const user = encodeURIComponent(secret(env, "RABBIT_USER") ?? "guest");
+	const password = encodeURIComponent(secret(env, "RABBIT_PASSWORD") ?? "guest");
 	const vhost = encodeURIComponent(text(env, "RABBIT_VHOST", "/"));
 	return rabbitNodes(env).map(({ host, port }) => `amqp://${user}:${password}@${host}:${port}/${vhost}`);
+}
+
+/**
+ * MONGO_URI (or MONGO_URI_FILE), with MONGO_USER and MONGO_PASSWORD (or their _FILE) put in when
+ * set: the URI can then stay a plain setting while the password is a secret. The users of the
+ * compose deployment live in the admin database, hence authSource=admin unless the URI names one.
+ */
+function mongoUri(env: Env): string | null {
+	const uri = secret(env, "MONGO_URI");
+	const user = secret(env, "MONGO_USER");
+	if (!uri || !user) return uri;
+	const password = secret(env, "MONGO_PASSWORD");
+	if (!password) throw new Error("MONGO_USER is set without MONGO_PASSWORD or MONGO_PASSWORD_FILE");
+	return mongoUriWithCredentials(uri, user, password);
+}
+
+/** A mongodb:// URI with user and password in it, authenticating against admin unless it names an authSource. */
+export function mongoUriWithCredentials(uri: string, user: string, password: string): string {
+	const match = /^(mongodb(?:\+srv)?:\/\/)([^/?#]*)([^?#]*)(\?[^#]*)?$/.exec(uri);
+	if (!match) throw new Error("MONGO_URI must be a mongodb:// or mongodb+srv:// URI");
+	const [, scheme, hosts, path, query = ""] = match;
+	if (hosts.includes("@")) throw new Error("MONGO_URI already holds credentials: set them there or in MONGO_USER, not both");
+	const authSource = /[?&]authSource=/.test(query) ? "" : `${query ? "&" : "?"}authSource=admin`;
+	return `${scheme}${encodeURIComponent(user)}:${encodeURIComponent(password)}@${hosts}${path || "/"}${query}${authSource}`;
 }
 
 export function loadConfig(env: Env = process.env): ClusterConfig {
@@ -132,7 +176,7 @@ export function loadConfig(env: Env = process.env): ClusterConfig {
 		workerBatchWaitMs: integer(env, "WORKER_BATCH_WAIT_MS", 50),
 		publishTimeoutMs: integer(env, "PUBLISH_TIMEOUT_MS", 2000, 1),
 		maxMessageBytes: integer(env, "MAX_MESSAGE_BYTES", 65536, 1024),
-		mongoUri: optionalText(env, "MONGO_URI"),
+		mongoUri: mongoUri(env),
 		dbName: text(env, "DB_NAME", "mydb"),
 		flaskPort: integer(env, "FLASK_PORT", 5001),
 		goPort: integer(env, "GO_PORT", 5002),

@@ -2,7 +2,9 @@
 # The docker-compose deployment tested the way users run it (`npm run test:compose`): a real
 # Docker engine, `docker compose build`, `up -d --scale worker-py=3 --scale worker-go=2` with the
 # `monitoring` profile (Prometheus), then
-# the e2e API suite through Nginx and the compose checks (test/compose/compose.spec.ts), and
+# the security checks (test/compose/security.spec.ts), the e2e API suite through Nginx, the
+# compose checks (test/compose/compose.spec.ts), the rotation of every password
+# (test/compose/rotation.spec.ts), and
 # `down -v`; then the same with the HA overlay, docker-compose.ha.yml (three clustered RabbitMQ
 # nodes, a quorum task queue), one container a role, through the kill of a RabbitMQ node under
 # load (test/compose/ha-overlay.spec.ts), and `down -v` at the end.
@@ -21,7 +23,9 @@
 # API of rabbitmq-2 and rabbitmq-3, COMPOSE_TEST_RABBITMQ_2_PORT (18673) and
 # COMPOSE_TEST_RABBITMQ_3_PORT (18674), 127.0.0.1 only. COMPOSE_TEST_PULL=never skips the pull
 # attempt; =always fails without it. COMPOSE_TEST_ONLY_HA=1 runs the HA stage alone (to repeat the
-# node kill, whose outcome varies from run to run, in half the time).
+# node kill, whose outcome varies from run to run, in half the time); COMPOSE_TEST_ONLY_SECURITY=1
+# the first stage with the security and rotation checks alone.
+# The stack's secrets are written once with `npm run secrets` into .compose/secrets (SECRETS_DIR).
 # The last line totals the checks as "N passed, N failed".
 set -euo pipefail
 
@@ -69,6 +73,9 @@ export NGINX_POST_BURST=${COMPOSE_TEST_NGINX_POST_BURST:-100000}
 export NGINX_POST_CONCURRENCY=${COMPOSE_TEST_NGINX_POST_CONCURRENCY:-10000}
 # What test/support/rabbitmq.ts reads the task queue's counters from: the first node's UI.
 export TEST_RABBIT_MANAGEMENT_URL=http://127.0.0.1:$RABBITMQ_MANAGEMENT_HOST_PORT
+# The stack's secrets, as a user makes them (`npm run secrets`), kept under .compose/ for the next
+# run; the suites log in with them (test/compose/security.spec.ts reads the files too).
+export SECRETS_DIR=$CACHE/secrets
 # Prometheus too: the compose checks read its targets.
 export COMPOSE_PROFILES=monitoring
 export COMPOSE_TEST_UP_TIMEOUT=$UP_TIMEOUT
@@ -298,9 +305,16 @@ prepare_context() {
 			mv "$context"/npm-*.tgz "$context/npm.tgz"
 			;;
 		mongo)
-			# Static (no cgo), so that it runs on the stand-in's glibc whatever the host's is.
-			CGO_ENABLED=0 tools/ferretdb/build.sh "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
+			# tools/ferretdb with the stand-in's own main.go and auth.patch (authentication as the
+			# official image sets it up). Static (no cgo), so that it runs on the stand-in's glibc
+			# whatever the host's is.
+			rm -rf "$BUILD/ferretdb-src"
+			cp -r tools/ferretdb "$BUILD/ferretdb-src"
+			cp "$context/main.go" "$BUILD/ferretdb-src/main.go"
+			cp "$context/auth.patch" "$BUILD/ferretdb-src/patches/"
+			CGO_ENABLED=0 "$BUILD/ferretdb-src/build.sh" "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
 				die "building FerretDB failed" "$LOGS/stand-ins.log"
+			rm -rf "$BUILD/ferretdb-src" "$context/main.go" "$context/auth.patch"
 			;;
 	esac
 }
@@ -383,12 +397,23 @@ write_stack_env() {
 		echo "NGINX_PORT=$NGINX_HOST_PORT"
 		echo "RABBITMQ_MANAGEMENT_PORT=$RABBITMQ_MANAGEMENT_HOST_PORT"
 		echo "RABBITMQ_MANAGEMENT_PORTS=$management_ports"
-		echo "MONGO_URI=mongodb://127.0.0.1:$COMPOSE_TEST_MONGO_PORT/"
+		echo "MONGO_URI=mongodb://$(dotenv MONGO_USER):$(cat "$SECRETS_DIR/mongo_password")@127.0.0.1:$COMPOSE_TEST_MONGO_PORT/?authSource=admin"
 		echo "PROMETHEUS_PORT=$PROMETHEUS_HOST_PORT"
 		echo "STACK_NODES=$(IFS=,; echo "${nodes[*]}")"
 		echo "STACK_NODE_ROLES=$(IFS=,; echo "${roles[*]}")"
 	} >"$env_file"
 	export STACK_ENV=$env_file
+}
+
+# A value of .env.
+dotenv() { sed -n "s/^$1=//p" .env; }
+
+# The management API's administrator for test/support/rabbitmq.ts, as the secrets say now
+# (test/compose/rotation.spec.ts changes them).
+export_management_login() {
+	export TEST_RABBIT_MANAGEMENT_USER TEST_RABBIT_MANAGEMENT_PASSWORD
+	TEST_RABBIT_MANAGEMENT_USER=$(dotenv RABBIT_ADMIN_USER)
+	TEST_RABBIT_MANAGEMENT_PASSWORD=$(cat "$SECRETS_DIR/rabbit_admin_password")
 }
 
 # `up -d --wait` of the stage's files; $1 says which stage, the rest are up's own arguments.
@@ -442,6 +467,9 @@ say "images ready ($(since "$step"))"
 # A stack left over by an interrupted run, of either stage, would hold the ports and the data.
 COMPOSE_FILE=$HA_FILES docker compose --profile tools --profile monitoring down -v --remove-orphans >>"$LOGS/compose.log" 2>&1 || true
 
+say "secrets: npm run secrets into .compose/secrets"
+tsx scripts/secrets.ts >>"$LOGS/compose.log" 2>&1 || die "npm run secrets failed" "$LOGS/compose.log"
+
 step=$(now)
 # Every cluster service builds the same image: building one builds it once. (The classic builder
 # would run one build per service, in parallel.)
@@ -450,16 +478,24 @@ timeout 900 docker compose build api-flask >>"$LOGS/compose.log" 2>&1 || die "do
 say "project image built ($(since "$step"))"
 
 if [[ ${COMPOSE_TEST_ONLY_HA:-} != 1 ]]; then
+	export_management_login
 	up_stack "${SCALE[*]}" "${SCALE[@]}"
 	write_stack_env 7 "$RABBITMQ_MANAGEMENT_HOST_PORT"
 
 	step=$(now)
-	say "the e2e API suite against the compose stack, through Nginx"
-	run_jest e2e-api --selectProjects e2e --runTestsByPath test/e2e/api.spec.ts
-	say "the compose checks: workers, scaling, a killed worker, the REPL, down and up"
-	run_jest compose --selectProjects compose --runTestsByPath test/compose/compose.spec.ts
+	say "the security checks: logins, the network split, the containers' hardening, the Erlang cookie"
+	run_jest compose-security --selectProjects compose --runTestsByPath test/compose/security.spec.ts
+	if [[ ${COMPOSE_TEST_ONLY_SECURITY:-} != 1 ]]; then
+		say "the e2e API suite against the compose stack, through Nginx"
+		run_jest e2e-api --selectProjects e2e --runTestsByPath test/e2e/api.spec.ts
+		say "the compose checks: workers, scaling, a killed worker, the REPL, down and up"
+		run_jest compose --selectProjects compose --runTestsByPath test/compose/compose.spec.ts
+	fi
+	say "rotating every password of the running stack, without down -v"
+	run_jest compose-rotation --selectProjects compose --runTestsByPath test/compose/rotation.spec.ts
 	say "suites done ($(since "$step"))"
 	remove_stack || exit 1
+	[[ ${COMPOSE_TEST_ONLY_SECURITY:-} != 1 ]] || exit 0
 fi
 
 # --- the HA overlay ------------------------------------------------------------------------------
@@ -467,6 +503,7 @@ fi
 # One container a role and no Prometheus: three RabbitMQ nodes are load enough for 2 cores.
 ha_started=$(now)
 export COMPOSE_FILE=$HA_FILES COMPOSE_PROFILES=
+export_management_login
 up_stack "with docker-compose.ha.yml"
 write_stack_env 4 "$RABBITMQ_MANAGEMENT_HOST_PORT,$COMPOSE_TEST_RABBITMQ_2_PORT,$COMPOSE_TEST_RABBITMQ_3_PORT"
 say "the HA checks: one cluster, a quorum task_queue, the leader's node killed during the load (report: .compose/ha-report.txt)"

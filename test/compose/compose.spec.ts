@@ -120,7 +120,9 @@ describe("the docker-compose stack", () => {
 		const expected = new Map<string, string>();
 		for (const role of ROLES) {
 			for (const container of await containers(role)) {
-				const ip = (await docker(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container])).trim();
+				// Prometheus finds the nodes on the backend network; the gateways are on the edge one too.
+				const backend = `${process.env.COMPOSE_PROJECT_NAME}_backend`;
+				const ip = (await docker(["inspect", "-f", `{{(index .NetworkSettings.Networks "${backend}").IPAddress}}`, container])).trim();
 				expected.set(`${ip}:${stack.env.METRICS_PORT}`, role);
 			}
 		}

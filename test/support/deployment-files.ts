@@ -70,6 +70,17 @@ export interface HealthCheck {
 
 export interface ComposeService {
 	image?: string;
+	extends?: { file?: string; service: string };
+	user?: string;
+	entrypoint?: string[];
+	networks?: string[];
+	secrets?: string[];
+	tmpfs?: string[];
+	read_only?: boolean;
+	cap_drop?: string[];
+	cap_add?: string[];
+	security_opt?: string[];
+	deploy?: { resources?: { limits?: { memory?: string; pids?: number } } };
 	build?: string | { context: string };
 	env_file?: string | string[];
 	environment?: Record<string, string | number | boolean | null>;
@@ -91,6 +102,8 @@ export interface ComposeFile {
 	version?: string;
 	services: Record<string, ComposeService>;
 	volumes?: Record<string, unknown>;
+	networks?: Record<string, { internal?: boolean } | null>;
+	secrets?: Record<string, { file: string }>;
 }
 
 /** docker-compose.yml (or an overlay) with YAML merge keys applied and ${...} filled from .env, as compose does. */

@@ -17,6 +17,7 @@ import {
 } from "../../support/deployment-files";
 import { templateVariables } from "../../../scripts/nginx-template";
 import { spawnTracked } from "../../support/child-processes";
+import { KEEPS_PREVIOUS, SECRET_NAMES } from "../../../scripts/secrets";
 import { ROOT } from "../../../scripts/stack-control";
 
 /**
@@ -51,7 +52,7 @@ describe("docker-compose.yml: services", () => {
 
 	it("defines exactly the SPEC's services, plus the REPL and Prometheus under profiles", () => {
 		const always = Object.keys(services).filter(name => !services[name].profiles?.length);
-		expect(always.sort()).toEqual(["api-flask", "api-go", "mongo", "nginx", "rabbitmq", "worker-go", "worker-py"]);
+		expect(always.sort()).toEqual(["api-flask", "api-go", "management-proxy", "mongo", "mongo-users", "nginx", "rabbitmq", "worker-go", "worker-py"]);
 		const profiled = Object.keys(services).filter(name => services[name].profiles?.length);
 		expect(profiled.sort()).toEqual(["prometheus", "repl"]);
 	});
@@ -61,18 +62,32 @@ describe("docker-compose.yml: services", () => {
 		expect(service("mongo").volumes).toContain("mongo-data:/data/db");
 		expect(service("rabbitmq").image).toBe("rabbitmq:4-management");
 		expect(service("rabbitmq").volumes).toContain("rabbitmq-data:/var/lib/rabbitmq");
-		expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(["mongo-data", "prometheus-data", "rabbitmq-data"]);
+		expect(Object.keys(compose.volumes ?? {}).sort()).toEqual(["mongo-config", "mongo-data", "prometheus-data", "rabbitmq-data"]);
 	});
 
 	it("gives RabbitMQ a fixed host name, since its data directory is named after it", () => {
 		expect(service("rabbitmq").hostname).toBe("rabbitmq");
 	});
 
-	it("creates the RabbitMQ account the nodes log in with", () => {
-		expect(environmentOf(service("rabbitmq"))).toMatchObject({
-			RABBITMQ_DEFAULT_USER: dotEnv.RABBIT_USER,
-			RABBITMQ_DEFAULT_PASS: dotEnv.RABBIT_PASSWORD,
+	it("gives RabbitMQ the users the nodes log in with, from the secrets the nodes read", () => {
+		const rabbit = environmentOf(service("rabbitmq"));
+		expect(rabbit).toMatchObject({
+			RABBIT_USER: dotEnv.RABBIT_USER,
+			RABBIT_ADMIN_USER: dotEnv.RABBIT_ADMIN_USER,
+			RABBIT_PASSWORD_FILE: dotEnv.RABBIT_PASSWORD_FILE,
 		});
+		expect(rabbit.RABBITMQ_DEFAULT_USER ?? rabbit.RABBITMQ_DEFAULT_PASS).toBeUndefined();
+		for (const role of ROLES) expect(service(role).secrets).toEqual(expect.arrayContaining(["rabbit_password", "mongo_password"]));
+		expect(service("rabbitmq").secrets?.sort()).toEqual(["rabbit_admin_password", "rabbit_erlang_cookie", "rabbit_password"]);
+	});
+
+	it("declares every secret of `npm run secrets` as a file of SECRETS_DIR", () => {
+		const declared = Object.entries(compose.secrets ?? {}).map(([name, { file }]) => [name, file]);
+		const expected = [
+			...SECRET_NAMES.map(name => [name, `${dotEnv.SECRETS_DIR}/${name}`]),
+			[`${KEEPS_PREVIOUS}_previous`, `${dotEnv.SECRETS_DIR}/${KEEPS_PREVIOUS}.previous`],
+		];
+		expect(declared.sort()).toEqual(expected.sort());
 	});
 
 	it.each(ROLES)("runs %s from the one image with the tasks store beside it", role => {
@@ -107,22 +122,28 @@ describe("docker-compose.yml: scaling", () => {
 		}
 	});
 
-	it("publishes host ports only on nginx, the RabbitMQ management UI and Prometheus", () => {
+	it("publishes host ports only on nginx, the RabbitMQ management UI (its proxy) and Prometheus", () => {
 		const publishing = Object.entries(services)
 			.filter(([, definition]) => definition.ports?.length)
 			.map(([name, definition]) => ({ name, ports: publishedPorts(definition) }));
 		expect(publishing).toEqual([
-			{ name: "rabbitmq", ports: [{ host: Number(dotEnv.RABBITMQ_MANAGEMENT_HOST_PORT), container: 15672 }] },
+			{ name: "management-proxy", ports: [{ host: Number(dotEnv.RABBITMQ_MANAGEMENT_HOST_PORT), container: 15672 }] },
 			{ name: "nginx", ports: [{ host: Number(dotEnv.NGINX_HOST_PORT), container: Number(dotEnv.NGINX_PORT) }] },
 			{ name: "prometheus", ports: [{ host: Number(dotEnv.PROMETHEUS_HOST_PORT), container: 9090 }] },
 		]);
 	});
 
-	it("takes the published host ports from .env, with the original's 80 and 15672 as defaults", () => {
-		expect(dotEnv).toMatchObject({ NGINX_HOST_PORT: "80", RABBITMQ_MANAGEMENT_HOST_PORT: "15672" });
+	it("takes the published host ports from .env: the original's 80 and 15672, the UI and Prometheus on the loopback", () => {
+		expect(dotEnv).toMatchObject({
+			NGINX_HOST_PORT: "80",
+			RABBITMQ_MANAGEMENT_HOST_PORT: "15672",
+			RABBITMQ_MANAGEMENT_HOST_IP: "127.0.0.1",
+			PROMETHEUS_HOST_IP: "127.0.0.1",
+		});
 		const raw = readText("docker-compose.yml");
 		expect(raw).toContain('"${NGINX_HOST_PORT}:${NGINX_PORT}"');
-		expect(raw).toContain('"${RABBITMQ_MANAGEMENT_HOST_PORT}:15672"');
+		expect(raw).toContain('"${RABBITMQ_MANAGEMENT_HOST_IP}:${RABBITMQ_MANAGEMENT_HOST_PORT}:15672"');
+		expect(raw).toContain('"${PROMETHEUS_HOST_IP}:${PROMETHEUS_HOST_PORT}:9090"');
 	});
 });
 
@@ -193,11 +214,12 @@ describe("docker-compose.yml: health and start order", () => {
 		});
 	});
 
-	it.each(ROLES)("starts %s once RabbitMQ and MongoDB are healthy, and restarts it", role => {
+	it.each(ROLES)("starts %s once RabbitMQ and MongoDB are healthy and mongo-users has set the application user, and restarts it", role => {
 		const node = service(role);
 		expect(node.depends_on).toEqual({
 			rabbitmq: { condition: "service_healthy" },
 			mongo: { condition: "service_healthy" },
+			"mongo-users": { condition: "service_completed_successfully" },
 		});
 		expect(node.restart).toBe("unless-stopped");
 	});
@@ -307,7 +329,8 @@ describe("docker-compose.yml: nginx", () => {
 		const env = nginxEnv();
 		expect(hostPort(env.FLASK_UPSTREAM)).toEqual({ host: "api-flask", port: Number(dotEnv.FLASK_PORT) });
 		expect(hostPort(env.GO_UPSTREAM)).toEqual({ host: "api-go", port: Number(dotEnv.GO_PORT) });
-		expect(hostPort(env.RABBITMQ_MANAGEMENT_UPSTREAM)).toEqual({ host: "rabbitmq", port: 15672 });
+		expect(hostPort(env.RABBITMQ_MANAGEMENT_UPSTREAM)).toEqual({ host: "management-proxy", port: 15672 });
+		expect(environmentOf(service("management-proxy")).RABBITMQ_MANAGEMENT_UPSTREAM).toBe("rabbitmq:15672");
 		for (const upstream of [env.FLASK_UPSTREAM, env.GO_UPSTREAM, env.RABBITMQ_MANAGEMENT_UPSTREAM]) {
 			expect(Object.keys(services)).toContain(hostPort(upstream).host);
 		}
@@ -324,6 +347,42 @@ describe("docker-compose.yml: nginx", () => {
 			const env = environmentOf(service(role));
 			expect({ role, FLASK_PORT: env.FLASK_PORT, GO_PORT: env.GO_PORT }).toEqual({ role, FLASK_PORT: undefined, GO_PORT: undefined });
 		}
+	});
+});
+
+describe("docker-compose.yml: networks and hardening", () => {
+	const networksOf = (name: string) => service(name).networks ?? [];
+
+	it("keeps Nginx off the backend network, which is internal, and the backing services off the edge", () => {
+		expect(compose.networks?.backend).toEqual({ internal: true });
+		expect(networksOf("nginx").sort()).toEqual(["edge", "management"]);
+		for (const gateway of Object.keys(GATEWAYS)) expect(networksOf(gateway).sort()).toEqual(["backend", "edge"]);
+		for (const name of [...WORKERS, ...BACKING, "mongo-users"]) expect({ name, networks: networksOf(name) }).toEqual({ name, networks: ["backend"] });
+		expect(networksOf("management-proxy").sort()).toEqual(["backend", "management"]);
+	});
+
+	it("runs every service read-only, without capabilities (Nginx's entrypoint and master get three back), without new privileges, with memory and pids limits", () => {
+		for (const [name, definition] of Object.entries(services)) {
+			const limits = definition.deploy?.resources?.limits;
+			expect({ name, readOnly: definition.read_only, capDrop: definition.cap_drop, noNewPrivileges: definition.security_opt }).toEqual({
+				name,
+				readOnly: true,
+				capDrop: ["ALL"],
+				noNewPrivileges: ["no-new-privileges:true"],
+			});
+			expect({ name, memory: limits?.memory, pids: limits?.pids }).toEqual({
+				name,
+				memory: expect.stringMatching(/^\d+m$|^\d+g$/),
+				pids: expect.any(Number),
+			});
+			const expectedCaps = ["nginx", "management-proxy"].includes(name) ? ["CHOWN", "SETGID", "SETUID"] : undefined;
+			expect({ name, capAdd: definition.cap_add }).toEqual({ name, capAdd: expectedCaps });
+		}
+	});
+
+	it("runs MongoDB and RabbitMQ as their images' own users, so that their entrypoints need no capability", () => {
+		expect(service("mongo").user).toBe("mongodb");
+		expect(service("rabbitmq").user).toBe("rabbitmq");
 	});
 });
 
