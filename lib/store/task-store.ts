@@ -117,7 +117,7 @@ export class TaskStore {
 
 	/** Which per-document write errors refuse a task: a duplicate id is none when it is the same task again. */
 	private async refusedAmong(
-		collection: TaskCollection,
+		collection: Collection<TaskDocument>,
 		documents: TaskDocument[],
 		writeErrors: NonNullable<BulkWriteFailure["writeErrors"]>,
 	): Promise<RefusedInsert[]> {
