@@ -5,6 +5,7 @@ import { config, loadConfig } from "../../lib/config";
 import TasksService from "../../services/tasks.service";
 import { QueueUnavailableError } from "../../lib/queue/task-queue";
 import type { TaskStore } from "../../lib/store/task-store";
+import { READ_TIMEOUT_MS } from "../../lib/store/read-shedding";
 import type { AcceptedTask } from "../../lib/task";
 import { postTask, readJson, titled, type ApiError } from "../support/http";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
@@ -104,19 +105,24 @@ describe("gateway rules", () => {
 		});
 
 		it("hides which node and action timed out", async () => {
-			const timed = await startEmbeddedCluster("timed-rules-node", null, { broker: { requestTimeout: 50 } });
+			const timed = await startEmbeddedCluster("timed-rules-node");
 			try {
 				const store = (timed.broker.getLocalService("tasks") as unknown as { store: TaskStore }).store;
-				jest.spyOn(store, "estimatedTotal").mockImplementation(() => new Promise(resolve => setTimeout(() => resolve(0), 150)));
+				// Longer than the read actions' own timeout (lib/store/read-shedding.ts).
+				jest.spyOn(store, "estimatedTotal").mockImplementation(() => new Promise(resolve => setTimeout(() => resolve(0), READ_TIMEOUT_MS + 200)));
 				const res = await fetch(`${timed.goUrl}/tasks`);
 				expect(res.status).toBe(504);
 				const text = await res.text();
-				expect(JSON.parse(text)).toMatchObject({ name: "RequestTimeoutError", type: "REQUEST_TIMEOUT", requestId: res.headers.get("x-request-id") });
+				expect(JSON.parse(text)).toMatchObject({
+					name: "StoreReadTimeoutError",
+					type: "STORE_READ_TIMEOUT",
+					requestId: res.headers.get("x-request-id"),
+				});
 				for (const internal of ["timed-rules-node", "tasks.list"]) expect(text).not.toContain(internal);
 			} finally {
 				await timed.stop();
 			}
-		});
+		}, 15_000);
 
 		it("leaves a client error's message and data as they are", async () => {
 			const res = await postTask(cluster.flaskUrl, "{}");
