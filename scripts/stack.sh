@@ -188,10 +188,10 @@ install_packages() {
 rabbitmq_log() { echo "/var/log/rabbitmq/rabbit@$(hostname -s).log"; }
 rabbitmq_registered() { epmd -names 2>/dev/null | grep -q "^name rabbit "; }
 
-# RabbitMQ's largest message body, from the file docker compose mounts too (rabbitmq/limits.conf).
+# RabbitMQ's largest message body (max_message_size), in the file docker compose mounts too: the
+# config file of Debian's node when we start it, appended to the cluster nodes' config.
 RABBIT_LIMITS=$ROOT/rabbitmq/limits.conf
-# Debian's node is set at run time (it may be one we did not start): channels opened from then on
-# refuse larger bodies, and the nodes open theirs after RabbitMQ is up.
+# A Debian node we did not start gets it at run time, for the channels opened from then on.
 limit_rabbitmq_messages() {
 	as_root rabbitmqctl -q eval "application:set_env(rabbit, max_message_size, $(sed -n 's/^max_message_size *= *//p' "$RABBIT_LIMITS"))." >/dev/null ||
 		die "could not set RabbitMQ's max_message_size" "$(rabbitmq_log)"
@@ -204,11 +204,12 @@ start_rabbitmq() {
 		if [[ ! -f $RUN/rabbitmq.ours ]]; then
 			say "RabbitMQ already runs (not started by this script): using it"
 			as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+			limit_rabbitmq_messages
 		fi
 	else
 		say "starting RabbitMQ with the management plugin"
 		as_root rabbitmq-plugins -q enable --offline rabbitmq_management >/dev/null
-		as_root rabbitmq-server -detached >"$LOGS/rabbitmq.log" 2>&1 || die "rabbitmq-server failed to start" "$LOGS/rabbitmq.log"
+		as_root env RABBITMQ_CONFIG_FILE="$RABBIT_LIMITS" rabbitmq-server -detached >"$LOGS/rabbitmq.log" 2>&1 || die "rabbitmq-server failed to start" "$LOGS/rabbitmq.log"
 		touch "$RUN/rabbitmq.ours"
 		# await_startup gives up at once on a node that has not registered with epmd yet.
 		await "RabbitMQ node" "$LOGS/rabbitmq.log" - - rabbitmq_registered
@@ -216,7 +217,6 @@ start_rabbitmq() {
 			die "RabbitMQ did not start within ${TIMEOUT}s" "$(rabbitmq_log)"
 	fi
 	await "RabbitMQ management (port $RABBIT_MANAGEMENT_PORT)" "$(rabbitmq_log)" - - port_open "$RABBIT_MANAGEMENT_PORT"
-	limit_rabbitmq_messages
 }
 
 # A full restart of our own node (connections dropped, queues recovered from disk). A RabbitMQ
