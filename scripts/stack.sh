@@ -203,10 +203,10 @@ install_packages() {
 rabbitmq_log() { echo "/var/log/rabbitmq/rabbit@$(hostname -s).log"; }
 rabbitmq_registered() { epmd -names 2>/dev/null | grep -q "^name rabbit "; }
 
-# RabbitMQ's largest message body, from the file docker compose mounts too (rabbitmq/limits.conf).
+# RabbitMQ's largest message body (max_message_size), in the file docker compose mounts too: the
+# config file of Debian's node when we start it, appended to the cluster nodes' config.
 RABBIT_LIMITS=$ROOT/rabbitmq/limits.conf
-# Debian's node is set at run time (it may be one we did not start): channels opened from then on
-# refuse larger bodies, and the nodes open theirs after RabbitMQ is up.
+# A Debian node we did not start gets it at run time, for the channels opened from then on.
 limit_rabbitmq_messages() {
 	as_root rabbitmqctl -q eval "application:set_env(rabbit, max_message_size, $(sed -n 's/^max_message_size *= *//p' "$RABBIT_LIMITS"))." >/dev/null ||
 		die "could not set RabbitMQ's max_message_size" "$(rabbitmq_log)"
@@ -219,6 +219,7 @@ start_rabbitmq() {
 		if [[ ! -f $RUN/rabbitmq.ours ]]; then
 			say "RabbitMQ already runs (not started by this script): using it"
 			as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+			limit_rabbitmq_messages
 		fi
 	else
 		say "starting RabbitMQ with the management plugin"
@@ -230,9 +231,9 @@ start_rabbitmq() {
 		await "RabbitMQ node" "$LOGS/rabbitmq.log" - - rabbitmq_registered
 		as_root rabbitmqctl -q await_startup --timeout "$TIMEOUT" >>"$LOGS/rabbitmq.log" 2>&1 ||
 			die "RabbitMQ did not start within ${TIMEOUT}s" "$(rabbitmq_log)"
+		limit_rabbitmq_messages
 	fi
 	await "RabbitMQ management (port $RABBIT_MANAGEMENT_PORT)" "$(rabbitmq_log)" - - port_open "$RABBIT_MANAGEMENT_PORT"
-	limit_rabbitmq_messages
 }
 
 # A full restart of our own node (connections dropped, queues recovered from disk). A RabbitMQ

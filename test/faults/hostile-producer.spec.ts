@@ -309,8 +309,9 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 	});
 
 	it("dead-letters as poison a message that came back unacknowledged too often, and moves a once-returned one on to be stored", async () => {
-		const poison = newTask(`${MARK} returned too often`, "go");
-		const returnedOnce = newTask(`${MARK} returned once`, "go");
+		// Ids with MARK: the dead-letter watcher takes only this run's messages off the queue.
+		const poison = newTask(`${MARK} returned too often`, "go", `${MARK}-poison`);
+		const returnedOnce = newTask(`${MARK} returned once`, "go", `${MARK}-returned-once`);
 		const deadLetters = await watchDeadLetters(connection, stack.taskQueue, MARK);
 		try {
 			for (const [task, returns] of [
@@ -329,7 +330,7 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 	});
 
 	it("lists the dead letters and replays them from the command line (npm run dlq)", async () => {
-		const fixed = newTask(`${MARK} replayed once its cause is fixed`, "go");
+		const fixed = newTask(`${MARK} replayed once its cause is fixed`, "go", `${MARK}-replayed`);
 		const deadQueue = `${stack.taskQueue}.dead`;
 		publisher.sendToQueue(deadQueue, json(fixed), {
 			...JSON_MESSAGE,
