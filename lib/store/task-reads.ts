@@ -101,7 +101,10 @@ export class PageBeyondReachError extends Errors.ValidationError {
 
 /**
  * A page by number (moleculer-db's shape, for the first pages: the store walks `skip` entries of
- * the index) or after a cursor (a range on the index, as fast at any depth).
+ * the index) or after a cursor (a range on the index, as fast at any depth). The position is
+ * `created_at < x, or created_at = x and _id < y`, spelled with the bound on `created_at` apart:
+ * FerretDB's SQLite turns that bound into a range on the index (a row value comparison would
+ * make it walk the index from the newest entry), and MongoDB sets its index bounds from it.
  */
 export function listPlan(pageSize: number, page: number, after?: ListPosition, query: TaskQuery = {}): ListPlan {
 	if (!after && page * pageSize > NUMBERED_PAGES_REACH) throw new PageBeyondReachError();
@@ -109,7 +112,8 @@ export function listPlan(pageSize: number, page: number, after?: ListPosition, q
 	return {
 		filter: {
 			...query,
-			$or: [{ created_at: { $lt: after.createdAt } }, { created_at: after.createdAt, _id: { $lt: after.id } }],
+			created_at: { $lte: after.createdAt },
+			$or: [{ created_at: { $lt: after.createdAt } }, { _id: { $lt: after.id } }],
 		},
 		skip: 0,
 		limit: pageSize + 1,

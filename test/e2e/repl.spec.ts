@@ -89,12 +89,16 @@ describe("a REPL node joining the running cluster", () => {
 	});
 
 	it("reads the stored tasks with `call tasks.list`", async () => {
-		const output = await eventually("both tasks in `call tasks.list`", async () => {
-			const page = await repl.run(`call tasks.list {"query":{"title":"${tag}"},"pageSize":10}`);
-			return tasks.every(task => page.includes(task.id)) ? page : undefined;
-		});
-		expect(output).toMatch(/total: 2\b/);
-		expect(output).toContain("status: 'processed'");
+		// By id: the store serves that from an index however many tasks it holds, where a filter on
+		// the title would read every one of them.
+		for (const task of tasks) {
+			const output = await eventually(`task ${task.id} in \`call tasks.list\``, async () => {
+				const page = await repl.run(`call tasks.list {"query":{"id":"${task.id}"},"pageSize":10}`);
+				return page.includes(task.id) ? page : undefined;
+			});
+			expect(output).toMatch(/total: 1\b/);
+			expect(output).toContain("status: 'processed'");
+		}
 	});
 
 	it("shows the task queue and its consumers with `queue`", async () => {

@@ -1,5 +1,5 @@
 import type { Collection } from "mongodb";
-import { LIST_SORT } from "../../lib/store/task-reads";
+import { LIST_SORT, listPlan } from "../../lib/store/task-reads";
 import type { TaskDocument } from "../../lib/task";
 
 /**
@@ -26,7 +26,7 @@ export async function createdSince(tasks: Collection<TaskDocument>, since: Date)
 		found.push(...recent);
 		if (recent.length < page.length || page.length < PAGE) return found;
 		const last = page[page.length - 1];
-		filter = { $or: [{ created_at: { $lt: last.created_at } }, { created_at: last.created_at, _id: { $lt: last._id } }] };
+		filter = listPlan(PAGE, 1, { createdAt: last.created_at, id: last._id }).filter;
 	}
 }
 

@@ -43,8 +43,11 @@ function storeAnswers(store: Store, stall: { reads: boolean; hold: Promise<void>
 			return { ok: 0, code: 50, codeName: "MaxTimeMSExpired", errmsg: "operation exceeded time limit" };
 		}
 		if ("find" in command) {
-			const after = (command.filter.$or?.[0]?.created_at?.$lt as Date | undefined)?.getTime() ?? Infinity;
-			const matching = command.filter._id ? STORED.filter(doc => doc._id === command.filter._id) : STORED.filter(doc => doc.created_at.getTime() < after);
+			const after = (command.filter.created_at?.$lte as Date | undefined)?.getTime() ?? Infinity;
+			const before = command.filter.$or?.[1]?._id?.$lt as string | undefined;
+			const matching = command.filter._id
+				? STORED.filter(doc => doc._id === command.filter._id)
+				: STORED.filter(doc => doc.created_at.getTime() < after || (doc.created_at.getTime() === after && before !== undefined && doc._id < before));
 			const batch = matching.slice(command.skip ?? 0).slice(0, command.limit);
 			return { cursor: { firstBatch: batch, id: Long.ZERO, ns: "unitdb.tasks" }, ok: 1 };
 		}
@@ -120,7 +123,7 @@ describe("tasks store reads: the commands that reach MongoDB", () => {
 		expect(store.fake.named("find")).toEqual([
 			{
 				find: "tasks",
-				filter: { $or: [{ created_at: { $lt: t(4) } }, { created_at: t(4), _id: { $lt: "id-4" } }] },
+				filter: { created_at: { $lte: t(4) }, $or: [{ created_at: { $lt: t(4) } }, { _id: { $lt: "id-4" } }] },
 				sort: { created_at: -1, _id: -1 },
 				limit: 3,
 				maxTimeMS: BUDGET,
