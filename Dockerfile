@@ -1,6 +1,9 @@
 # One image for every cluster node; the SERVICES variable picks the role of a container
 # (docker-compose.yml). Build: docker compose build
 
+# The base image by tag: no registry could be reached to read its digest, and an invented one
+# would only break the pull. Pin it as node:26-bookworm-slim@sha256:<digest> (docs/security-secrets.md).
+
 # --- build: compile the TypeScript sources to dist/ ---
 FROM node:26-bookworm-slim AS build
 WORKDIR /app
@@ -33,7 +36,8 @@ COPY package.json package-lock.json ./
 # The image's own Node 26 runs the code; the `node` npm package is a dev dependency and stays out.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-# Files stay owned by root: the process can read its code but not change it.
+# Files stay owned by root: the process can read its code but not change it. docker-compose.yml
+# also makes the whole root file system read-only and drops every capability.
 USER node
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # Same as `npm run node`, without npm in between, so that signals reach node directly.

@@ -429,3 +429,14 @@ describe("docker-compose.yml: the monitoring profile", () => {
 		expect([...discovery.names].sort()).toEqual([...ROLES].sort());
 	});
 });
+
+describe("docker-compose.yml: the management proxy", () => {
+	it("defines every variable of its template, and only those, and proxies with the request's own URI", () => {
+		const template = readText("rabbitmq/management-proxy.conf.template");
+		const proxy = service("management-proxy");
+		expect(Object.keys(environmentOf(proxy)).sort()).toEqual(templateVariables(template));
+		expect(proxy.volumes).toEqual(["./rabbitmq/management-proxy.conf.template:/etc/nginx/templates/management-proxy.conf.template:ro"]);
+		// A variable without a URI part: Nginx passes the request's URI unchanged, %2F (the default vhost) included.
+		expect(template).toMatch(/set \$rabbitmq_management http:\/\/\$\{RABBITMQ_MANAGEMENT_UPSTREAM\};\s+proxy_pass \$rabbitmq_management;/);
+	});
+});
