@@ -41,7 +41,8 @@ const CONNECTIONS = 64;
 export const FIRST_WARM_UP_TASKS = 100_000;
 /** Before each later run: the connection pools and the queue settle. */
 export const WARM_UP_TASKS = 10_000;
-const PEER_SOURCE = path.resolve(ROOT, "../shared/peers/gin");
+/** The Go peer's sources: BENCH_PEER, else shared/peers/gin beside the repository. */
+const PEER_SOURCE = path.resolve(ROOT, process.env.BENCH_PEER ?? "../shared/peers/gin");
 const PEER_BUILD = path.join(STACK, "peer-gin");
 const PEER_RUN = path.join(STACK, "peer-gin-run");
 const PEER_PORT = 5003;

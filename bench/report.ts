@@ -158,7 +158,7 @@ function costSection(cost: NonNullable<BenchResults["cost"]>): string {
 		const column = (pick: (round: CostRound) => number | undefined) =>
 			spread(
 				cost.rounds.map(pick).filter((value): value is number => value !== undefined),
-				value => String(Math.round(value)),
+				value => thousands(Math.round(value)),
 			);
 		rounds.push([
 			"median (min–max)",
@@ -222,7 +222,7 @@ function goalsSection(rounds: { round: number; ratios: Record<string, number> }[
 	});
 	const together = rounds.filter(entry => COST_GOALS.every(goal => meets(goal, entry.ratios[goal.figure]))).map(entry => entry.round);
 	return [
-		table(["goal", "median", "spread (min–max)", "rounds that met it", ""], rows),
+		table(["goal", "median", "spread (min–max)", "rounds that met it", "verdict"], rows),
 		"",
 		together.length
 			? `All four goals held together in round${together.length > 1 ? "s" : ""} ${listOf(together)} of ${rounds.length}.`
