@@ -1,13 +1,14 @@
 // `npx tsx bench/gateway-layers.ts`: where a gateway's CPU per request goes, layer by layer. Each
 // variant answers POST /tasks in a process of its own while a child process loads it (64
-// connections), and that process's own CPU time is divided by the requests. Needs no stack: the
-// real gateway runs on the embedded (in-process) queue and store.
+// connections), and that process's own CPU time is divided by the requests. Each broker is built
+// from moleculer.config.ts, as a node's is: without RABBIT_HOST and MONGO_URI the real gateway runs
+// on the embedded (in-process) queue and store and needs no stack; with them, on the stack's.
 import { fork } from "node:child_process";
 import http from "node:http";
-import { ServiceBroker, type ServiceSchema } from "moleculer";
+import type { ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { TaskQueueMiddleware } from "../middlewares/task-queue.middleware";
 import { jsonBodyParser } from "../lib/http/request-guards";
+import { nodeBroker } from "./broker";
 import { postTasksFromChild } from "./load";
 
 const PORT = 5191;
@@ -67,12 +68,7 @@ const VARIANTS: Record<string, () => Promise<() => Promise<void>>> = {
 };
 
 async function started(...schemas: ServiceSchema[]): Promise<() => Promise<void>> {
-	const broker = new ServiceBroker({
-		logger: false,
-		tracking: { enabled: true, shutdownTimeout: 10_000 },
-		requestTimeout: 10_000,
-		middlewares: [TaskQueueMiddleware()],
-	});
+	const broker = nodeBroker();
 	for (const schema of schemas) broker.createService(schema);
 	await broker.start();
 	return () => broker.stop();

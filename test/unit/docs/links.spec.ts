@@ -110,7 +110,9 @@ describe("the documentation", () => {
 
 describe("the link checker", () => {
 	it("names headings as GitHub does", () => {
-		const anchors = headingAnchors("# A RabbitMQ cluster\n## npm run test:ha\n### FerretDB's limits (the local stack)\n## Settings\n## Settings\n```\n# not a heading\n```");
+		const anchors = headingAnchors(
+			"# A RabbitMQ cluster\n## npm run test:ha\n### FerretDB's limits (the local stack)\n## Settings\n## Settings\n```\n# not a heading\n```",
+		);
 		expect([...anchors]).toEqual(["a-rabbitmq-cluster", "npm-run-testha", "ferretdbs-limits-the-local-stack", "settings", "settings-1"]);
 	});
 
