@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import path from "node:path";
 import amqp from "amqplib";
 import { MongoClient } from "mongodb";
 
@@ -19,6 +20,8 @@ export interface Machine {
 	rabbitmq: string | null;
 	store: string | null;
 	commit: string | null;
+	/** The 1-minute load average when the run started: other work on the machine skews its figures. */
+	loadAverage: number;
 }
 
 /** The output of a command, or null when it cannot run here. */
@@ -60,11 +63,22 @@ async function storeVersion(uri: string): Promise<string | null> {
 	const client = new MongoClient(uri, { serverSelectionTimeoutMS: 2000 });
 	try {
 		const info = await client.db("admin").command({ buildInfo: 1 });
-		return info.ferretdbVersion ? `FerretDB ${info.ferretdbVersion}` : `MongoDB ${info.version}`;
+		if (!info.ferretdbVersion) return `MongoDB ${info.version}`;
+		// The stack's FerretDB embeds the library, which knows no release version: its go.mod does.
+		return `FerretDB ${info.ferretdbVersion === "unknown" ? ferretdbModuleVersion() : info.ferretdbVersion}`;
 	} catch {
 		return null;
 	} finally {
 		await client.close();
+	}
+}
+
+function ferretdbModuleVersion(): string {
+	try {
+		const goMod = readFileSync(path.join(__dirname, "../tools/ferretdb/go.mod"), "utf8");
+		return /github\.com\/FerretDB\/FerretDB v(\S+)/.exec(goMod)?.[1] ?? "unknown";
+	} catch {
+		return "unknown";
 	}
 }
 
@@ -82,5 +96,6 @@ export async function describeMachine(rabbitUrl: string, mongoUri: string): Prom
 		rabbitmq: await rabbitmqVersion(rabbitUrl),
 		store: await storeVersion(mongoUri),
 		commit: commandOutput("git", ["describe", "--always", "--dirty", "--abbrev=12"]),
+		loadAverage: Math.round(os.loadavg()[0] * 100) / 100,
 	};
 }

@@ -2,7 +2,7 @@
 // (bench/results/latest.json, or the file named as the first argument) without running anything.
 // `npm run bench` calls the same renderer when it has written its figures, so that no figure in
 // the page is ever copied by hand.
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { Machine } from "./machine";
 
@@ -87,7 +87,9 @@ const COMPONENT_NAMES: Record<string, string> = {
 };
 
 const thousands = (value: number) => value.toLocaleString("en-US");
-const twoDecimals = (value: number) => value.toFixed(2);
+/** A ratio over a reference figure of 0 is written as null (JSON has no Infinity): not measured. */
+const measured = (value: number | null | undefined): value is number => typeof value === "number" && Number.isFinite(value);
+const twoDecimals = (value: number | null | undefined) => (measured(value) ? value.toFixed(2) : "n/a");
 
 function median(values: number[]): number {
 	const sorted = [...values].sort((a, b) => a - b);
@@ -96,7 +98,9 @@ function median(values: number[]): number {
 }
 
 /** "median (min–max)", or the one value when there is one. */
-function spread(values: number[], format: (value: number) => string): string {
+function spread(all: (number | null)[], format: (value: number) => string): string {
+	const values = all.filter(measured);
+	if (values.length === 0) return "n/a";
 	if (values.length === 1) return format(values[0]);
 	return `${format(median(values))} (${format(Math.min(...values))}–${format(Math.max(...values))})`;
 }
@@ -125,6 +129,7 @@ function machineSection(results: BenchResults): string {
 			[
 				["CPU", `${machine.cpu}, ${machine.cores} cores`],
 				["memory", `${machine.memoryGb} GB`],
+				["load average (1 min) at the start", machine.loadAverage === undefined ? "not recorded" : String(machine.loadAverage)],
 				["system", `${machine.os}, kernel ${machine.kernel}`],
 				["Node (the bench and the nodes)", machine.node],
 				["Go (the peer)", machine.go ?? "not installed"],
@@ -202,18 +207,21 @@ function costSection(cost: NonNullable<BenchResults["cost"]>): string {
 	return out.join("\n");
 }
 
-function meets(goal: (typeof COST_GOALS)[number], ratio: number): boolean {
+function meets(goal: (typeof COST_GOALS)[number], ratio: number | null): boolean {
+	if (!measured(ratio)) return false;
 	return goal.at === "most" ? ratio <= goal.ratio : ratio >= goal.ratio;
 }
 
 /** Each goal: whether the median meets it, the rounds that did, and the spread over all rounds. */
 function goalsSection(rounds: { round: number; ratios: Record<string, number> }[]): string {
 	const rows = COST_GOALS.map(goal => {
-		const values = rounds.map(entry => entry.ratios[goal.figure]);
+		const values = rounds.map(entry => entry.ratios[goal.figure]).filter(measured);
 		const met = rounds.filter(entry => meets(goal, entry.ratios[goal.figure])).map(entry => entry.round);
+		const label = `${goal.label} ${goalText(goal)}× the peer's`;
+		if (values.length === 0) return [label, "n/a", "n/a", `none of ${rounds.length}`, "not measured: the peer's figure was 0"];
 		const verdict = meets(goal, median(values)) ? "met by the median" : "not met by the median";
 		return [
-			`${goal.label} ${goalText(goal)}× the peer's`,
+			label,
 			twoDecimals(median(values)),
 			`${twoDecimals(Math.min(...values))}–${twoDecimals(Math.max(...values))}`,
 			met.length ? `${listOf(met)} (${met.length} of ${rounds.length})` : `none of ${rounds.length}`,
@@ -352,6 +360,10 @@ export function writeReport(resultsFile = RESULTS_FILE, page = REPORT_PAGE): voi
 
 if (require.main === module) {
 	const file = process.argv[2] ? path.resolve(process.argv[2]) : RESULTS_FILE;
+	if (!existsSync(file)) {
+		console.error(`[bench] no results at ${path.relative(ROOT, file)}: \`npm run bench\` writes them`);
+		process.exit(1);
+	}
 	writeReport(file);
 	console.log(`[bench] ${path.relative(ROOT, REPORT_PAGE)} rendered from ${path.relative(ROOT, file)}`);
 }

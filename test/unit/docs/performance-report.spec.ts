@@ -26,6 +26,7 @@ const RESULTS: BenchResults = {
 		rabbitmq: "3.10.8",
 		store: "FerretDB 1.24.2",
 		commit: "0123456789ab",
+		loadAverage: 1.5,
 	},
 	phases: ["cost"],
 	cost: {
