@@ -398,7 +398,7 @@ async function measure() {
 		writeReport(OUT);
 		log(`${path.relative(ROOT, REPORT_PAGE)} rendered from them`);
 	} else {
-		log(`\`npm run bench:report ${path.relative(ROOT, OUT)}\` renders them into ${path.relative(ROOT, REPORT_PAGE)}`);
+		log(`\`npm run bench:report -- ${path.relative(ROOT, OUT)}\` renders them into ${path.relative(ROOT, REPORT_PAGE)}`);
 	}
 }
 
