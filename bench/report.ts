@@ -65,8 +65,15 @@ export interface BenchResults {
 	backlog?: { ingest: LoadFigures; waiting: number; gatewayRssMb: { before: number; after: number }; drainTasksPerSecond: number };
 	// bench/reads.ts's figures, read loosely: that phase's shape is its own.
 	reads?: {
-		latencies?: { stored: number; before?: Record<string, Timing>; after?: Record<string, Timing> }[];
-		flood?: { stored?: number; postP99Ratio?: number; getP99Ratio?: number; flooded?: { storeIdle?: { seconds?: number } } };
+		latencies?: { stored: number; before?: Record<string, Timing>; after?: Record<string, Timing>; figures?: Record<string, ReadFigures> }[];
+		flood?: {
+			stored?: number;
+			postP99Ratio?: number;
+			getP99Ratio?: number;
+			flooded?: { storeIdle?: { seconds?: number } };
+			figures?: Record<string, Figure>;
+		};
+		ingest?: { stored?: number; figures?: Record<string, Record<string, Figure>> };
 	};
 	peakRssMb?: Record<string, number>;
 }
@@ -74,6 +81,15 @@ export interface BenchResults {
 interface Timing {
 	medianMs: number | null;
 	errors?: string[];
+}
+
+/** A figure measured once, or over rounds as its median and spread. */
+type Figure = number | { median: number; min: number; max: number };
+
+interface ReadFigures {
+	p50Ms?: Figure;
+	p99Ms?: Figure;
+	fiveHundreds?: number;
 }
 
 const COMPONENTS = ["gateways", "workers", "store", "rabbitmq", "total"] as const;
@@ -294,12 +310,31 @@ function queueTypesSection(queueTypes: NonNullable<BenchResults["queueTypes"]>):
 	].join("\n");
 }
 
+function figureText(figure: Figure | undefined): string {
+	if (figure === undefined) return "";
+	if (typeof figure === "number") return String(figure);
+	return figure.min === figure.max ? String(figure.median) : `${figure.median} (${figure.min}–${figure.max})`;
+}
+
+/** The reads phase (bench/reads.ts), in either of the shapes that phase has written. */
 function readsSection(reads: NonNullable<BenchResults["reads"]>): string {
 	const ms = (timing: Timing | undefined) =>
 		!timing ? "" : timing.medianMs === null ? `timed out (${timing.errors?.[0] ?? "no answer"})` : `${timing.medianMs} ms`;
 	const out = ["### Reads (`reads`)", ""];
-	if (reads.latencies?.length) {
-		const rows = reads.latencies.map(size => [
+	const latencies = reads.latencies ?? [];
+	if (latencies.some(size => size.figures)) {
+		const rows = latencies.flatMap(size =>
+			Object.entries(size.figures ?? {}).map(([kind, figures]) => [
+				thousands(size.stored),
+				kind,
+				figureText(figures.p50Ms),
+				figureText(figures.p99Ms),
+				String(figures.fiveHundreds ?? ""),
+			]),
+		);
+		out.push("Median (min–max) over the phase's rounds.", "", table(["stored tasks", "read", "p50 ms", "p99 ms", "5xx"], rows), "");
+	} else if (latencies.length) {
+		const rows = latencies.map(size => [
 			thousands(size.stored),
 			`${ms(size.before?.list)} / ${ms(size.before?.get)}`,
 			`${ms(size.after?.listFirstPage)} / ${ms(size.after?.listAfterCursor)} / ${ms(size.after?.getStored)}`,
@@ -307,13 +342,37 @@ function readsSection(reads: NonNullable<BenchResults["reads"]>): string {
 		out.push(table(["stored tasks", "moleculer-db's shapes: list / get", "now: list page 1 / after a cursor / get"], rows), "");
 	}
 	const flood = reads.flood;
-	if (flood) {
+	if (flood?.figures) {
+		out.push(
+			"Beside a flood of lists:",
+			"",
+			table(
+				["figure", "measured"],
+				Object.entries(flood.figures).map(([name, figure]) => [name, figureText(figure)]),
+			),
+			"",
+		);
+	} else if (flood) {
 		out.push(
 			`Beside 32 clients flooding the list at ${thousands(flood.stored ?? 0)} stored tasks: p99 of \`POST /tasks\` ${flood.postP99Ratio}× and of ` +
 				`\`GET /tasks/:id\` ${flood.getP99Ratio}× their p99 alone (goal ≤ 2×); the store idle ${flood.flooded?.storeIdle?.seconds} s after the clients left (goal ≤ 15 s).`,
+			"",
 		);
 	}
-	return out.join("\n");
+	const ingest = reads.ingest?.figures;
+	if (ingest) {
+		const rows = Object.entries(ingest).map(([name, ratios]) => [
+			name,
+			...COMPONENTS.slice(0, 4).map(component => figureText(ratios[component])),
+			figureText(ratios.total),
+		]);
+		out.push(
+			`CPU per task of ingest at ${thousands(reads.ingest?.stored ?? 0)} stored tasks over an empty store:`,
+			"",
+			table(["", ...COMPONENTS.slice(0, 4).map(name => COMPONENT_NAMES[name]), "total"], rows),
+		);
+	}
+	return out.join("\n").trimEnd();
 }
 
 function peakRss(peak: Record<string, number>): string | null {

@@ -83,6 +83,45 @@ describe("the performance report", () => {
 		expect(renderReport(slow)).toContain("All four goals held together in none of the 3 rounds.");
 	});
 
+	it("gives the reads phase's figures, with their spread over rounds when it has rounds", () => {
+		const spread = (median: number, min: number, max: number) => ({ median, min, max });
+		const reads = renderReport({
+			measuredAt: RESULTS.measuredAt,
+			reads: {
+				latencies: [{ stored: 1_000_000, figures: { getById: { p50Ms: spread(2, 1, 3), p99Ms: spread(8, 7, 9), fiveHundreds: 0 } } }],
+				flood: { figures: { postP99Ratio: spread(1.1, 1, 1.3) } },
+				ingest: {
+					stored: 1_000_000,
+					figures: {
+						clusterStoredOverEmpty: {
+							gateways: spread(1, 1, 1),
+							workers: spread(1.02, 1, 1.1),
+							store: spread(1.2, 1.1, 1.3),
+							rabbitmq: spread(1, 0.9, 1.1),
+							total: spread(1.05, 1, 1.1),
+						},
+					},
+				},
+			},
+		});
+		expect(reads).toContain("| 1,000,000 | getById | 2 (1–3) | 8 (7–9) | 0 |");
+		expect(reads).toContain("| postP99Ratio | 1.1 (1–1.3) |");
+		expect(reads).toContain("| clusterStoredOverEmpty | 1 | 1.02 (1–1.1) | 1.2 (1.1–1.3) | 1 (0.9–1.1) | 1.05 (1–1.1) |");
+		const once = renderReport({
+			measuredAt: RESULTS.measuredAt,
+			reads: {
+				latencies: [
+					{
+						stored: 10_000,
+						before: { list: { medianMs: 468 }, get: { medianMs: 293 } },
+						after: { listFirstPage: { medianMs: 336 }, listAfterCursor: { medianMs: null, errors: ["504"] }, getStored: { medianMs: 0.9 } },
+					},
+				],
+			},
+		});
+		expect(once).toContain("| 10,000 | 468 ms / 293 ms | 336 ms / timed out (504) / 0.9 ms |");
+	});
+
 	it("replaces only the part between its markers", () => {
 		const page = `# Performance\n\nHow to run it.\n\n${BEGIN_MARKER}\nold figures\n${END_MARKER}\n\nAfter.\n`;
 		const rendered = withReport(page, report);
