@@ -36,8 +36,7 @@ const CONNECTIONS = 64;
  * Tasks posted before a stack's first measured run. A gateway's per-request code is optimised by
  * V8 within a few thousand requests, but a worker's per-batch code (the store call, the driver's
  * insert, the ack) runs some fifty times a second and is optimised only after it has run a few
- * thousand times: until about 100,000 tasks the same stack cost its workers up to 45% more and
- * its gateways up to 30%. A service that has been busy for half a minute is past that.
+ * thousand times. A service that has been busy for half a minute is past that.
  */
 export const FIRST_WARM_UP_TASKS = 100_000;
 /** Before each later run: the connection pools and the queue settle. */

@@ -13,9 +13,8 @@ import { postTasksFromChild } from "./load";
 
 const PORT = 5191;
 const REQUESTS = Number(process.env.BENCH_LAYER_REQUESTS ?? 20_000);
-// V8 optimises a gateway's per-request code over its first ten thousand requests or so: on Node 26
-// the real gateway cost 88 µs a request after 4,000, and 66 after 20,000 (the stack's gateways are
-// measured after 100,000).
+// V8 optimises a gateway's per-request code over its first ten thousand requests or so (the
+// stack's gateways are measured after 100,000).
 const WARM_UP = Number(process.env.BENCH_LAYER_WARM_UP ?? 20_000);
 
 // Requests per second the load keeps to, warm-up included; 0 (the default) as fast as answered.

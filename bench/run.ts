@@ -32,8 +32,8 @@ const WORKER_CURVE: [number, number][] = [
 const COST_TASKS = Number(process.env.BENCH_COST_TASKS ?? 30_000);
 /**
  * Rounds of the cluster's cost run and the peer's, back to back. This machine's speed changes in
- * steps of 20% and more from one half-minute to the next, FerretDB's and RabbitMQ's figures with
- * the rest: each round's ratios are taken within the round, and their median is the figure.
+ * steps from one half-minute to the next, FerretDB's and RabbitMQ's figures with the rest: each
+ * round's ratios are taken within the round, and their median is the figure.
  */
 const COST_ROUNDS = Number(process.env.BENCH_COST_ROUNDS ?? 5);
 /**
