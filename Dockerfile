@@ -25,10 +25,8 @@ RUN apt-get update \
 	&& apt-get install -y --no-install-recommends tini \
 	&& rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# Each node's peak RSS stays under 150 MB at full load, at no cost in throughput (measured with
-# npm run bench): a smaller young generation (8 MB semi-spaces instead of 16), and an old
-# generation capped at 96 MB: without the cap V8 let a worker's grow to 158 MB of RSS while it
-# drained 50,000 queued tasks; with it the peak was 107 MB, at the same drain rate.
+# Each node's peak RSS stays under 150 MB at full load: a smaller young generation (8 MB
+# semi-spaces) and a capped old generation (docs/decisions/0008-node-26-and-v8-heap-limits.md).
 ENV NODE_ENV=production \
 	NODE_OPTIONS="--max-semi-space-size=8 --max-old-space-size=96" \
 	SERVICEDIR=dist/services

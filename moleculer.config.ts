@@ -8,8 +8,8 @@ import { passReplServerToCustomEval } from "./repl/custom-eval-this";
 
 /**
  * Broker options of every node (read by moleculer-runner): only what differs from Moleculer's
- * defaults, each with its reason. Values come from the environment through lib/config.ts; the
- * README's configuration table lists them.
+ * defaults, each with its reason. Values come from the environment through lib/config.ts;
+ * docs/configuration.md lists them.
  */
 const brokerConfig: BrokerOptions = {
 	// Keeps this cluster's nodes apart from any other cluster on the same RabbitMQ.
@@ -33,7 +33,7 @@ const brokerConfig: BrokerOptions = {
 	// Node-to-node RPC over RabbitMQ; none in the embedded default, where one process runs it all.
 	// Moleculer's AMQP transporter with every node of RABBIT_HOSTS: each (re)connect, 5 s apart,
 	// takes the next URL; lib/cluster-amqp-transporter.ts says what it adds for a cluster.
-	// prefetch 100: the default of 1 serialises remote calls (about 33/s here against 1,100/s).
+	// prefetch 100: with the default of 1 a node handles one remote call at a time.
 	transporter: config.rabbitUrl
 		? new ClusterAmqpTransporter({ url: config.rabbitUrls, prefetch: 100, eventTimeToLive: 5000, heartbeatTimeToLive: 5000 })
 		: null,
@@ -71,7 +71,7 @@ const brokerConfig: BrokerOptions = {
 
 	// broker.taskQueue: the durable task queue every gateway and worker of the node shares; then
 	// Moleculer's own middlewares, in its order, without the metrics of local calls (see
-	// middlewares/remote-call-metrics.middleware.ts for what they cost).
+	// middlewares/remote-call-metrics.middleware.ts for why).
 	middlewares: [TaskQueueMiddleware(), ...internalMiddlewares()],
 	internalMiddlewares: false,
 	// The project's REPL commands: queue, post, latest.

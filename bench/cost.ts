@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import amqp, { type Channel, type ChannelModel } from "amqplib";
@@ -35,16 +36,15 @@ const CONNECTIONS = 64;
  * Tasks posted before a stack's first measured run. A gateway's per-request code is optimised by
  * V8 within a few thousand requests, but a worker's per-batch code (the store call, the driver's
  * insert, the ack) runs some fifty times a second and is optimised only after it has run a few
- * thousand times: until about 100,000 tasks the same stack cost its workers up to 45% more and
- * its gateways up to 30%. A service that has been busy for half a minute is past that.
+ * thousand times. A service that has been busy for half a minute is past that.
  */
 export const FIRST_WARM_UP_TASKS = 100_000;
 /** Before each later run: the connection pools and the queue settle. */
 export const WARM_UP_TASKS = 10_000;
-const PEER_SOURCE = path.resolve(ROOT, "../shared/peers/gin");
+/** The Go peer's sources: BENCH_PEER, else shared/peers/gin beside the repository. */
+const PEER_SOURCE = path.resolve(ROOT, process.env.BENCH_PEER ?? "../shared/peers/gin");
 const PEER_BUILD = path.join(STACK, "peer-gin");
 const PEER_RUN = path.join(STACK, "peer-gin-run");
-const PEER_PORT = 5003;
 const PEER_QUEUE = "peer_task_queue";
 const PEER_DB = "notes_tasks_bench_peer";
 
@@ -265,6 +265,17 @@ export function costRatios(run: CostRun, reference: CostRun): Record<string, num
 	return ratios;
 }
 
+/** A TCP port that nothing listens on now, for the peer's api. */
+function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const server = net.createServer().once("error", reject);
+		server.listen(0, "127.0.0.1", () => {
+			const { port } = server.address() as net.AddressInfo;
+			server.close(() => resolve(port));
+		});
+	});
+}
+
 /** Why the peer cannot run here, or null when it can. */
 export function peerUnavailable(): string | null {
 	if (!existsSync(PEER_SOURCE)) return `no Go peer at ${PEER_SOURCE}`;
@@ -279,6 +290,7 @@ function peerScript(args: string[], env: Record<string, string> = {}): void {
 /** The Go peer's api and 2 workers, on the stack's RabbitMQ and store, on a queue and database of their own. */
 export class GoPeer {
 	private constructor(
+		private readonly port: number,
 		private readonly components: Components,
 		private readonly db: string,
 	) {}
@@ -288,23 +300,28 @@ export class GoPeer {
 		cpSync(PEER_SOURCE, PEER_BUILD, { recursive: true, filter: source => !source.includes(`${path.sep}bin`) });
 		execFileSync("go", ["build", "-o", "bin/", "./cmd/..."], { cwd: PEER_BUILD, stdio: "pipe" });
 		rmSync(PEER_RUN, { recursive: true, force: true });
-		peerScript([PEER_RUN], { GO_PORT: String(PEER_PORT), RABBIT_QUEUE: PEER_QUEUE, DB_NAME: db, WORKERS: "2" });
+		const port = await freePort();
+		peerScript([PEER_RUN], { GO_PORT: String(port), RABBIT_QUEUE: PEER_QUEUE, DB_NAME: db, WORKERS: "2" });
 		const pid = (name: string) => Number(readFileSync(path.join(PEER_RUN, name), "utf8"));
 		const workers = readdirSync(PEER_RUN)
 			.filter(file => /^worker-\d+\.pid$/.test(file))
 			.map(pid);
-		const peer = new GoPeer({ gateways: [pid("api.pid")], workers, ...sharedServers() }, db);
-		// The workers declare the queue; a publish before that would be dropped as unroutable.
-		await waitForQueue(PEER_QUEUE).catch(async err => {
+		const peer = new GoPeer(port, { gateways: [pid("api.pid")], workers, ...sharedServers() }, db);
+		try {
+			// Another process on the port would answer the load, and its CPU would not be counted.
+			if (pidListeningOn(port) !== pid("api.pid")) throw new Error(`the Go peer's api is not the process listening on port ${port}`);
+			// The workers declare the queue; a publish before that would be dropped as unroutable.
+			await waitForQueue(PEER_QUEUE);
+		} catch (err) {
 			await peer.stop();
 			throw err;
-		});
+		}
 		return peer;
 	}
 
 	/** The run shape of the cluster's, against the peer's api. */
 	cost(shape: RunShape): Promise<CostRun> {
-		return runCost("Go peer (1 api + 2 workers)", this.components, PEER_QUEUE, this.db, shape, [`http://127.0.0.1:${PEER_PORT}/tasks`]);
+		return runCost("Go peer (1 api + 2 workers)", this.components, PEER_QUEUE, this.db, shape, [`http://127.0.0.1:${this.port}/tasks`]);
 	}
 
 	/** Stops the peer and removes its queue, and its database unless it was given one. */

@@ -1,20 +1,20 @@
 // `npx tsx bench/gateway-layers.ts`: where a gateway's CPU per request goes, layer by layer. Each
 // variant answers POST /tasks in a process of its own while a child process loads it (64
-// connections), and that process's own CPU time is divided by the requests. Needs no stack: the
-// real gateway runs on the embedded (in-process) queue and store.
+// connections), and that process's own CPU time is divided by the requests. Each broker is built
+// from moleculer.config.ts, as a node's is: without RABBIT_HOST and MONGO_URI the real gateway runs
+// on the embedded (in-process) queue and store and needs no stack; with them, on the stack's.
 import { fork } from "node:child_process";
 import http from "node:http";
-import { ServiceBroker, type ServiceSchema } from "moleculer";
+import type { ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { TaskQueueMiddleware } from "../middlewares/task-queue.middleware";
 import { jsonBodyParser } from "../lib/http/request-guards";
+import { nodeBroker } from "./broker";
 import { postTasksFromChild } from "./load";
 
 const PORT = 5191;
 const REQUESTS = Number(process.env.BENCH_LAYER_REQUESTS ?? 20_000);
-// V8 optimises a gateway's per-request code over its first ten thousand requests or so: on Node 26
-// the real gateway cost 88 µs a request after 4,000, and 66 after 20,000 (the stack's gateways are
-// measured after 100,000).
+// V8 optimises a gateway's per-request code over its first ten thousand requests or so (the
+// stack's gateways are measured after 100,000).
 const WARM_UP = Number(process.env.BENCH_LAYER_WARM_UP ?? 20_000);
 
 // Requests per second the load keeps to, warm-up included; 0 (the default) as fast as answered.
@@ -67,12 +67,7 @@ const VARIANTS: Record<string, () => Promise<() => Promise<void>>> = {
 };
 
 async function started(...schemas: ServiceSchema[]): Promise<() => Promise<void>> {
-	const broker = new ServiceBroker({
-		logger: false,
-		tracking: { enabled: true, shutdownTimeout: 10_000 },
-		requestTimeout: 10_000,
-		middlewares: [TaskQueueMiddleware()],
-	});
+	const broker = nodeBroker();
 	for (const schema of schemas) broker.createService(schema);
 	await broker.start();
 	return () => broker.stop();

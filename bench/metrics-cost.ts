@@ -2,8 +2,10 @@
 // much of it is the task metrics (lib/task-metrics.ts) rather than Moleculer's own. Like
 // bench/gateway-layers.ts: the real api-flask on the in-process queue answers POST /tasks while a
 // child process loads it (64 connections), and this process's CPU is divided by the requests.
-import { ServiceBroker, type BrokerOptions, type ServiceSchema } from "moleculer";
+// The brokers are the nodes' own (moleculer.config.ts), with metrics turned on or off.
+import type { BrokerOptions, ServiceSchema } from "moleculer";
 import { TaskMetrics } from "../lib/task-metrics";
+import { nodeBroker, nodeMetrics } from "./broker";
 import { postTasksFromChild } from "./load";
 
 const PORT = 5192;
@@ -16,9 +18,9 @@ const load = (amount: number) => postTasksFromChild(`http://127.0.0.1:${PORT}/ta
 const recording = { taskAccepted: TaskMetrics.prototype.taskAccepted };
 
 const VARIANTS: Record<string, { options: BrokerOptions; taskMetrics: boolean }> = {
-	"metrics off": { options: { metrics: false }, taskMetrics: true },
-	"metrics on, Moleculer's only (task metrics stubbed)": { options: { metrics: { enabled: true } }, taskMetrics: false },
-	"metrics on, Moleculer's and the task metrics": { options: { metrics: { enabled: true } }, taskMetrics: true },
+	"metrics off": { options: { metrics: nodeMetrics(false) }, taskMetrics: true },
+	"metrics on, Moleculer's only (task metrics stubbed)": { options: { metrics: nodeMetrics(true) }, taskMetrics: false },
+	"metrics on, Moleculer's and the task metrics": { options: { metrics: nodeMetrics(true) }, taskMetrics: true },
 };
 
 async function main() {
@@ -28,12 +30,7 @@ async function main() {
 		const entries = Object.entries(VARIANTS);
 		for (const [name, variant] of [...entries.slice(round % entries.length), ...entries.slice(0, round % entries.length)]) {
 			TaskMetrics.prototype.taskAccepted = variant.taskMetrics ? recording.taskAccepted : () => undefined;
-			const broker = new ServiceBroker({
-				logger: false,
-				tracking: { enabled: true, shutdownTimeout: 10_000 },
-				requestTimeout: 10_000,
-				...variant.options,
-			});
+			const broker = nodeBroker(variant.options);
 			broker.createService(Tasks as ServiceSchema);
 			broker.createService({ ...ApiFlask, settings: { ...ApiFlask.settings, port: PORT } } as ServiceSchema);
 			await broker.start();

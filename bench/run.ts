@@ -8,8 +8,10 @@ import { MongoClient } from "mongodb";
 import { amqpPublish, nginxToBareNode, storeInsert } from "./ceilings";
 import { costDirect, costRatios, costThroughNginx, dropStore, FIRST_WARM_UP_TASKS, GoPeer, peerUnavailable, WARM_UP_TASKS, type CostRun } from "./cost";
 import { postTasks, type LoadFigures } from "./load";
+import { describeMachine } from "./machine";
 import { queueTypes } from "./queue-types";
 import { READ_ROUNDS, readsPhase } from "./reads";
+import { COST_GOALS, goalText, REPORT_PAGE, RESULTS_FILE, writeReport } from "./report";
 import { rabbitUrl, ROOT, RssSampler, setWorkerCounts, stackUp, useDatabase } from "../scripts/stack-control";
 
 const NGINX = "http://127.0.0.1:8080";
@@ -30,8 +32,8 @@ const WORKER_CURVE: [number, number][] = [
 const COST_TASKS = Number(process.env.BENCH_COST_TASKS ?? 30_000);
 /**
  * Rounds of the cluster's cost run and the peer's, back to back. This machine's speed changes in
- * steps of 20% and more from one half-minute to the next, FerretDB's and RabbitMQ's figures with
- * the rest: each round's ratios are taken within the round, and their median is the figure.
+ * steps from one half-minute to the next, FerretDB's and RabbitMQ's figures with the rest: each
+ * round's ratios are taken within the round, and their median is the figure.
  */
 const COST_ROUNDS = Number(process.env.BENCH_COST_ROUNDS ?? 5);
 /**
@@ -39,7 +41,7 @@ const COST_ROUNDS = Number(process.env.BENCH_COST_ROUNDS ?? 5);
  * queue-types, which restarts the whole stack on other RabbitMQ setups and back.
  */
 const PHASES = new Set((process.env.BENCH_PHASES ?? "ceilings,ingest,cost,end-to-end,backlog,reads").split(","));
-const OUT = process.env.BENCH_OUT ?? path.join(ROOT, "bench/results/latest.json");
+const OUT = process.env.BENCH_OUT ? path.resolve(process.env.BENCH_OUT) : RESULTS_FILE;
 
 interface EndToEnd {
 	workers: number;
@@ -152,6 +154,9 @@ interface CostRound {
 }
 
 interface CostPhase {
+	/** Tasks measured in each run, and the warm-up before the first round's and the others'. */
+	tasks: number;
+	warmUpTasks: { first: number; later: number };
 	rounds: CostRound[];
 	throughNginx: CostRun;
 	/** The median over the rounds, when the peer ran. */
@@ -185,7 +190,8 @@ async function costPhase(): Promise<CostPhase> {
 	log(`cost: ${COST_TASKS} tasks through Nginx`);
 	const throughNginx = await costThroughNginx({ tasks: COST_TASKS, warmUpTasks: WARM_UP_TASKS }, QUEUE, BENCH_DB);
 	const ratios = rounds.flatMap(round => (round.ratiosToPeer ? [round.ratiosToPeer] : []));
-	return { rounds, throughNginx, ...(peerSkipped ? { peerSkipped } : { ratiosToPeer: medians(ratios) }) };
+	const warmUpTasks = { first: FIRST_WARM_UP_TASKS, later: WARM_UP_TASKS };
+	return { tasks: COST_TASKS, warmUpTasks, rounds, throughNginx, ...(peerSkipped ? { peerSkipped } : { ratiosToPeer: medians(ratios) }) };
 }
 
 /** The median of each figure over the rounds. */
@@ -221,7 +227,11 @@ function costRatioRow(figure: string, ratios: Record<string, number>, target = "
 async function measure() {
 	const sampler = new RssSampler();
 	sampler.start();
-	const results: Record<string, unknown> = { measuredAt: new Date().toISOString() };
+	const results: Record<string, unknown> = {
+		measuredAt: new Date().toISOString(),
+		machine: await describeMachine(rabbitUrl(), MONGO_URI),
+		phases: [...PHASES],
+	};
 	const rows: Record<string, unknown>[] = [];
 
 	if (PHASES.has("ceilings")) {
@@ -285,7 +295,7 @@ async function measure() {
 				costRatioRow(
 					`cluster / Go peer, median of ${cost.rounds.length} rounds`,
 					cost.ratiosToPeer,
-					"total ≤ 1.0, gateways ≤ 1.5, workers ≤ 1.0, tasks/s ≥ 1.0",
+					COST_GOALS.map(goal => `${goal.figure} ${goalText(goal)}`).join(", "),
 				),
 			);
 		}
@@ -389,6 +399,12 @@ async function measure() {
 	writeFileSync(OUT, `${JSON.stringify(results, null, 2)}\n`);
 	console.table(rows);
 	log(`figures written to ${path.relative(ROOT, OUT)}`);
+	if (OUT === RESULTS_FILE) {
+		writeReport(OUT);
+		log(`${path.relative(ROOT, REPORT_PAGE)} rendered from them`);
+	} else {
+		log(`\`npm run bench:report -- ${path.relative(ROOT, OUT)}\` renders them into ${path.relative(ROOT, REPORT_PAGE)}`);
+	}
 }
 
 main().catch(err => {

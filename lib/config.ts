@@ -23,7 +23,7 @@ export interface ClusterConfig {
 	/**
 	 * Unacknowledged deliveries a worker holds at once; a store batch holds up to half of them.
 	 * 200, so that a full batch is 100 tasks: FerretDB commits an insert 100 documents per
-	 * transaction, and a batch of 130 cost it two commits (9% more CPU per task than 100 or 200).
+	 * transaction, and a larger batch costs it a second, short commit.
 	 */
 	workerPrefetch: number;
 	/** Longest a worker lets a short store batch wait for more tasks, from its first one. */

@@ -6,8 +6,8 @@ type MiddlewareFactory = (broker: ServiceBroker) => Middleware & { localAction?:
 /**
  * Moleculer's Metrics middleware (moleculer_request_*, moleculer_event_*, transit and transporter
  * counters) without its wrapper of local action calls. That wrapper counts, times and labels every
- * call twice per request on a gateway (the route's context and the action's): on the local stack
- * it raised the gateways' CPU per task by half. The task metrics (lib/task-metrics.ts) count
+ * call twice per request on a gateway (the route's context and the action's), on the hot path,
+ * for series an operator does not ask for. The task metrics (lib/task-metrics.ts) count
  * what an operator asks of the hot path; calls between nodes (the REPL's, a gateway's read on
  * another node) are still counted here.
  */

@@ -161,10 +161,10 @@ const TaskGatewayMixin: GatewaySchema = {
 				"GET /health/live": own("live"),
 				"GET /health/ready": own("ready"),
 			},
-			// moleculer-web builds each request's log lines (coloured, timed) before the logger
-			// drops them: 3-8 µs of a 90 µs request, so only when they are kept.
+			// moleculer-web builds each request's log lines (coloured, timed) even when the logger
+			// drops them, so only when they are kept.
 			logging: config.logLevel === "debug" || config.logLevel === "trace",
-			// No timer of Moleculer's on these local calls (5-8 µs a request): a publish has its own
+			// No timer of Moleculer's on these local calls: a publish has its own
 			// deadline (PUBLISH_TIMEOUT_MS), and the reads' calls to the store keep REQUEST_TIMEOUT_MS.
 			callOptions: { timeout: 0 },
 			bodyParsers: false,

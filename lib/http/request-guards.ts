@@ -81,8 +81,8 @@ const PLAIN_JSON_TYPE = /^application\/json\s*(?:;\s*charset="?utf-8"?\s*)?$/i;
 
 /**
  * The body of nearly every request: JSON in UTF-8, not compressed, its length given and within
- * the limit. Reading it takes a third of what body-parser's general path costs a request (the
- * gateways' largest single cost after moleculer-web itself); every other body goes through
+ * the limit, read without body-parser's general path (streams, charsets, decompression), a
+ * gateway's largest cost of its own after moleculer-web itself; every other body goes through
  * body-parser, and so do the errors of this one.
  */
 function isPlainJson(req: IncomingMessage, limit: number): boolean {

@@ -58,7 +58,7 @@ export class QueueMismatchError extends Error {
 		super(
 			`RabbitMQ already has a queue "${queue}" declared differently from RABBIT_QUEUE_TYPE=${type} ` +
 				`(${brokerMessage}). A queue cannot change its type or arguments in place: set RABBIT_QUEUE_TYPE ` +
-				`to the queue's type, or move it over as the README's "Moving task_queue from classic to quorum" says.`,
+				`to the queue's type, or move it over as docs/rabbitmq-cluster.md's "Moving task_queue from classic to quorum" says.`,
 		);
 		this.name = "QueueMismatchError";
 	}

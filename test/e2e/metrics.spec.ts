@@ -17,7 +17,7 @@ type Targets = { activeTargets: { labels: Record<string, string>; health: string
 
 /**
  * What an operator reads: the stack's Prometheus scrapes every node, and its HTTP API
- * answers the README's queries; a gateway's own metrics count what it refused.
+ * answers docs/operating.md's queries; a gateway's own metrics count what it refused.
  */
 describe("metrics and Prometheus", () => {
 	let stack: Stack;
