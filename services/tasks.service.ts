@@ -1,7 +1,8 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { DbServiceSettings } from "moleculer-db";
 import { createDbServiceMixin } from "../mixins/db.mixin";
-import { decodeCursor, encodeCursor, EntityNotFoundError, listPlan, pageRules, storedQuery, type TaskQuery } from "../lib/store/task-reads";
+import { EntityNotFoundError } from "../lib/errors";
+import { decodeCursor, encodeCursor, listPlan, pageRules, storedQuery, type TaskQuery } from "../lib/store/task-reads";
 import { readBudgetMs, readShedding } from "../lib/store/read-shedding";
 import { TaskStore, type TaskAdapter } from "../lib/store/task-store";
 import { MATCHABLE_FIELDS, processedTaskRule, TASK_FIELDS, type ProcessedTask } from "../lib/task";

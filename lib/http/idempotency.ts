@@ -1,4 +1,4 @@
-import { Errors } from "moleculer";
+import { IdempotencyKeyReusedError, InvalidIdempotencyKeyError } from "../errors";
 import type { AcceptedTask } from "../task";
 
 /**
@@ -9,18 +9,6 @@ import type { AcceptedTask } from "../task";
 
 /** Visible ASCII only, as a header value can carry safely and a log line shows as sent. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
-
-class InvalidIdempotencyKeyError extends Errors.MoleculerClientError {
-	constructor() {
-		super("The Idempotency-Key header must be 1 to 200 visible ASCII characters (no spaces).", 400, "INVALID_IDEMPOTENCY_KEY");
-	}
-}
-
-export class IdempotencyKeyReusedError extends Errors.MoleculerClientError {
-	constructor() {
-		super("This Idempotency-Key was sent before with another body; use a new key for another task.", 422, "IDEMPOTENCY_KEY_REUSED");
-	}
-}
 
 /**
  * The request's key, or undefined without the header. A key that breaks the rule is refused

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
-import { Errors } from "moleculer";
+import type { Errors } from "moleculer";
+import { PublicServerError } from "../errors";
 
 /**
  * What a client sees of a server error (5xx): its name, type and status, a message for its
@@ -8,13 +9,6 @@ import { Errors } from "moleculer";
  * ports, nodes, actions or the store's driver. Client errors (4xx) are the client's to fix and
  * keep their message and data.
  */
-
-const SERVER_MESSAGES: Record<number, string> = {
-	500: "The server could not handle the request.",
-	502: "A service behind the gateway answered wrongly; retry shortly.",
-	503: "The service is not available right now; retry shortly.",
-	504: "The service did not answer in time; retry shortly.",
-};
 
 /** The status moleculer-web answers an error with. */
 export function statusOf(err: { code?: unknown; status?: unknown }): number {
@@ -26,20 +20,6 @@ export function statusOf(err: { code?: unknown; status?: unknown }): number {
 export function requestIdOf(req: IncomingMessage & { $ctx?: { requestID?: string | null } }): string | undefined {
 	const header = req.headers["x-request-id"];
 	return req.$ctx?.requestID ?? (typeof header === "string" ? header : undefined);
-}
-
-export class PublicServerError extends Errors.MoleculerError {
-	constructor(
-		err: Error,
-		code: number,
-		readonly requestId: string | undefined,
-	) {
-		const known = err instanceof Errors.MoleculerError;
-		super(SERVER_MESSAGES[code] ?? SERVER_MESSAGES[500], code, known && err.type ? err.type : "INTERNAL_ERROR");
-		// A Moleculer error's class names a public condition (RequestTimeoutError); any other error is
-		// a library's, whose name says too much about the inside.
-		this.name = known ? err.name : "InternalServerError";
-	}
 }
 
 /** The error as the client may see it: a server error replaced by its public form. */

@@ -3,6 +3,7 @@ import { Readable } from "node:stream";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
+import { InvalidUtf8Error, UnsupportedMediaTypeError } from "../errors";
 import { MAX_NESTING, nestedDeeperThan } from "../task";
 
 /**
@@ -12,24 +13,6 @@ import { MAX_NESTING, nestedDeeperThan } from "../task";
  */
 
 const FORBIDDEN_KEYS = ["__proto__", "constructor", "prototype"];
-
-class UnsupportedMediaTypeError extends Errors.MoleculerClientError {
-	constructor(contentType: string | undefined) {
-		super(`Content-Type must be application/json, got ${contentType ?? "none"}`, 415, "UNSUPPORTED_MEDIA_TYPE");
-	}
-}
-
-export class MethodNotAllowedError extends Errors.MoleculerClientError {
-	constructor(method: string | undefined, allowed: string) {
-		super(`${method} is not allowed here; use ${allowed}`, 405, "METHOD_NOT_ALLOWED");
-	}
-}
-
-class InvalidUtf8Error extends Errors.MoleculerClientError {
-	constructor() {
-		super("The request body is not valid UTF-8.", 400, "entity.parse.failed");
-	}
-}
 
 /**
  * body-parser decodes invalid UTF-8 into U+FFFD replacement characters, which would queue

@@ -4,12 +4,12 @@ import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } fro
 import { AmqpConsumer } from "./amqp-consumer";
 import { backoffMs } from "./backoff";
 import { listDeadLetters, replayDeadLetters } from "./dead-letter-queue";
-import { QueueMismatchError, queueDeclarations } from "./task-queue-declarations";
+import { queueDeclarations } from "./task-queue-declarations";
 import type { QueueType } from "../config";
+import { QueueMismatchError, QueueUnavailableError } from "../errors";
 import { encodeTaskMessage, type QueuedTask } from "../task";
 import {
 	deadLetterQueueOf,
-	QueueUnavailableError,
 	type DeadLetter,
 	type QueueDepth,
 	type TaskBatchHandler,

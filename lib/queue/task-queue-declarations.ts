@@ -51,15 +51,3 @@ export function queueDeclarations(queue: string, type: QueueType): QueueDeclarat
 		},
 	];
 }
-
-/** The queue exists with other arguments (another type, most often): no node can use it as configured. */
-export class QueueMismatchError extends Error {
-	constructor(queue: string, type: QueueType, brokerMessage: string) {
-		super(
-			`RabbitMQ already has a queue "${queue}" declared differently from RABBIT_QUEUE_TYPE=${type} ` +
-				`(${brokerMessage}). A queue cannot change its type or arguments in place: set RABBIT_QUEUE_TYPE ` +
-				`to the queue's type, or move it over as docs/rabbitmq-cluster.md's "Moving task_queue from classic to quorum" says.`,
-		);
-		this.name = "QueueMismatchError";
-	}
-}

@@ -71,14 +71,6 @@ export interface QueueDepth {
 	deadLettered: number;
 }
 
-/** The queue cannot take the task now; the gateway answers 503 with Retry-After. */
-export class QueueUnavailableError extends Error {
-	constructor(message: string) {
-		super(message);
-		this.name = "QueueUnavailableError";
-	}
-}
-
 /**
  * Why a message went to the dead-letter queue, fit for a metric label and the `x-dead-reason`
  * header's first word (docs/hostile-input.md says what each means).

@@ -1,4 +1,5 @@
-import { Errors, type ActionSchema, type Context } from "moleculer";
+import type { ActionSchema, Context, Errors } from "moleculer";
+import { StoreReadsShedError, StoreReadTimeoutError } from "../errors";
 
 /**
  * How the store's reads give way when the store cannot serve them in time, with what Moleculer
@@ -23,23 +24,6 @@ const SMALLEST_BUDGET_MS = 20;
 export const MAX_TIME_MS_EXPIRED = 50;
 
 const seconds = (ms: number) => Math.ceil(ms / 1000);
-
-/** A read the store gave up on (or never started, its caller's time being up): 504. */
-export class StoreReadTimeoutError extends Errors.MoleculerRetryableError {
-	constructor(budgetMs: number) {
-		super(`The tasks store did not answer within ${budgetMs} ms and stopped the read`, 504, "STORE_READ_TIMEOUT", {
-			maxTimeMS: budgetMs,
-			retryAfterSeconds: seconds(HALF_OPEN_MS),
-		});
-	}
-}
-
-/** A read refused without asking the store: too many wait already, or its last ones ran out of time. 503. */
-export class StoreReadsShedError extends Errors.MoleculerRetryableError {
-	constructor(retryAfterSeconds: number) {
-		super("The tasks store is too slow for this read now; retry later", 503, "STORE_READS_SHED", { retryAfterSeconds });
-	}
-}
 
 /**
  * The options of one read action. `concurrency` reads run at once on a node and `maxQueueSize`
@@ -73,11 +57,11 @@ export function readBudgetMs(ctx: Context): number {
 
 /** Runs `read` with `maxTimeMS`; a read the store stopped, or that came too late to start, is a StoreReadTimeoutError. */
 export async function boundedRead<T>(budgetMs: number, read: (maxTimeMS: number) => Promise<T>): Promise<T> {
-	if (budgetMs < SMALLEST_BUDGET_MS) throw new StoreReadTimeoutError(Math.max(0, budgetMs));
+	if (budgetMs < SMALLEST_BUDGET_MS) throw new StoreReadTimeoutError(Math.max(0, budgetMs), seconds(HALF_OPEN_MS));
 	try {
 		return await read(budgetMs);
 	} catch (err) {
-		if ((err as { code?: unknown }).code === MAX_TIME_MS_EXPIRED) throw new StoreReadTimeoutError(budgetMs);
+		if ((err as { code?: unknown }).code === MAX_TIME_MS_EXPIRED) throw new StoreReadTimeoutError(budgetMs, seconds(HALF_OPEN_MS));
 		throw err;
 	}
 }
@@ -95,7 +79,7 @@ export function asStoreReadError(err: unknown): unknown {
 		case "SERVICE_NOT_AVAILABLE":
 			return new StoreReadsShedError(seconds(HALF_OPEN_MS));
 		case "REQUEST_TIMEOUT":
-			return new StoreReadTimeoutError(READ_TIMEOUT_MS);
+			return new StoreReadTimeoutError(READ_TIMEOUT_MS, seconds(HALF_OPEN_MS));
 		default:
 			return err;
 	}

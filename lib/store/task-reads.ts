@@ -1,4 +1,4 @@
-import { Errors } from "moleculer";
+import { InvalidCursorError, PageBeyondReachError } from "../errors";
 import type { ProcessedTask } from "../task";
 
 /**
@@ -54,14 +54,6 @@ export interface ListPlan {
 	limit: number;
 }
 
-export class InvalidCursorError extends Errors.ValidationError {
-	constructor() {
-		super("The cursor is not one this API handed out", "VALIDATION_ERROR", [
-			{ type: "cursor", field: "after", message: "The 'after' field must be the 'next' value of an earlier page." },
-		]);
-	}
-}
-
 /** Opaque to clients: base64url of `[created_at in ms, _id]`. */
 export function encodeCursor(position: ListPosition): string {
 	return Buffer.from(JSON.stringify([position.createdAt.getTime(), position.id])).toString("base64url");
@@ -87,18 +79,6 @@ export function decodeCursor(cursor: string): ListPosition {
  */
 export const NUMBERED_PAGES_REACH = 1000;
 
-export class PageBeyondReachError extends Errors.ValidationError {
-	constructor() {
-		super("The page is beyond what pages by number reach", "VALIDATION_ERROR", [
-			{
-				type: "pageReach",
-				field: "page",
-				message: `Pages by number reach the newest ${NUMBERED_PAGES_REACH} tasks (page × pageSize); for older ones follow each page's 'next' with ?after=<next>.`,
-			},
-		]);
-	}
-}
-
 /**
  * A page by number (moleculer-db's shape, for the first pages: the store walks `skip` entries of
  * the index) or after a cursor (a range on the index, as fast at any depth). The position is
@@ -107,7 +87,7 @@ export class PageBeyondReachError extends Errors.ValidationError {
  * make it walk the index from the newest entry), and MongoDB sets its index bounds from it.
  */
 export function listPlan(pageSize: number, page: number, after?: ListPosition, query: TaskQuery = {}): ListPlan {
-	if (!after && page * pageSize > NUMBERED_PAGES_REACH) throw new PageBeyondReachError();
+	if (!after && page * pageSize > NUMBERED_PAGES_REACH) throw new PageBeyondReachError(NUMBERED_PAGES_REACH);
 	if (!after) return { filter: { ...query }, skip: (page - 1) * pageSize, limit: pageSize + 1 };
 	return {
 		filter: {
@@ -118,11 +98,4 @@ export function listPlan(pageSize: number, page: number, after?: ListPosition, q
 		skip: 0,
 		limit: pageSize + 1,
 	};
-}
-
-/** 404, named as moleculer-db names it. */
-export class EntityNotFoundError extends Errors.MoleculerClientError {
-	constructor(id: string) {
-		super("Entity not found", 404, "ENTITY_NOT_FOUND", { id });
-	}
 }

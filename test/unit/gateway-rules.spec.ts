@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { ServiceBroker } from "moleculer";
 import { config, loadConfig } from "../../lib/config";
 import TasksService from "../../services/tasks.service";
-import { QueueUnavailableError } from "../../lib/queue/task-queue";
+import { QueueUnavailableError } from "../../lib/errors";
 import type { TaskStore } from "../../lib/store/task-store";
 import { READ_TIMEOUT_MS } from "../../lib/store/read-shedding";
 import type { AcceptedTask } from "../../lib/task";

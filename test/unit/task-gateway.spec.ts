@@ -1,5 +1,5 @@
 import { gzipSync } from "node:zlib";
-import { QueueUnavailableError } from "../../lib/queue/task-queue";
+import { QueueUnavailableError } from "../../lib/errors";
 import { READ_TIMEOUT_MS } from "../../lib/store/read-shedding";
 import type { TaskPage } from "../../lib/store/task-reads";
 import type { TaskStore } from "../../lib/store/task-store";

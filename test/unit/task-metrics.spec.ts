@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
-import { DEAD_LETTER_REASONS, QueueUnavailableError } from "../../lib/queue/task-queue";
+import { QueueUnavailableError } from "../../lib/errors";
+import { DEAD_LETTER_REASONS } from "../../lib/queue/task-queue";
 import { newTask } from "../../lib/task";
 import { taskMetricsOf } from "../../lib/task-metrics";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
