@@ -41,7 +41,9 @@ const CONNECTIONS = 64;
 export const FIRST_WARM_UP_TASKS = 100_000;
 /** Before each later run: the connection pools and the queue settle. */
 export const WARM_UP_TASKS = 10_000;
-const PEER_SOURCE = path.resolve(ROOT, "../shared/peers/gin");
+/** The Go peer beside the checkout (/work/main), or beside the worktrees' folder (/work/wt/<branch>). */
+const PEER_SOURCE =
+	[path.resolve(ROOT, "../shared/peers/gin"), path.resolve(ROOT, "../../shared/peers/gin")].find(existsSync) ?? path.resolve(ROOT, "../shared/peers/gin");
 const PEER_BUILD = path.join(STACK, "peer-gin");
 const PEER_RUN = path.join(STACK, "peer-gin-run");
 const PEER_PORT = 5003;
