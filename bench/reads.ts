@@ -11,7 +11,7 @@ import TasksService from "../services/tasks.service";
 import { createDbServiceMixin } from "../mixins/db.mixin";
 import { config } from "../lib/config";
 import { encodeCursor, readBudgetMs } from "../lib/store/task-reads";
-import { STACK } from "../scripts/stack-control";
+import { pidOf } from "../scripts/stack-control";
 import { resetStore } from "./cost";
 
 /** Its own database, dropped afterwards: the seeded millions never meet the nodes' data. */
@@ -192,7 +192,7 @@ export async function listFlood(nginx: string, mongoUri: string, nodesDb: string
 	const client = await MongoClient.connect(mongoUri);
 	const ids = await seedTo(client.db(nodesDb).collection<TaskDoc>("tasks"), FLOOD_STORED);
 	await client.close();
-	const storePid = Number(readFileSync(path.join(STACK, "run/ferretdb.pid"), "utf8"));
+	const storePid = await pidOf("ferretdb");
 	const pickId = () => ids[Math.floor(Math.random() * ids.length)];
 	const post = () => fetch(`${nginx}/flask/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"title":"benchmark task"}' });
 	const get = () => fetch(`${nginx}/go/tasks/${pickId()}`, { signal: AbortSignal.timeout(10_000) });
