@@ -215,7 +215,10 @@ export async function costDirect(shape: RunShape, queue: string, db: string): Pr
 
 /** The same through Nginx, which is how users reach the cluster. */
 export async function costThroughNginx(shape: RunShape, queue: string, db: string): Promise<CostRun> {
-	return runCost("cluster, through Nginx", await stackComponents(true), queue, db, shape, ["http://127.0.0.1:8080/flask/tasks", "http://127.0.0.1:8080/go/tasks"]);
+	return runCost("cluster, through Nginx", await stackComponents(true), queue, db, shape, [
+		"http://127.0.0.1:8080/flask/tasks",
+		"http://127.0.0.1:8080/go/tasks",
+	]);
 }
 
 /** CPU-ms per 1,000 tasks of `run` over those of `reference`, component by component, and tasks/s likewise. */

@@ -3,7 +3,6 @@
 // of slow lists against the running stack while tasks are posted and read by id.
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { MongoClient, type Collection } from "mongodb";

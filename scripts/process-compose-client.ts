@@ -44,7 +44,9 @@ export function callApi<T>(method: "GET" | "POST" | "PATCH", route: string): Pro
 			});
 		});
 		req.on("timeout", () => req.destroy(new Error(`process-compose ${method} ${route}: no answer within 30 s`)));
-		req.on("error", err => reject(new Error(`process-compose is not answering on ${SOCKET} (is the stack up? npm run stack:up): ${err.message}`, { cause: err })));
+		req.on("error", err =>
+			reject(new Error(`process-compose is not answering on ${SOCKET} (is the stack up? npm run stack:up): ${err.message}`, { cause: err })),
+		);
 		req.end();
 	});
 }

@@ -57,7 +57,8 @@ export async function stackNodes(): Promise<StackNode[]> {
 
 /** The process of a component: a process name (rabbitmq, rq2, nginx...) or a node id. */
 function resolve(component: string, states: ProcessState[]): ProcessState {
-	const found = states.find(process => process.name === component && !REPLICA_NAME.test(component)) ?? states.find(process => nodeOf(process)?.id === component);
+	const found =
+		states.find(process => process.name === component && !REPLICA_NAME.test(component)) ?? states.find(process => nodeOf(process)?.id === component);
 	if (!found || isStep(found) || found.status === "Disabled") {
 		const known = states.filter(process => !isStep(process) && process.status !== "Disabled").map(process => nodeOf(process)?.id ?? process.name);
 		throw new Error(`unknown component '${component}'; try one of: ${known.join(" ")}`);
@@ -82,7 +83,8 @@ function logFiles(process: ProcessState): string[] {
 	const node = nodeOf(process);
 	if (node) return [path.join(logs, `${node.role}.replica${Number(node.id.split("-").pop()) - 1}.log`)];
 	if (process.name === "nginx") return [path.join(logs, "nginx.log")];
-	if (/^rq\d$/.test(process.name)) return [path.join(logs, `${process.name}.log`), path.join(STACK, `rabbitmq/${process.name}/log/${process.name}@localhost.log`)];
+	if (/^rq\d$/.test(process.name))
+		return [path.join(logs, `${process.name}.log`), path.join(STACK, `rabbitmq/${process.name}/log/${process.name}@localhost.log`)];
 	return [path.join(logs, `${process.name}.log`)];
 }
 
@@ -95,7 +97,9 @@ function describeNotReady(wanted: (process: ProcessState) => boolean) {
 
 function describeFailed(states: ProcessState[]): string | undefined {
 	const failed = states.filter(hasFailed);
-	return failed.length ? `failed: ${failed.map(process => `${process.name} (${process.status}, exit ${process.exit_code})`).join(", ")}\n${logTails(failed)}` : undefined;
+	return failed.length
+		? `failed: ${failed.map(process => `${process.name} (${process.status}, exit ${process.exit_code})`).join(", ")}\n${logTails(failed)}`
+		: undefined;
 }
 
 async function awaitReady(names: string[], timeoutMs: number): Promise<void> {
@@ -176,7 +180,9 @@ async function restart(component: string, timeoutMs: number): Promise<void> {
 	const process = resolve(component, await processes());
 	if (/^rq\d$/.test(process.name) && isRunning(process)) {
 		const timeout = String(timeoutMs / 1000);
-		await promisify(execFile)(STACK_SCRIPT, ["rabbitmq-cli", process.name, "rabbitmq-upgrade", "await_online_quorum_plus_one", "--timeout", timeout], { cwd: ROOT }).catch(err => {
+		await promisify(execFile)(STACK_SCRIPT, ["rabbitmq-cli", process.name, "rabbitmq-upgrade", "await_online_quorum_plus_one", "--timeout", timeout], {
+			cwd: ROOT,
+		}).catch(err => {
 			throw new Error(`some quorum queue would lose its majority without ${process.name}`, { cause: err });
 		});
 	}

@@ -260,56 +260,57 @@ rabbit_management_ports() {
 	for ((index = 1; index <= RABBIT_NODES; index++)); do echo $((RABBIT_MANAGEMENT_PORT + index - 1)); done | paste -sd,
 }
 
+# How the nodes and the clients reach the stack's servers: in node.env and stack.env alike.
+connection_settings() {
+	cat <<-EOF
+		NAMESPACE=$NAMESPACE
+		RABBIT_HOST=127.0.0.1
+		RABBIT_PORT=$RABBIT_PORT
+		RABBIT_HOSTS=$(rabbit_hosts)
+		RABBIT_QUEUE=$RABBIT_QUEUE
+		RABBIT_QUEUE_TYPE=$RABBIT_QUEUE_TYPE
+		MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
+		DB_NAME=$DB_NAME
+		FLASK_PORT=$FLASK_PORT
+		GO_PORT=$GO_PORT
+		MAX_BODY_BYTES=$MAX_BODY_BYTES
+	EOF
+}
+
 # What every node starts with (process-compose.yaml reads it at each start). Every node runs a
 # `tasks` store beside its role, as in docker-compose, and the image's V8 settings: a smaller young
 # generation and a capped old one keep its peak RSS down (see the Dockerfile).
 write_node_env() {
-	cat >"$STACK/node.env" <<-EOF
-		# Written by scripts/stack.sh up: the settings of every Moleculer node of the local stack.
-		NO_COLOR=1
-		NODE_OPTIONS='${NODE_OPTIONS:---max-semi-space-size=8 --max-old-space-size=96}'
-		NODE_FLAGS='${NODE_FLAGS:-}'
-		SERVICEDIR=dist/services
-		NAMESPACE=$NAMESPACE
-		RABBIT_HOST=127.0.0.1
-		RABBIT_PORT=$RABBIT_PORT
-		RABBIT_HOSTS=$(rabbit_hosts)
-		RABBIT_QUEUE=$RABBIT_QUEUE
-		RABBIT_QUEUE_TYPE=$RABBIT_QUEUE_TYPE
-		MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
-		DB_NAME=$DB_NAME
-		FLASK_PORT=$FLASK_PORT
-		GO_PORT=$GO_PORT
-		MAX_BODY_BYTES=$MAX_BODY_BYTES
-		LOG_LEVEL=$LOG_LEVEL
-		METRICS_BASE_PORT=$METRICS_BASE_PORT
-	EOF
+	{
+		echo "# Written by scripts/stack.sh up: the settings of every Moleculer node of the local stack."
+		connection_settings
+		cat <<-EOF
+			NO_COLOR=1
+			NODE_OPTIONS='${NODE_OPTIONS:---max-semi-space-size=8 --max-old-space-size=96}'
+			NODE_FLAGS='${NODE_FLAGS:-}'
+			SERVICEDIR=dist/services
+			LOG_LEVEL=$LOG_LEVEL
+			METRICS_BASE_PORT=$METRICS_BASE_PORT
+		EOF
+	} >"$STACK/node.env"
 }
 
 write_stack_env() {
-	cat >"$STACK/stack.env" <<-EOF
-		# Written by scripts/stack.sh up: how clients (npm run repl, the e2e tests) reach the local stack.
-		NAMESPACE=$NAMESPACE
-		RABBIT_HOST=127.0.0.1
-		RABBIT_PORT=$RABBIT_PORT
-		RABBIT_HOSTS=$(rabbit_hosts)
-		RABBIT_NODES=$RABBIT_NODES
-		RABBIT_QUEUE=$RABBIT_QUEUE
-		RABBIT_QUEUE_TYPE=$RABBIT_QUEUE_TYPE
-		RABBITMQ_MANAGEMENT_PORT=$RABBIT_MANAGEMENT_PORT
-		RABBITMQ_MANAGEMENT_PORTS=$(rabbit_management_ports)
-		MONGO_URI=mongodb://127.0.0.1:$MONGO_PORT/
-		DB_NAME=$DB_NAME
-		NGINX_PORT=$NGINX_PORT
-		FLASK_PORT=$FLASK_PORT
-		GO_PORT=$GO_PORT
-		MAX_BODY_BYTES=$MAX_BODY_BYTES
-		STACK_NODES=$(nodes | paste -sd,)
-		WORKER_PY_COUNT=$WORKER_PY_COUNT
-		WORKER_GO_COUNT=$WORKER_GO_COUNT
-		PROMETHEUS_PORT=$PROMETHEUS_PORT
-		STACK_METRICS=$(for node in $(nodes); do echo "$node=127.0.0.1:$(metrics_port "$node")"; done | paste -sd,)
-	EOF
+	{
+		echo "# Written by scripts/stack.sh up: how clients (npm run repl, the e2e tests) reach the local stack."
+		connection_settings
+		cat <<-EOF
+			RABBIT_NODES=$RABBIT_NODES
+			RABBITMQ_MANAGEMENT_PORT=$RABBIT_MANAGEMENT_PORT
+			RABBITMQ_MANAGEMENT_PORTS=$(rabbit_management_ports)
+			NGINX_PORT=$NGINX_PORT
+			STACK_NODES=$(nodes | paste -sd,)
+			WORKER_PY_COUNT=$WORKER_PY_COUNT
+			WORKER_GO_COUNT=$WORKER_GO_COUNT
+			PROMETHEUS_PORT=$PROMETHEUS_PORT
+			STACK_METRICS=$(for node in $(nodes); do echo "$node=127.0.0.1:$(metrics_port "$node")"; done | paste -sd,)
+		EOF
+	} >"$STACK/stack.env"
 }
 
 # What process-compose.yaml reads: ${...} in it comes from these.
