@@ -30,6 +30,8 @@ export { ROOT, STACK };
  * them; the Moleculer nodes are replicas of their role, replica k being node <role>-(k+1).
  */
 
+/** How long a component may take to be ready again (STACK_TIMEOUT, as `up` reads it). */
+const DEFAULT_TIMEOUT_MS = Number(process.env.STACK_TIMEOUT ?? 60) * 1000;
 const ROLES = ["api-flask", "api-go", "worker-py", "worker-go"] as const;
 const WORKER_ROLES = ["worker-py", "worker-go"] as const;
 const REPLICA_NAME = new RegExp(`^(${ROLES.join("|")})(?:-(\\d+))?$`);
@@ -133,19 +135,21 @@ async function up(timeoutMs: number, counts: Record<(typeof WORKER_ROLES)[number
 	);
 }
 
-async function status(): Promise<boolean> {
+/** One line per process, and whether every one that should run is up. */
+async function status(): Promise<{ lines: string[]; healthy: boolean }> {
 	const env = existsSync(STACK_ENV) ? stackEnv() : {};
+	const lines: string[] = [];
 	let healthy = true;
-	for (const process of await processes()) {
-		if (isStep(process) || process.status === "Disabled") continue;
+	const shown = (await processes()).filter(process => !isStep(process) && process.status !== "Disabled");
+	for (const process of shown.sort((a, b) => a.name.localeCompare(b.name))) {
 		const node = nodeOf(process);
 		const off = node && WORKER_ROLES.some(role => role === node.role && env[`${role.replace("-", "_").toUpperCase()}_COUNT`] === "0");
 		const state = isReady(process) ? "up" : off ? "off" : "down";
 		if (state === "down") healthy = false;
 		const detail = isRunning(process) ? `pid ${process.pid}, ${process.status}, ${process.is_ready}, restarts ${process.restarts}` : process.status;
-		console.log(`${(node?.id ?? process.name).padEnd(12)} ${state.padEnd(5)} ${detail} (process ${process.name})`);
+		lines.push(`${(node?.id ?? process.name).padEnd(12)} ${state.padEnd(5)} ${detail} (process ${process.name})`);
 	}
-	return healthy;
+	return { lines, healthy };
 }
 
 /**
@@ -153,7 +157,7 @@ async function status(): Promise<boolean> {
  * queue. Unlike a crash, the process stays down (the tool's own stop, sent while it waits to be
  * restarted) until `start`.
  */
-async function kill(component: string): Promise<void> {
+export async function kill(component: string): Promise<void> {
 	const process = resolve(component, await processes());
 	if (!isRunning(process)) throw new Error(`${component} is not running`);
 	await signalProcess(process.name, 9);
@@ -166,7 +170,7 @@ async function kill(component: string): Promise<void> {
 	console.log(`[stack] ${component} killed (SIGKILL, pid ${process.pid}) and kept down until \`start\``);
 }
 
-async function start(component: string, timeoutMs: number): Promise<void> {
+export async function start(component: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
 	const process = resolve(component, await processes());
 	if (!isRunning(process)) await startProcess(process.name);
 	await awaitReady([process.name], timeoutMs);
@@ -176,7 +180,7 @@ async function start(component: string, timeoutMs: number): Promise<void> {
  * The tool's restart: a graceful stop, then a start. A RabbitMQ node of the cluster restarts only
  * once every quorum queue would keep a majority without it, as an operator would restart it.
  */
-async function restart(component: string, timeoutMs: number): Promise<void> {
+export async function restart(component: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
 	const process = resolve(component, await processes());
 	if (/^rq\d$/.test(process.name) && isRunning(process)) {
 		const timeout = String(timeoutMs / 1000);
@@ -201,10 +205,25 @@ const scriptEnv = { ...process.env };
 delete scriptEnv.NODE_ENV;
 
 /**
- * Runs `scripts/stack.sh <args>` (restart, kill, start, status, up) and resolves once it has
- * finished, i.e. once the component is ready again; rejects with the script's output.
+ * A command of `scripts/stack.sh` and resolves once it has finished, i.e. once the component is
+ * ready again: status (rejects when something is down), kill, start and restart straight through
+ * the REST API, anything else (up) through the script; rejects with what went wrong.
  */
-export async function stackCommand(...args: string[]): Promise<void> {
+export async function stackCommand(command: string, component = ""): Promise<void> {
+	switch (command) {
+		case "status": {
+			const { lines, healthy } = await status();
+			if (!healthy) throw new Error(`the local stack is not all up:\n${lines.join("\n")}`);
+			return;
+		}
+		case "kill":
+			return kill(component);
+		case "start":
+			return start(component);
+		case "restart":
+			return restart(component);
+	}
+	const args = [command, component].filter(Boolean);
 	try {
 		await execFileAsync(STACK_SCRIPT, args, { cwd: ROOT, env: scriptEnv, timeout: 180_000 });
 	} catch (err) {
@@ -353,19 +372,21 @@ function rssMb(pid: number, field: "VmRSS" | "VmHWM"): number {
 
 /** The CLI behind scripts/stack.sh's runtime commands. */
 async function main([command, ...args]: string[]): Promise<void> {
-	const timeoutMs = Number(process.env.STACK_TIMEOUT ?? 60) * 1000;
 	switch (command) {
 		case "up":
 			return up(Number(args[0]) * 1000, { "worker-py": Number(args[1]), "worker-go": Number(args[2]) });
-		case "status":
-			if (!(await status())) process.exitCode = 1;
+		case "status": {
+			const { lines, healthy } = await status();
+			console.log(lines.join("\n"));
+			if (!healthy) process.exitCode = 1;
 			return;
+		}
 		case "kill":
 			return kill(required(args[0], "kill"));
 		case "start":
-			return start(required(args[0], "start"), timeoutMs);
+			return start(required(args[0], "start"));
 		case "restart":
-			return restart(required(args[0], "restart"), timeoutMs);
+			return restart(required(args[0], "restart"));
 		case "log-files":
 			for (const file of logFiles(resolve(required(args[0], "show the log of"), await processes()))) if (existsSync(file)) console.log(file);
 			return;

@@ -172,22 +172,34 @@ build_tools() {
 
 # --- configuration ----------------------------------------------------------------------------
 
-# RabbitMQ: Debian's node gets its management plugin; each cluster node its own config and plugins.
+# Each RabbitMQ node's config: Debian's node in .stack/rabbitmq/rabbit, the cluster's in
+# .stack/rabbitmq/rqN with its own plugins file. AMQP and the management UI listen on loopback only
+# (Nginx's /rabbitmq/ is the UI's way in); process-compose.yaml keeps epmd and Erlang distribution there too.
 write_rabbitmq_files() {
 	local index dir
 	if ((RABBIT_NODES == 1)); then
 		rabbitmq-plugins -q enable --offline rabbitmq_management >/dev/null
-		return 0
-	fi
-	for index in 1 2 3; do
-		dir=$STACK/rabbitmq/rq$index
-		mkdir -p "$dir/mnesia" "$dir/log"
+		dir=$STACK/rabbitmq/rabbit
+		mkdir -p "$dir"
 		cat >"$dir/rabbitmq.conf" <<-CONF
-			# Written by scripts/stack.sh: node rq$index@localhost of the local 3-node cluster.
-			management.tcp.port = $((RABBIT_MANAGEMENT_PORT + index - 1))
+			# Written by scripts/stack.sh: Debian's RabbitMQ node as the local stack runs it.
+			listeners.tcp.default = 127.0.0.1:$RABBIT_PORT
+			management.tcp.ip = 127.0.0.1
+			management.tcp.port = $RABBIT_MANAGEMENT_PORT
 		CONF
-		echo "[rabbitmq_management]." >"$dir/enabled_plugins"
-	done
+	else
+		for index in 1 2 3; do
+			dir=$STACK/rabbitmq/rq$index
+			mkdir -p "$dir/mnesia" "$dir/log"
+			cat >"$dir/rabbitmq.conf" <<-CONF
+				# Written by scripts/stack.sh: node rq$index@localhost of the local 3-node cluster.
+				listeners.tcp.default = 127.0.0.1:$((RABBIT_PORT + index - 1))
+				management.tcp.ip = 127.0.0.1
+				management.tcp.port = $((RABBIT_MANAGEMENT_PORT + index - 1))
+			CONF
+			echo "[rabbitmq_management]." >"$dir/enabled_plugins"
+		done
+	fi
 	chown -R rabbitmq:rabbitmq "$STACK/rabbitmq"
 }
 
@@ -289,6 +301,7 @@ write_node_env() {
 			NODE_OPTIONS='${NODE_OPTIONS:---max-semi-space-size=8 --max-old-space-size=96}'
 			NODE_FLAGS='${NODE_FLAGS:-}'
 			SERVICEDIR=dist/services
+			BIND_ADDRESS=127.0.0.1
 			LOG_LEVEL=$LOG_LEVEL
 			METRICS_BASE_PORT=$METRICS_BASE_PORT
 		EOF
@@ -420,11 +433,15 @@ up() {
 	if metrics_on; then write_prometheus_config; fi
 	write_node_env
 	export_settings
-	if ! supervised; then
+	if supervised; then
+		nginx -p "$STACK/nginx/" -e "$LOGS/nginx.log" -c nginx.conf -s reload # picks up template changes
+	else
 		check_ports_free
 		say "starting the declared stack (process-compose.yaml; log: .stack/logs/process-compose.log)"
 		rm -f "$PC_SOCKET_PATH"
-		(cd "$ROOT" && "$PROCESS_COMPOSE" up --detached --keep-project --disable-dotenv --use-uds \
+		# --ordered-shutdown: `down` stops the nodes before what they depend on, so that they store
+		# and ack their in-flight work first.
+		(cd "$ROOT" && "$PROCESS_COMPOSE" up --detached --keep-project --ordered-shutdown --disable-dotenv --use-uds \
 			--config process-compose.yaml --log-file "$LOGS/process-compose.log" >"$LOGS/process-compose.out" 2>&1) ||
 			die "process-compose did not start" "$LOGS/process-compose.out"
 	fi
