@@ -55,6 +55,19 @@ export async function processes(): Promise<ProcessState[]> {
 	return (await callApi<{ data: ProcessState[] }>("GET", "/processes")).data;
 }
 
+/** The processes, once process-compose answers: a detached one opens its socket a moment after it starts. */
+export async function processesOnceUp(timeoutMs: number): Promise<ProcessState[]> {
+	const deadline = Date.now() + timeoutMs;
+	for (;;) {
+		try {
+			return await processes();
+		} catch (err) {
+			if (Date.now() > deadline) throw err;
+			await sleep(100);
+		}
+	}
+}
+
 export async function processState(name: string): Promise<ProcessState> {
 	const found = (await processes()).find(process => process.name === name);
 	if (!found) throw new Error(`process-compose runs no process '${name}'`);

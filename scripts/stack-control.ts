@@ -10,6 +10,7 @@ import {
 	isRunning,
 	isStep,
 	processes,
+	processesOnceUp,
 	processState,
 	restartProcess,
 	ROOT,
@@ -118,7 +119,7 @@ const replicasOf = (role: string, states: ProcessState[]) => states.filter(proce
  * and waits until all are ready.
  */
 async function up(timeoutMs: number, counts: Record<(typeof WORKER_ROLES)[number], number>): Promise<void> {
-	let states = await processes();
+	let states = await processesOnceUp(timeoutMs);
 	for (const role of WORKER_ROLES) {
 		const replicas = replicasOf(role, states);
 		if (replicas.length !== Math.max(counts[role], 1)) await scaleProcess(replicas[0].name, Math.max(counts[role], 1));
