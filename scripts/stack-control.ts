@@ -173,7 +173,8 @@ export async function kill(component: string): Promise<void> {
 
 export async function start(component: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
 	const process = resolve(component, await processes());
-	if (!isRunning(process)) await startProcess(process.name);
+	// One that waits to be restarted after a crash comes back by itself.
+	if (!isRunning(process) && process.status !== "Restarting") await startProcess(process.name);
 	await awaitReady([process.name], timeoutMs);
 }
 
