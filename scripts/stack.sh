@@ -178,7 +178,8 @@ build_tools() {
 write_rabbitmq_files() {
 	local index dir
 	if ((RABBIT_NODES == 1)); then
-		rabbitmq-plugins -q enable --offline rabbitmq_management >/dev/null
+		# rabbitmq-plugins starts an Erlang VM: only when the plugin is not on yet.
+		grep -qs rabbitmq_management /etc/rabbitmq/enabled_plugins || rabbitmq-plugins -q enable --offline rabbitmq_management >/dev/null
 		dir=$STACK/rabbitmq/rabbit
 		mkdir -p "$dir"
 		cat >"$dir/rabbitmq.conf" <<-CONF

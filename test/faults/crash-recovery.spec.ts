@@ -1,8 +1,10 @@
 import { MongoClient } from "mongodb";
 import { setTimeout as sleep } from "node:timers/promises";
+import path from "node:path";
+import { publishReport, seconds, textTable } from "../support/fault-report";
 import { postTask, titled } from "../support/http";
 import { gatewaysReady, removeTestTasks, runTag, type Stack } from "../support/stack";
-import { stackNodes, type StackNode } from "../../scripts/stack-control";
+import { STACK, stackNodes, type StackNode } from "../../scripts/stack-control";
 
 /**
  * A node that crashes comes back by itself, as compose brings a container back: each node here
@@ -12,6 +14,8 @@ import { stackNodes, type StackNode } from "../../scripts/stack-control";
 
 const BACK_WITHIN_MS = 5000;
 const TAG = runTag();
+/** Each node's time from its SIGKILL to its first task stored or accepted, for the report. */
+const recoveries: string[][] = [];
 
 /** The running node `id`, as process-compose reports it. */
 async function node(id: string): Promise<StackNode | undefined> {
@@ -46,6 +50,7 @@ describe("a SIGKILLed node is back without a command", () => {
 	});
 
 	afterAll(async () => {
+		publishReport(textTable(["SIGKILLed node", "back (first task stored or accepted)"], recoveries), path.join(STACK, "crash-recovery-report.txt"));
 		await removeTestTasks(mongo, stack, `^${TAG} `);
 	});
 
@@ -60,6 +65,7 @@ describe("a SIGKILLed node is back without a command", () => {
 			return (await tasks.countDocuments({ title: { $regex: `^${TAG} ${id} ` }, node_id: id })) > 0;
 		});
 		const after = await node(id);
+		recoveries.push([id, seconds(storedByNode - killedAt)]);
 
 		expect(storedByNode - killedAt).toBeLessThan(BACK_WITHIN_MS);
 		expect(after).toMatchObject({ id, role: before.role, process: before.process });
@@ -71,6 +77,7 @@ describe("a SIGKILLed node is back without a command", () => {
 		const { killedAt, before } = await crash("api-flask-1");
 		const accepted = await firstSuccess("a 202 from api-flask-1", async () => (await postTask(direct, titled(`${TAG} api-flask-1`))).status === 202);
 		const after = await node("api-flask-1");
+		recoveries.push(["api-flask-1", seconds(accepted - killedAt)]);
 
 		expect(accepted - killedAt).toBeLessThan(BACK_WITHIN_MS);
 		expect(after).toMatchObject({ id: "api-flask-1", role: "api-flask", process: before.process });
