@@ -84,19 +84,23 @@ export const scaleProcess = (name: string, count: number) => callApi("PATCH", `/
 
 /**
  * Polls the processes until `done` says the wanted state is reached; throws `failure(states)`'s
- * message when it returns one, or after `timeoutMs` with `describe(states)`.
+ * message when it returns one, or with `describe(states)` once `timeoutMs` pass with no process
+ * getting ready or done: each may take that long, as they come up one after the other.
  */
 export async function awaitStates(
 	done: (states: ProcessState[]) => boolean,
 	options: { timeoutMs: number; describe: (states: ProcessState[]) => string; failure?: (states: ProcessState[]) => string | undefined },
 ): Promise<ProcessState[]> {
-	const deadline = Date.now() + options.timeoutMs;
+	let deadline = Date.now() + options.timeoutMs;
+	let settled = -1;
 	for (;;) {
 		const states = await processes();
 		if (done(states)) return states;
 		const failed = options.failure?.(states);
 		if (failed) throw new Error(failed);
-		if (Date.now() > deadline) throw new Error(`${options.describe(states)} within ${options.timeoutMs / 1000} s`);
+		const nowSettled = states.filter(process => isReady(process) || process.status === "Completed").length;
+		if (nowSettled > settled) [settled, deadline] = [nowSettled, Date.now() + options.timeoutMs];
+		if (Date.now() > deadline) throw new Error(`${options.describe(states)} (nothing got ready for ${options.timeoutMs / 1000} s)`);
 		await sleep(200);
 	}
 }
