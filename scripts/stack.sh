@@ -138,9 +138,15 @@ install_packages() {
 	((${#missing[@]} > 0)) || return 0
 	say "installing Debian packages: ${missing[*]} (apt-get; takes a few minutes the first time)"
 	apt-get update -qq >"$LOGS/apt.log" 2>&1 || die "apt-get update failed" "$LOGS/apt.log"
-	# Installing a service starts it where a service manager runs; the stack runs its own nodes.
-	env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${missing[@]}" >>"$LOGS/apt.log" 2>&1 ||
+	# Debian starts a service it installs, unless policy-rc.d says no: the stack runs its own
+	# RabbitMQ, Nginx and Prometheus, on the same ports.
+	local policy=/usr/sbin/policy-rc.d ours=false
+	if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && ours=true; fi
+	env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >>"$LOGS/apt.log" 2>&1 || {
+		if $ours; then rm -f "$policy"; fi
 		die "apt-get install ${missing[*]} failed" "$LOGS/apt.log"
+	}
+	if $ours; then rm -f "$policy"; fi
 }
 
 # go_tool <name> <source files...>: builds tools/<name> into .stack/bin/<name> once, and again only
@@ -415,7 +421,7 @@ check_ports_free() {
 	if ((RABBIT_NODES > 1)); then ports+=("$RABBIT_PORT" $((RABBIT_PORT + 1)) $((RABBIT_PORT + 2))); else ports+=("$RABBIT_PORT"); fi
 	if metrics_on; then ports+=("$PROMETHEUS_PORT"); fi
 	for port in "${ports[@]}"; do
-		port_open "$port" && die "port $port is taken by another process (a RabbitMQ service apt started? \`service rabbitmq-server stop\`); stop it first"
+		port_open "$port" && die "port $port is taken by another process (Debian's rabbitmq-server, nginx or prometheus service? \`service <name> stop\`); stop it first"
 	done
 	return 0
 }
