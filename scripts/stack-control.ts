@@ -156,9 +156,9 @@ async function status(): Promise<{ lines: string[]; healthy: boolean }> {
 /**
  * SIGKILL, as a crash would: no graceful stop, so the node's unacked deliveries go back to the
  * queue. Unlike a crash, the process stays down (the tool's own stop, sent while it waits to be
- * restarted) until `start`.
+ * restarted) until `start`. Resolves with the pid it killed.
  */
-export async function kill(component: string): Promise<void> {
+export async function kill(component: string): Promise<number> {
 	const process = resolve(component, await processes());
 	if (!isRunning(process)) throw new Error(`${component} is not running`);
 	await signalProcess(process.name, 9);
@@ -168,7 +168,7 @@ export async function kill(component: string): Promise<void> {
 	});
 	await stopProcess(process.name);
 	await awaitStates(states => !isRunning(resolve(component, states)), { timeoutMs: 30_000, describe: () => `${component} did not stop` });
-	console.log(`[stack] ${component} killed (SIGKILL, pid ${process.pid}) and kept down until \`start\``);
+	return process.pid;
 }
 
 export async function start(component: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
@@ -219,7 +219,8 @@ export async function stackCommand(command: string, component = ""): Promise<voi
 			return;
 		}
 		case "kill":
-			return kill(component);
+			await kill(component);
+			return;
 		case "start":
 			return start(component);
 		case "restart":
@@ -383,8 +384,11 @@ async function main([command, ...args]: string[]): Promise<void> {
 			if (!healthy) process.exitCode = 1;
 			return;
 		}
-		case "kill":
-			return kill(required(args[0], "kill"));
+		case "kill": {
+			const pid = await kill(required(args[0], "kill"));
+			console.log(`[stack] ${args[0]} killed (SIGKILL, pid ${pid}) and kept down until \`start\``);
+			return;
+		}
 		case "start":
 			return start(required(args[0], "start"));
 		case "restart":
