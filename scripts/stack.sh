@@ -163,7 +163,7 @@ go_tool() {
 	if [[ -x $ROOT/tools/$name/build.sh ]]; then
 		"$ROOT/tools/$name/build.sh" "$bin.tmp" >"$LOGS/$name-build.log" 2>&1 || die "building $name failed" "$LOGS/$name-build.log"
 	else
-		(cd "$ROOT/tools/$name" && go build -trimpath -o "$bin.tmp" "$(go list -f '{{.Path}}' tool)") >"$LOGS/$name-build.log" 2>&1 ||
+		(cd "$ROOT/tools/$name" && go build -trimpath -o "$bin.tmp" "$(go list -f '{{.ImportPath}}' tool)") >"$LOGS/$name-build.log" 2>&1 ||
 			die "building $name failed" "$LOGS/$name-build.log"
 	fi
 	mv "$bin.tmp" "$bin"
