@@ -8,7 +8,7 @@ import { MongoClient } from "mongodb";
 import { cpuMsOf, measureCpu, pidListeningOn, withChildren, type Components, type CpuPerTask } from "./cpu";
 import { postTasks } from "./load";
 import { LIST_INDEX, LIST_SORT } from "../lib/store/task-reads";
-import { rabbitPorts, rabbitUrl, ROOT, STACK, stackNodes } from "../scripts/stack-control";
+import { pidOf, rabbitPorts, rabbitUrl, ROOT, STACK, stackNodes } from "../scripts/stack-control";
 
 /**
  * The cost phase: a fixed number of tasks through the cluster, timed until every one is stored,
@@ -49,19 +49,18 @@ const PEER_QUEUE = "peer_task_queue";
 const PEER_DB = "notes_tasks_bench_peer";
 
 /** FerretDB and RabbitMQ's Erlang VMs (one, or the cluster's three): shared by the cluster and the peer. */
-function sharedServers(): Components {
-	const ferretdb = Number(readFileSync(path.join(STACK, "run/ferretdb.pid"), "utf8"));
-	return { store: [ferretdb], rabbitmq: rabbitPorts().map(pidListeningOn) };
+async function sharedServers(): Promise<Components> {
+	return { store: [await pidOf("ferretdb")], rabbitmq: rabbitPorts().map(pidListeningOn) };
 }
 
-function stackComponents(withNginx: boolean): Components {
-	const nodes = stackNodes();
+async function stackComponents(withNginx: boolean): Promise<Components> {
+	const nodes = await stackNodes();
 	const components: Components = {
 		gateways: nodes.filter(node => node.role.startsWith("api-")).map(node => node.pid),
 		workers: nodes.filter(node => node.role.startsWith("worker-")).map(node => node.pid),
-		...sharedServers(),
+		...(await sharedServers()),
 	};
-	if (withNginx) components.nginx = withChildren(Number(readFileSync(path.join(STACK, "nginx/nginx.pid"), "utf8")));
+	if (withNginx) components.nginx = withChildren(await pidOf("nginx"));
 	return components;
 }
 
@@ -242,16 +241,19 @@ async function runCost(
 }
 
 /** Tasks posted straight to both gateways, half each: the figure to set beside the peer's. */
-export function costDirect(shape: RunShape, queue: string, db: string): Promise<CostRun> {
-	return runCost("cluster, straight to the gateways", stackComponents(false), queue, db, shape, [
+export async function costDirect(shape: RunShape, queue: string, db: string): Promise<CostRun> {
+	return runCost("cluster, straight to the gateways", await stackComponents(false), queue, db, shape, [
 		"http://127.0.0.1:5001/tasks",
 		"http://127.0.0.1:5002/tasks",
 	]);
 }
 
 /** The same through Nginx, which is how users reach the cluster. */
-export function costThroughNginx(shape: RunShape, queue: string, db: string): Promise<CostRun> {
-	return runCost("cluster, through Nginx", stackComponents(true), queue, db, shape, ["http://127.0.0.1:8080/flask/tasks", "http://127.0.0.1:8080/go/tasks"]);
+export async function costThroughNginx(shape: RunShape, queue: string, db: string): Promise<CostRun> {
+	return runCost("cluster, through Nginx", await stackComponents(true), queue, db, shape, [
+		"http://127.0.0.1:8080/flask/tasks",
+		"http://127.0.0.1:8080/go/tasks",
+	]);
 }
 
 /** CPU-ms per 1,000 tasks of `run` over those of `reference`, component by component, and tasks/s likewise. */
@@ -306,7 +308,7 @@ export class GoPeer {
 		const workers = readdirSync(PEER_RUN)
 			.filter(file => /^worker-\d+\.pid$/.test(file))
 			.map(pid);
-		const peer = new GoPeer(port, { gateways: [pid("api.pid")], workers, ...sharedServers() }, db);
+		const peer = new GoPeer(port, { gateways: [pid("api.pid")], workers, ...(await sharedServers()) }, db);
 		try {
 			// Another process on the port would answer the load, and its CPU would not be counted.
 			if (pidListeningOn(port) !== pid("api.pid")) throw new Error(`the Go peer's api is not the process listening on port ${port}`);

@@ -7,11 +7,10 @@
 // takes minutes to seed; a later run adds only what is missing): `npm run bench` restarts the
 // nodes on it. BENCH_READS_DROP=1 drops them at the end.
 import { readFileSync } from "node:fs";
-import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
 import { encodeCursor } from "../lib/store/task-reads";
-import { STACK, useDatabase } from "../scripts/stack-control";
+import { pidOf, useDatabase } from "../scripts/stack-control";
 import { costDirect, costRatios, dropStore, GoPeer, peerUnavailable, WARM_UP_TASKS, type CostRun, type RunShape } from "./cost";
 import { peerSeededDocument, seedTasks, type SeededPosition } from "./seed";
 
@@ -114,7 +113,7 @@ async function seeded(mongoUri: string, db: string, size: number): Promise<Seede
 /** Newest page, a deep keyset page and a get by id, through both gateways, ROUNDS times. */
 async function readsAt(nginx: string, mongoUri: string, size: number) {
 	const samples = await seeded(mongoUri, readsDb(size), size);
-	useDatabase(readsDb(size));
+	await useDatabase(readsDb(size));
 	// The older half of the collection: pages after these positions are deep in it.
 	const deep = samples.slice(0, Math.max(1, Math.floor(samples.length / 2)));
 	const gateway = (i: number) => (i % 2 ? "go" : "flask");
@@ -171,7 +170,7 @@ async function secondsUntilIdle(pid: number, limitSeconds = 60): Promise<{ secon
  * store stays busy after each.
  */
 async function listFlood(nginx: string, samples: SeededPosition[]) {
-	const storePid = Number(readFileSync(path.join(STACK, "run/ferretdb.pid"), "utf8"));
+	const storePid = await pidOf("ferretdb");
 	const deep = samples.slice(0, Math.max(1, Math.floor(samples.length / 2)));
 	const post = () => fetch(`${nginx}/flask/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"title":"benchmark task"}' });
 	const get = () => fetch(`${nginx}/go/tasks/${pick(samples).id}`, { signal: AbortSignal.timeout(10_000) });
@@ -285,7 +284,7 @@ export async function readsPhase(nginx: string, mongoUri: string, queue: string,
 		const ingest = await ingestBySize(mongoUri, queue, largest);
 		return { latencies, flood, ingest };
 	} finally {
-		useDatabase(nodesDb);
+		await useDatabase(nodesDb);
 		if (process.env.BENCH_READS_DROP === "1") for (const size of SIZES) await Promise.all([dropStore(readsDb(size)), dropStore(peerReadsDb(size))]);
 	}
 }

@@ -104,9 +104,9 @@ async function endToEnd(workers: { py: number; go: number }, tasks: number): Pro
 /** Ingest with the workers stopped while the backlog grows, then the drain once they return. */
 async function backlog(sampler: RssSampler) {
 	await setWorkerCounts(0, 0);
-	const rssBefore = sampler.current("api-flask");
+	const rssBefore = await sampler.current("api-flask");
 	const ingest = await postTasks(`${NGINX}/flask/tasks`, { connections: INGEST.connections, amount: BACKLOG_TASKS });
-	const rssAfter = sampler.current("api-flask");
+	const rssAfter = await sampler.current("api-flask");
 	const waiting = await queueDepth();
 	const before = await storedCount();
 	const started = performance.now();
@@ -136,13 +136,13 @@ async function main() {
 	await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
 	await waitUntilStored(0);
 	await dropStore(BENCH_DB);
-	useDatabase(BENCH_DB);
+	await useDatabase(BENCH_DB);
 	try {
 		await measure();
 	} finally {
 		await setWorkerCounts(DEFAULT_WORKERS.py, DEFAULT_WORKERS.go);
 		await waitUntilStored(0);
-		useDatabase(null);
+		await useDatabase(null);
 		await dropStore(BENCH_DB);
 	}
 }

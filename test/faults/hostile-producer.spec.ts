@@ -201,7 +201,7 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 		publisher = await connection.createConfirmChannel();
 		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 5000 });
 		workers = stack.nodes.filter(node => node.startsWith("worker-"));
-		pidsBefore = workers.map(nodePid);
+		pidsBefore = await Promise.all(workers.map(async worker => (await nodePid(worker)) ?? Promise.reject(new Error(`${worker} is not running`))));
 		maxMessageBytes = loadConfig({}).maxMessageBytes;
 	});
 
@@ -349,8 +349,8 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 		await storedAll([fixed.id]);
 	});
 
-	it("leaves every worker process running: the same pids as before", () => {
-		expect(workers.map(nodePid)).toEqual(pidsBefore);
+	it("leaves every worker process running: the same pids as before", async () => {
+		expect(await Promise.all(workers.map(nodePid))).toEqual(pidsBefore);
 		for (const pid of pidsBefore) expect(() => process.kill(pid, 0)).not.toThrow();
 	});
 

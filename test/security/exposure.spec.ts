@@ -1,6 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
-import path from "node:path";
-import { STACK } from "../../scripts/stack-control";
+import { isRunning, processes } from "../../scripts/process-compose-client";
 import { connectToStack, type Stack } from "../support/stack";
 import { commandOf, listeningSockets, socketOwners, withDescendants } from "../support/listening-sockets";
 
@@ -19,16 +17,14 @@ describe("the local stack's listening sockets", () => {
 		stack = await connectToStack();
 	});
 
-	it("are on loopback, but for Nginx's port", () => {
+	it("are on loopback, but for Nginx's port", async () => {
 		const sockets = listeningSockets();
 		const owners = socketOwners();
 		const ownerOf = (port: number) => sockets.filter(socket => socket.port === port).map(socket => owners.get(socket.inode) as number);
-		// The stack's processes: those of its pid files (nodes, Nginx, FerretDB, Prometheus) with
-		// their children, and RabbitMQ's node and epmd, found by their well-known ports.
-		const runDir = path.join(STACK, "run");
-		const recorded = readdirSync(runDir)
-			.filter(file => file.endsWith(".pid"))
-			.map(file => Number(readFileSync(path.join(runDir, file), "utf8")));
+		// The stack's processes: those process-compose runs (nodes, Nginx, FerretDB, Prometheus,
+		// RabbitMQ) with their children, and RabbitMQ's node and epmd, found by their well-known
+		// ports (epmd detaches from the node that starts it).
+		const recorded = (await processes()).filter(isRunning).map(process => process.pid);
 		const stackPids = withDescendants([...recorded, ...ownerOf(Number(stack.env.RABBIT_PORT)), ...ownerOf(EPMD_PORT)]);
 		const ours = sockets
 			.map(socket => ({ ...socket, pid: owners.get(socket.inode) as number }))

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseEnv } from "node:util";
 import type { MongoClient } from "mongodb";
-import { ROOT, stackCommand } from "../../scripts/stack-control";
+import { ROOT, stackCommand, stackNodes } from "../../scripts/stack-control";
 import { eventually } from "./eventually";
 
 /**
@@ -119,7 +119,7 @@ export async function removeTestTasks(mongo: MongoClient | undefined, stack: Sta
 	await mongo?.close();
 }
 
-/** The pid of a local-stack node (api-flask-1, worker-py-1, ...), as stack.sh recorded it in .stack/run/<node>.pid. */
-export function nodePid(node: string): number {
-	return Number(readFileSync(path.join(ROOT, ".stack/run", `${node}.pid`), "utf8").trim());
+/** The pid of a running local-stack node (api-flask-1, worker-py-1, ...), as process-compose reports it. */
+export async function nodePid(node: string): Promise<number | undefined> {
+	return (await stackNodes()).find(candidate => candidate.id === node)?.pid;
 }
