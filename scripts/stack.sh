@@ -146,7 +146,7 @@ control() { (cd "$ROOT" && exec node_modules/.bin/tsx scripts/stack-control.ts "
 install_packages() {
 	local missing=() package
 	for package in "${PACKAGES[@]}"; do
-		dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+		dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep "ok installed" >/dev/null || missing+=("$package")
 	done
 	((${#missing[@]} > 0)) || return 0
 	say "installing Debian packages: ${missing[*]} (apt-get; takes a few minutes the first time)"
@@ -389,7 +389,7 @@ rabbit_ctl() {
 join_cluster() {
 	local node
 	for node in rq2 rq3; do
-		rq_cli "$node" rabbitmqctl cluster_status --formatter json | grep -qF '"rq1@localhost"' && continue
+		rq_cli "$node" rabbitmqctl cluster_status --formatter json | grep -F '"rq1@localhost"' >/dev/null && continue
 		say "joining $node to the cluster of rq1"
 		rq_cli "$node" rabbitmqctl stop_app && rq_cli "$node" rabbitmqctl join_cluster rq1@localhost && rq_cli "$node" rabbitmqctl start_app ||
 			die "$node could not join the cluster of rq1"
@@ -499,7 +499,7 @@ down() {
 	fi
 	rm -f "$PC_SOCKET_PATH"
 	# RabbitMQ started Erlang's port mapper daemon; it goes too unless another node uses it.
-	if ! epmd -names 2>/dev/null | grep -q "^name "; then epmd -kill >/dev/null 2>&1 || true; fi
+	if ! epmd -names 2>/dev/null | grep "^name " >/dev/null; then epmd -kill >/dev/null 2>&1 || true; fi
 	say "stack down in $(since "$started")s"
 }
 
