@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import os from "node:os";
 
 /**
@@ -108,7 +109,26 @@ function rabbitUrls(env: Env): string[] {
 	return rabbitNodes(env).map(({ host, port }) => `amqp://${user}:${password}@${host}:${port}/${vhost}`);
 }
 
-export function loadConfig(env: Env = process.env): ClusterConfig {
+/** Settings that may come from a file instead, NAME_FILE naming it: Docker and Swarm secrets. */
+const FILE_SETTINGS = ["RABBIT_USER", "RABBIT_PASSWORD", "MONGO_URI"] as const;
+
+/** The environment with each set NAME_FILE read into NAME (without its final newline); the file wins. */
+function withFileSettings(env: Env): Env {
+	const resolved = { ...env };
+	for (const name of FILE_SETTINGS) {
+		const file = env[`${name}_FILE`]?.trim();
+		if (!file) continue;
+		try {
+			resolved[name] = readFileSync(file, "utf8").replace(/\r?\n$/, "");
+		} catch (err) {
+			throw new Error(`${name}_FILE names a file that cannot be read: ${(err as Error).message}`, { cause: err });
+		}
+	}
+	return resolved;
+}
+
+export function loadConfig(given: Env = process.env): ClusterConfig {
+	const env = withFileSettings(given);
 	const metricsPort = integer(env, "METRICS_PORT", 0);
 	const urls = rabbitUrls(env);
 	return {

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { loadConfig } from "../../lib/config";
 
 describe("configuration", () => {
@@ -18,6 +21,22 @@ describe("configuration", () => {
 	it("builds the AMQP URL from the original's variables and the credentials", () => {
 		const settings = loadConfig({ RABBIT_HOST: "rabbitmq", RABBIT_PORT: "5673", RABBIT_USER: "app", RABBIT_PASSWORD: "p@ss/word" });
 		expect(settings.rabbitUrl).toBe("amqp://app:p%40ss%2Fword@rabbitmq:5673/%2F");
+	});
+
+	it("reads the credentials from the files that *_FILE names (Docker secrets), over the plain settings", () => {
+		const dir = mkdtempSync(path.join(tmpdir(), "config-secrets-"));
+		writeFileSync(path.join(dir, "password"), "s3cret/pw\n");
+		writeFileSync(path.join(dir, "uri"), "mongodb://app:pw@mongo:27017/?authSource=admin");
+		const settings = loadConfig({
+			RABBIT_HOST: "rabbitmq",
+			RABBIT_USER: "app",
+			RABBIT_PASSWORD: "ignored",
+			RABBIT_PASSWORD_FILE: path.join(dir, "password"),
+			MONGO_URI_FILE: path.join(dir, "uri"),
+		});
+		expect(settings.rabbitUrl).toBe("amqp://app:s3cret%2Fpw@rabbitmq:5672/%2F");
+		expect(settings.mongoUri).toBe("mongodb://app:pw@mongo:27017/?authSource=admin");
+		expect(() => loadConfig({ RABBIT_PASSWORD_FILE: path.join(dir, "missing") })).toThrow(/RABBIT_PASSWORD_FILE names a file that cannot be read/);
 	});
 
 	it("takes every node of RABBIT_HOSTS in order, the port defaulting to RABBIT_PORT", () => {
