@@ -218,7 +218,7 @@ teardown() {
 	if $network_created; then delete_network; fi
 	left=$(
 		ip netns list | grep -o '^nts-swarm-[a-z0-9]*' | sed 's/^/namespace:/'
-		grep -E " ($RUN|$OUT/engines)" /proc/mounts | cut -d' ' -f2 | sed 's/^/mount:/'
+		grep -E " ($RUN|$OUT/engines|/run/netns/nts-swarm)" /proc/mounts | cut -d' ' -f2 | sed 's/^/mount:/'
 		pgrep -af "$RUN/" | sed 's/^/process:/'
 	) || true
 	if [[ -n $left ]]; then

@@ -80,7 +80,7 @@ export class Repl {
 		// prettier-ignore
 		this.child = spawn("docker", [
 			"run", "--rm", "-i", "--pull", "never", "--network", STACK,
-			"-e", "RABBIT_HOST=rabbitmq", "-e", "RABBIT_USER", "-e", "RABBIT_PASSWORD", "-e", `NAMESPACE=${STACK}`,
+			"-e", "RABBIT_HOST=rabbitmq", "-e", "RABBIT_USER", "-e", "RABBIT_PASSWORD", "-e", "NAMESPACE=notes-tasks",
 			"-e", "SERVICEDIR=", "-e", "LOG_FORMAT=short", "-e", "LOG_LEVEL=warn",
 			"notes-tasks-cluster:local",
 			"node", "node_modules/moleculer/bin/moleculer-runner.js", "--config", "dist/moleculer.config.js", "--repl",
