@@ -208,13 +208,17 @@ remove_stack() {
 }
 
 teardown() {
-	local n left
+	local n left pid
 	if [[ -S $RUN/1/docker.sock ]] && engine 1 info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null | grep -q active; then
 		remove_stack
 	fi
 	for n in "${!dockerd_pids[@]}"; do engine "$n" swarm leave --force >/dev/null 2>&1 || true; done
-	for n in "${!dockerd_pids[@]}"; do stop_engine "$n" & done
-	wait
+	local stops=()
+	for n in "${!dockerd_pids[@]}"; do
+		stop_engine "$n" &
+		stops+=($!)
+	done
+	for pid in "${stops[@]}"; do wait "$pid" || true; done
 	if $network_created; then delete_network; fi
 	left=$(
 		ip netns list | grep -o '^nts-swarm-[a-z0-9]*' | sed 's/^/namespace:/'
@@ -280,8 +284,13 @@ for n in "${ENGINES[@]}"; do wait_engine "$n"; done
 say "three engines up in their namespaces ($(since "$step"))"
 
 step=$(now)
-for n in "${ENGINES[@]}"; do load_images "$n" & done
-wait
+# In parallel; `wait` names the loads: a bare one would wait for the dockerd too.
+loads=()
+for n in "${ENGINES[@]}"; do
+	load_images "$n" &
+	loads+=($!)
+done
+for pid in "${loads[@]}"; do wait "$pid" || die "docker load failed (logs: .swarm/logs/load-*.log)"; done
 say "images on every engine ($(since "$step"))"
 
 step=$(now)
