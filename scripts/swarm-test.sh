@@ -311,6 +311,21 @@ engine 1 stack deploy --resolve-image never -c docker-stack.yml -c test/swarm/do
 wait_converged
 pass "docker stack deploy: every service at its replicas ($(since "$step"))"
 
+# Running is not yet serving: both gateways answer ready through Nginx before the checks begin.
+step=$(now)
+# shellcheck disable=SC2016 # the quoted text is JavaScript, not shell
+ip netns exec "$LAN" node -e '
+	const deadline = Date.now() + Number(process.argv[2]) * 1000;
+	const ready = gateway => fetch(`http://${process.argv[1]}.11/${gateway}/health/ready`, { signal: AbortSignal.timeout(5000) }).then(r => r.ok, () => false);
+	(async () => {
+		while (!((await ready("flask")) && (await ready("go")))) {
+			if (Date.now() > deadline) process.exit(1);
+			await new Promise(resolve => setTimeout(resolve, 1000));
+		}
+	})();
+' "$SUBNET" "$UP_TIMEOUT" || die "the gateways did not answer ready through Nginx within ${UP_TIMEOUT}s"
+pass "both gateways ready through Nginx ($(since "$step"))"
+
 export SWARM_TEST_SUBNET=$SUBNET SWARM_TEST_RUN=$RUN SWARM_TEST_STACK=$STACK SWARM_TEST_LOST_ENGINE=$LOST_ENGINE
 say "the swarm checks (test/swarm/swarm.spec.ts), run inside $LAN"
 ip netns exec "$LAN" npx jest --json --outputFile="$results/swarm.json" --selectProjects swarm --runInBand || true
