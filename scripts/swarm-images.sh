@@ -5,7 +5,8 @@
 # the compose test's code and cache, .compose/), the project image, and two variants of it for the
 # update checks:
 #   notes-tasks-cluster:next      the same code under a new image id (a rolling update to it)
-#   notes-tasks-cluster:unhealthy runs no node, so its healthcheck never passes (a rollback)
+#   notes-tasks-cluster:unhealthy runs no node, whatever its command, so its healthcheck never
+#                                 passes (a rollback)
 # Writes .swarm/images.tar and .swarm/images.ids ("image id" lines); skips everything when
 # .swarm/images.source names the same sources as now. It starts a host-namespace dockerd: on a
 # machine shared with the compose test, run it under that test's lock.
@@ -60,7 +61,8 @@ say "building $PROJECT_IMAGE (log: .compose/logs/swarm-images.log)"
 timeout 900 docker build -t "$PROJECT_IMAGE" . >>"$LOGS/swarm-images.log" 2>&1 || die "docker build failed" "$LOGS/swarm-images.log"
 printf 'FROM %s\nLABEL org.notes-tasks.variant=next\n' "$PROJECT_IMAGE" |
 	docker build -t notes-tasks-cluster:next - >>"$LOGS/swarm-images.log" 2>&1 || die "building :next failed" "$LOGS/swarm-images.log"
-printf 'FROM %s\nLABEL org.notes-tasks.variant=unhealthy\nCMD ["sleep", "infinity"]\n' "$PROJECT_IMAGE" |
+# Its entrypoint ignores the command it is given (the stack's gateways have one), and runs no node.
+printf 'FROM %s\nLABEL org.notes-tasks.variant=unhealthy\nENTRYPOINT ["/bin/sh", "-c", "exec sleep infinity", "--"]\n' "$PROJECT_IMAGE" |
 	docker build -t notes-tasks-cluster:unhealthy - >>"$LOGS/swarm-images.log" 2>&1 || die "building :unhealthy failed" "$LOGS/swarm-images.log"
 
 images=("${!STAND_INS[@]}" "$PROJECT_IMAGE" notes-tasks-cluster:next notes-tasks-cluster:unhealthy)

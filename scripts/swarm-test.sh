@@ -328,5 +328,5 @@ pass "both gateways ready through Nginx ($(since "$step"))"
 
 export SWARM_TEST_SUBNET=$SUBNET SWARM_TEST_RUN=$RUN SWARM_TEST_STACK=$STACK SWARM_TEST_LOST_ENGINE=$LOST_ENGINE
 say "the swarm checks (test/swarm/swarm.spec.ts), run inside $LAN"
-ip netns exec "$LAN" npx jest --json --outputFile="$results/swarm.json" --selectProjects swarm --runInBand || true
+ip netns exec "$LAN" npx jest --json --outputFile="$results/swarm.json" --selectProjects swarm --runInBand --forceExit || true
 [[ -f $results/swarm.json ]] || fail "jest wrote no results"
