@@ -156,28 +156,27 @@ form_swarm() {
 		--label-add notes-tasks.edge=true --label-add notes-tasks.monitoring=true swarm-1 >/dev/null
 }
 
-# The secrets the stack names. The RabbitMQ conf.d file carries the same password, and a short
-# AMQP heartbeat, so that a consumer cut off with the lost engine is given up within seconds.
+# The stack's secrets, as a user makes them (`npm run secrets`), into .swarm/secrets; the deploy
+# creates the swarm secrets from them. The REPL and the checks log in with them.
 create_secrets() {
-	RABBIT_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-	export RABBIT_PASSWORD RABBIT_USER=notes-tasks
-	printf '%s' "$RABBIT_PASSWORD" | engine 1 secret create rabbit_password - >/dev/null
-	printf 'default_user = %s\ndefault_pass = %s\nheartbeat = 10\n' "$RABBIT_USER" "$RABBIT_PASSWORD" |
-		engine 1 secret create rabbitmq_conf - >/dev/null
-	# The stand-in's FerretDB has no accounts; with mongo:7 the URI would carry the user and password.
-	printf 'mongodb://mongo:27017/' | engine 1 secret create mongo_uri - >/dev/null
-	head -c 18 /dev/urandom | base64 | engine 1 secret create mongo_password - >/dev/null
+	export SECRETS_DIR=$OUT/secrets
+	tsx scripts/secrets.ts >>"$LOGS/swarm.log" 2>&1 || die "npm run secrets failed" "$LOGS/swarm.log"
+	export RABBIT_USER=notes-tasks RABBIT_PASSWORD SWARM_TEST_MONGO_USER=notes-tasks SWARM_TEST_MONGO_PASSWORD
+	RABBIT_PASSWORD=$(cat "$SECRETS_DIR/rabbit_password")
+	SWARM_TEST_MONGO_PASSWORD=$(cat "$SECRETS_DIR/mongo_password")
 }
 
 # "name running/desired" of every service of the stack, one a line.
 service_replicas() { engine 1 service ls --filter "label=com.docker.stack.namespace=$STACK" --format '{{.Name}} {{.Replicas}}'; }
 
-# Every service of the stack at its desired count of running tasks.
-converged() { [[ -n $1 ]] && awk '{ split($2, r, "/"); if (r[1] != r[2]) bad = 1 } END { exit bad }' <<<"$1"; }
+# Every service of the stack at its desired count of running tasks; the one-shot mongo-users, whose
+# task ends, done instead.
+converged() { [[ -n $1 ]] && awk -v once="${STACK}_mongo-users" '$1 != once { split($2, r, "/"); if (r[1] != r[2]) bad = 1 } END { exit bad }' <<<"$1"; }
+mongo_users_done() { engine 1 service ps --format '{{.CurrentState}}' "${STACK}_mongo-users" 2>/dev/null | grep -q '^Complete'; }
 
 wait_converged() {
 	local deadline=$((SECONDS + UP_TIMEOUT)) listing
-	until listing=$(service_replicas) && converged "$listing"; do
+	until listing=$(service_replicas) && converged "$listing" && mongo_users_done; do
 		if ((SECONDS >= deadline)); then
 			engine 1 stack ps --no-trunc "$STACK" >>"$LOGS/swarm.log" 2>&1 || true
 			die "the stack did not converge within ${UP_TIMEOUT}s: $(paste -sd' ' <<<"$listing")" "$LOGS/swarm.log"
@@ -306,6 +305,9 @@ step=$(now)
 create_secrets
 # Host-mode ports of swarm-1, where the driver reaches the stack.
 export NGINX_HOST_PORT=80 PROMETHEUS_HOST_PORT=9090 RABBITMQ_MANAGEMENT_HOST_PORT=15672
+# The checks post hundreds of tasks a second from one client: Nginx's per-client limits (checked on
+# the local stack, test/security) must not refuse them here.
+export NGINX_POST_RATE=100000 NGINX_POST_BURST=100000 NGINX_POST_CONCURRENCY=10000
 engine 1 stack deploy --resolve-image never -c docker-stack.yml -c test/swarm/docker-stack.test.yml "$STACK" >>"$LOGS/swarm.log" 2>&1 ||
 	die "docker stack deploy refused the stack" "$LOGS/swarm.log"
 wait_converged

@@ -21,7 +21,10 @@ export const ENGINES = [1, 2, 3] as const;
 /** swarm-1 holds the host-mode ports: Nginx, Prometheus, MongoDB (the test's override). */
 export const NGINX_URL = `http://${subnet}.11`;
 export const PROMETHEUS_URL = `http://${subnet}.11:9090`;
-export const MONGO_URI = `mongodb://${subnet}.11:27017/`;
+/** MongoDB as the application user (scripts/swarm-test.sh exports its password from the secrets). */
+const mongoUser = encodeURIComponent(process.env.SWARM_TEST_MONGO_USER ?? "notes-tasks");
+const mongoPassword = encodeURIComponent(process.env.SWARM_TEST_MONGO_PASSWORD ?? "");
+export const MONGO_URI = `mongodb://${mongoUser}:${mongoPassword}@${subnet}.11:27017/?authSource=admin`;
 export const ROLES = ["api-flask", "api-go", "worker-py", "worker-go"] as const;
 export type Role = (typeof ROLES)[number];
 
