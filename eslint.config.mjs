@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-	{ ignores: ["dist/", "coverage/", ".stack/", ".compose/", "node_modules/", "tools/"] },
+	{ ignores: ["dist/", "coverage/", ".stack/", ".compose/", ".swarm/", ".k8s/", "node_modules/", "tools/"] },
 	js.configs.recommended,
 	...tseslint.configs.recommended,
 	{
