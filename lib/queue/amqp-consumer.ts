@@ -2,7 +2,7 @@ import type { ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { AckWatermark } from "./ack-watermark";
 import type { AmqpQueueOptions } from "./amqp-task-queue";
 import { batchSizeFor, DeliveryBatcher, type DeadLetterCause, type Outcome } from "./delivery-batcher";
-import { copyOptions, POISON_REDELIVERIES, REDELIVERIES_HEADER, redeliveriesOf } from "./message-copies";
+import { copyOptions, POISON_REDELIVERIES, quorumReturnsOf, REDELIVERIES_HEADER, redeliveriesOf } from "./message-copies";
 import { deadLetterQueueOf, storeUnavailable, type TaskBatchHandler, type TaskConsumer } from "./task-queue";
 import { decodeTaskMessage, messageFormatProblem } from "../task";
 
@@ -47,6 +47,8 @@ export class AmqpConsumer implements TaskConsumer {
 	private blindReopens = 0;
 	/** A classic queue has no leader to be bound to: its consumers keep no stall watch, nor its bookkeeping. */
 	private readonly watchesStalls: boolean;
+	/** A quorum queue counts each return in x-delivery-count; a classic queue counts nothing. */
+	private readonly queueCountsReturns: boolean;
 	private stallWatch: NodeJS.Timeout | null = null;
 	private probing = false;
 	private stopped = false;
@@ -62,6 +64,7 @@ export class AmqpConsumer implements TaskConsumer {
 	) {
 		this.deadLetterQueue = deadLetterQueueOf(options.queue);
 		this.watchesStalls = options.queueType === "quorum";
+		this.queueCountsReturns = options.queueType === "quorum";
 		this.batcher = new DeliveryBatcher<Delivery>({
 			handler,
 			maxBatch: batchSizeFor(options.prefetch),
@@ -197,7 +200,11 @@ export class AmqpConsumer implements TaskConsumer {
 				detail: `body of ${bytes} bytes is over MAX_MESSAGE_BYTES (${this.options.maxMessageBytes})`,
 			});
 		}
-		if (message.fields.redelivered) return this.returned(delivery);
+		if (message.fields.redelivered) {
+			if (!this.queueCountsReturns) return this.returned(delivery);
+			const returns = quorumReturnsOf(message);
+			if (returns >= POISON_REDELIVERIES) return this.poison(delivery, returns);
+		}
 		const formatProblem = messageFormatProblem(message.properties.contentType, message.properties.contentEncoding);
 		if (formatProblem) return this.deadLetter(delivery, { reason: "unreadable", detail: formatProblem });
 		let decoded: ReturnType<typeof decodeTaskMessage>;
@@ -213,21 +220,25 @@ export class AmqpConsumer implements TaskConsumer {
 	}
 
 	/**
-	 * A message that came back unacknowledged: its consumer died, lost its connection or stopped
-	 * holding it. It goes to the back of the queue as a copy that counts its returns
-	 * (REDELIVERIES_HEADER), before anything reads it, and after POISON_REDELIVERIES returns it is
-	 * dead-lettered as poison: a message that takes down every worker that reads it cannot loop,
-	 * on a classic queue either (docs/decisions/0010-poison-messages.md).
+	 * A message that came back unacknowledged to a classic queue, which counts nothing: its
+	 * consumer died, lost its connection or stopped holding it. It goes to the back of the queue as
+	 * a copy that counts its returns (REDELIVERIES_HEADER), before anything reads it, and after
+	 * POISON_REDELIVERIES returns it is dead-lettered as poison: a message that takes down every
+	 * worker that reads it cannot loop (docs/decisions/0010-poison-messages.md). A quorum queue
+	 * counts returns itself, so there a returned message is read at once, and is poison at the same
+	 * count.
 	 */
 	private returned(delivery: Delivery): void {
 		const returns = redeliveriesOf(delivery.message) + 1;
-		if (returns >= POISON_REDELIVERIES) {
-			return this.deadLetter(delivery, {
-				reason: "poison",
-				detail: `came back unacknowledged ${returns} times: a worker died, stalled or stopped holding it`,
-			});
-		}
+		if (returns >= POISON_REDELIVERIES) return this.poison(delivery, returns);
 		this.forward(delivery, this.options.queue, { [REDELIVERIES_HEADER]: returns }, () => undefined);
+	}
+
+	private poison(delivery: Delivery, returns: number): void {
+		this.deadLetter(delivery, {
+			reason: "poison",
+			detail: `came back unacknowledged ${returns} times: a worker died, stalled or stopped holding it`,
+		});
 	}
 
 	private settle(delivery: Delivery, outcome: Outcome, cause?: DeadLetterCause): void {

@@ -34,6 +34,15 @@ export const DEAD_LETTER_HEADERS = [
 	"x-last-death-reason",
 ] as const;
 
+/**
+ * How often a quorum queue has handed `message` out before: RabbitMQ counts each return in
+ * x-delivery-count, so a returned message needs no copy there to carry its count.
+ */
+export function quorumReturnsOf(message: Message): number {
+	const count = Number(message.properties.headers?.["x-delivery-count"]);
+	return Number.isInteger(count) && count > 0 ? count : 0;
+}
+
 /** How often `message` came back unacknowledged before, by its header. */
 export function redeliveriesOf(message: Message): number {
 	const count = Number(message.properties.headers?.[REDELIVERIES_HEADER]);

@@ -351,6 +351,45 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		}
 	});
 
+	it("reads a message a quorum queue handed out before at once, and dead-letters it as poison at 5 returns by the queue's own count", async () => {
+		const name = scratch();
+		const reasons: string[] = [];
+		const queue = open(name, { queueType: "quorum", onDeadLettered: reason => void reasons.push(reason) });
+		await queue.whenConnected(5000);
+		const returnedOnce = newTask("returned once", "go");
+		const poison = newTask("returned five times", "flask");
+		await queue.publish(returnedOnce);
+		await queue.publish(poison);
+		const channel = await inspector.createChannel();
+		try {
+			// A consumer that dies holding them: returnedOnce comes back once, poison five times.
+			const returns = new Map([
+				[returnedOnce.id, 1],
+				[poison.id, 5],
+			]);
+			while ([...returns.values()].some(left => left > 0)) {
+				const message = await eventually("a delivery", async () => (await channel.get(name)) || undefined, 5000);
+				const left = returns.get(message.properties.messageId as string) ?? 0;
+				returns.set(message.properties.messageId as string, left - 1);
+				// Requeued until its returns are used up; then left for the consumer below.
+				channel.nack(message, false, true);
+			}
+		} finally {
+			await channel.close();
+		}
+		const stored: QueuedTask[] = [];
+		const consumer = await queue.consume(async batch => void stored.push(...batch));
+		await eventually(
+			"the returned task stored and the poison dead-lettered",
+			async () => (stored.length === 1 && reasons.length === 1 ? true : undefined),
+			10_000,
+		);
+		await consumer.stop();
+		expect(stored.map(task => task.id)).toEqual([returnedOnce.id]);
+		expect(reasons).toEqual(["poison"]);
+		expect(await depthOf(name)).toBe(0);
+	});
+
 	it("publishes again on a new channel when a quorum queue's channel confirms nothing, and the queue holds the task under its one id", async () => {
 		const name = scratch();
 		const queue = open(name, { queueType: "quorum" });
