@@ -1,7 +1,7 @@
 import type { ChildProcess } from "node:child_process";
 import { Socket } from "node:net";
 import path from "node:path";
-import type { ChannelModel, ConfirmChannel } from "amqplib";
+import type { ChannelModel, ConfirmChannel, Message } from "amqplib";
 import type { AmqpTaskQueue } from "../../lib/queue/amqp-task-queue";
 import { newTask, type QueuedTask } from "../../lib/task";
 import { QueueUnavailableError } from "../../lib/errors";
@@ -362,18 +362,24 @@ describe("AmqpTaskQueue against RabbitMQ", () => {
 		await queue.publish(poison);
 		const channel = await inspector.createChannel();
 		try {
-			// A consumer that dies holding them: returnedOnce comes back once, poison five times.
-			const returns = new Map([
+			// A consumer that dies holding them: returnedOnce comes back at least once, poison at least
+			// five times. A quorum queue puts a returned message back at its head, so one whose
+			// returns are done is held until the other's are, then both go back together.
+			const returnsLeft = new Map([
 				[returnedOnce.id, 1],
 				[poison.id, 5],
 			]);
-			while ([...returns.values()].some(left => left > 0)) {
+			const held: Message[] = [];
+			while ([...returnsLeft.values()].some(left => left > 0)) {
 				const message = await eventually("a delivery", async () => (await channel.get(name)) || undefined, 5000);
-				const left = returns.get(message.properties.messageId as string) ?? 0;
-				returns.set(message.properties.messageId as string, left - 1);
-				// Requeued until its returns are used up; then left for the consumer below.
-				channel.nack(message, false, true);
+				const id = message.properties.messageId as string;
+				const left = returnsLeft.get(id) ?? 0;
+				if (left > 0) {
+					returnsLeft.set(id, left - 1);
+					channel.nack(message, false, true);
+				} else held.push(message);
 			}
+			for (const message of held) channel.nack(message, false, true);
 		} finally {
 			await channel.close();
 		}
