@@ -122,13 +122,12 @@ export class TaskStore {
 		writeErrors: NonNullable<BulkWriteFailure["writeErrors"]>,
 	): Promise<RefusedInsert[]> {
 		const duplicates = writeErrors.filter(error => error.code === MONGO_DUPLICATE_KEY);
-		const stored =
-			duplicates.length === 0
-				? []
-				: await collection
-						.find({ _id: { $in: duplicates.map(error => documents[error.index]._id) } }, { projection: { title: 1, source: 1 } })
-						.toArray();
-		const storedById = new Map(stored.map(document => [document._id, document]));
+		// One lookup by `_id` equality each, which every store serves from the `_id` index; FerretDB
+		// answers an `$in` by reading every document, and a redelivered batch is all duplicates.
+		const stored = await Promise.all(
+			duplicates.map(error => collection.findOne({ _id: documents[error.index]._id }, { projection: { title: 1, source: 1 } })),
+		);
+		const storedById = new Map(stored.filter(document => document !== null).map(document => [document._id, document]));
 		const refused: RefusedInsert[] = [];
 		for (const { index, code, errmsg } of writeErrors) {
 			const document = documents[index];
