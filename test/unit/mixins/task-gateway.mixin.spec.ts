@@ -1,13 +1,13 @@
 import { gzipSync } from "node:zlib";
-import { QueueUnavailableError } from "../../lib/errors";
-import { READ_TIMEOUT_MS } from "../../lib/store/read-shedding";
-import type { TaskPage } from "../../lib/store/task-reads";
-import type { TaskStore } from "../../lib/store/task-store";
-import type { AcceptedTask, ProcessedTask } from "../../lib/task";
-import { postTask, readJson, type ApiError } from "../support/http";
-import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
-import { eventually } from "../support/eventually";
-import { config } from "../../lib/config";
+import { QueueUnavailableError } from "../../../lib/errors";
+import { READ_TIMEOUT_MS } from "../../../lib/store/read-shedding";
+import type { TaskPage } from "../../../lib/store/task-reads";
+import type { TaskStore } from "../../../lib/store/task-store";
+import type { AcceptedTask, ProcessedTask } from "../../../lib/task";
+import { postTask, readJson, type ApiError } from "../../support/http";
+import { startEmbeddedCluster, type EmbeddedCluster } from "../../support/embedded-cluster";
+import { eventually } from "../../support/eventually";
+import { config } from "../../../lib/config";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
