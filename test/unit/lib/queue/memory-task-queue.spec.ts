@@ -1,6 +1,6 @@
-import { MemoryTaskQueue } from "../../lib/queue/memory-task-queue";
-import { newTask, type QueuedTask } from "../../lib/task";
-import { SILENT_LOGGER } from "../support/silent-logger";
+import { MemoryTaskQueue } from "../../../../lib/queue/memory-task-queue";
+import { newTask, type QueuedTask } from "../../../../lib/task";
+import { SILENT_LOGGER } from "../../../support/silent-logger";
 
 const queueOf = (prefetch = 10) => new MemoryTaskQueue({ queue: "task_queue", prefetch, retryDelayMs: () => 1, logger: SILENT_LOGGER });
 

@@ -8,7 +8,7 @@ import {
 	encodeTaskMessage,
 	processedTaskRule,
 	stampProcessed,
-} from "../../lib/task";
+} from "../../../lib/task";
 
 const decode = (value: unknown, messageId?: string) => decodeTaskMessage(Buffer.from(JSON.stringify(value)), messageId);
 

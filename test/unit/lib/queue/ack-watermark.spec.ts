@@ -1,5 +1,5 @@
 import type { ConsumeMessage } from "amqplib";
-import { AckWatermark } from "../../lib/queue/ack-watermark";
+import { AckWatermark } from "../../../../lib/queue/ack-watermark";
 
 const delivery = (deliveryTag: number) => ({ fields: { deliveryTag } }) as ConsumeMessage;
 const afterSettling = () => Promise.resolve();

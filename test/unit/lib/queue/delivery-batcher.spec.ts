@@ -1,10 +1,10 @@
 import { once } from "node:events";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DeliveryBatcher, type DeadLetterCause, type Outcome } from "../../lib/queue/delivery-batcher";
-import type { TaskBatchHandler } from "../../lib/queue/task-queue";
-import { newTask } from "../../lib/task";
-import { eventually } from "../support/eventually";
+import { DeliveryBatcher, type DeadLetterCause, type Outcome } from "../../../../lib/queue/delivery-batcher";
+import type { TaskBatchHandler } from "../../../../lib/queue/task-queue";
+import { newTask } from "../../../../lib/task";
+import { eventually } from "../../../support/eventually";
 
 function batcherWith(handler: TaskBatchHandler, maxWaitMs = 0, quietMs = maxWaitMs) {
 	const settled: { id: string; outcome: Outcome; cause?: DeadLetterCause }[] = [];

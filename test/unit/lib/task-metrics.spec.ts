@@ -1,13 +1,13 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
-import { QueueUnavailableError } from "../../lib/errors";
-import { DEAD_LETTER_REASONS } from "../../lib/queue/task-queue";
-import { newTask } from "../../lib/task";
-import { taskMetricsOf } from "../../lib/task-metrics";
-import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
-import { postTask } from "../support/http";
-import { eventually } from "../support/eventually";
-import { scrape, sumOf, type Sample } from "../support/prometheus-text";
+import { QueueUnavailableError } from "../../../lib/errors";
+import { DEAD_LETTER_REASONS } from "../../../lib/queue/task-queue";
+import { newTask } from "../../../lib/task";
+import { taskMetricsOf } from "../../../lib/task-metrics";
+import { startEmbeddedCluster, type EmbeddedCluster } from "../../support/embedded-cluster";
+import { postTask } from "../../support/http";
+import { eventually } from "../../support/eventually";
+import { scrape, sumOf, type Sample } from "../../support/prometheus-text";
 
 /**
  * The task metrics as Prometheus reads them: a Fake-transporter node with every role, the
