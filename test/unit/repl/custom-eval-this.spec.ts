@@ -1,6 +1,6 @@
 import nodeRepl, { type REPLEval, type REPLServer } from "node:repl";
 import { PassThrough } from "node:stream";
-import { passReplServerToCustomEval } from "../../repl/custom-eval-this";
+import { passReplServerToCustomEval } from "../../../repl/custom-eval-this";
 
 /** What `this` a custom eval sees for one line typed into a REPL started with it. */
 async function thisOfCustomEval(): Promise<{ server: REPLServer; seen: unknown }> {

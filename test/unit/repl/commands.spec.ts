@@ -1,8 +1,8 @@
 import { ServiceBroker } from "moleculer";
-import { replCommands } from "../../repl/commands";
-import { newTask, type ProcessedTask } from "../../lib/task";
-import { startEmbeddedCluster, type EmbeddedCluster } from "../support/embedded-cluster";
-import { eventually } from "../support/eventually";
+import { replCommands } from "../../../repl/commands";
+import { newTask, type ProcessedTask } from "../../../lib/task";
+import { startEmbeddedCluster, type EmbeddedCluster } from "../../support/embedded-cluster";
+import { eventually } from "../../support/eventually";
 
 const command = (name: string) => {
 	const found = replCommands.find(candidate => candidate.command.split(" ")[0] === name);

@@ -1,6 +1,6 @@
 import type { ChildProcess } from "node:child_process";
-import { spawnTracked } from "../support/child-processes";
-import { eventually } from "../support/eventually";
+import { spawnTracked } from "../../../support/child-processes";
+import { eventually } from "../../../support/eventually";
 
 describe("children a test starts", () => {
 	let fromBeforeAll: ChildProcess;
