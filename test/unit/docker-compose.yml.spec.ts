@@ -14,11 +14,11 @@ import {
 	readText,
 	type ComposeService,
 	RUNNER_COMMAND,
-} from "../../support/deployment-files";
-import { templateVariables } from "../../../scripts/nginx-template";
-import { spawnTracked } from "../../support/child-processes";
-import { KEEPS_PREVIOUS, SECRET_NAMES } from "../../../scripts/secrets";
-import { ROOT } from "../../../scripts/stack-control";
+} from "../support/deployment-files";
+import { templateVariables } from "../../scripts/nginx-template";
+import { spawnTracked } from "../support/child-processes";
+import { KEEPS_PREVIOUS, SECRET_NAMES } from "../../scripts/secrets";
+import { ROOT } from "../../scripts/stack-control";
 
 /**
  * docker-compose.yml, checked from the file (no Docker engine needed): what SPEC "docker-compose"

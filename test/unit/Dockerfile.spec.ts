@@ -1,4 +1,4 @@
-import { parseDockerfile, readText, RUNNER_COMMAND } from "../../support/deployment-files";
+import { parseDockerfile, readText, RUNNER_COMMAND } from "../support/deployment-files";
 
 /** The Dockerfile: what the image holds and how it runs a node. */
 

@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { loadConfig } from "../../../lib/config";
-import { configEnvNames, loadCompose, loadDotEnv, readText } from "../../support/deployment-files";
+import { loadConfig } from "../../lib/config";
+import { configEnvNames, loadCompose, loadDotEnv, readText } from "../support/deployment-files";
 
 /** .env: the settings compose hands every container, and their agreement with lib/config.ts. */
 

@@ -1,5 +1,5 @@
-import { loadConfig } from "../../../lib/config";
-import { environmentOf, loadCompose, loadDotEnv, readText, type ComposeService } from "../../support/deployment-files";
+import { loadConfig } from "../../lib/config";
+import { environmentOf, loadCompose, loadDotEnv, readText, type ComposeService } from "../support/deployment-files";
 
 /**
  * docker-compose.ha.yml, checked from its files: three RabbitMQ nodes that can form one cluster,
