@@ -1,3 +1,5 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { gzipSync } from "node:zlib";
 import { QueueUnavailableError } from "../../../lib/errors";
 import { READ_TIMEOUT_MS } from "../../../lib/store/read-shedding";
@@ -7,7 +9,7 @@ import type { AcceptedTask, ProcessedTask } from "../../../lib/task";
 import { postTask, readJson, type ApiError } from "../../support/http";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../../support/embedded-cluster";
 import { eventually } from "../../support/eventually";
-import { config } from "../../../lib/config";
+import { config, loadConfig } from "../../../lib/config";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -42,6 +44,15 @@ describe("task gateways (api-flask, api-go)", () => {
 		const body = await readJson<AcceptedTask>(res);
 		expect(body.source).toBe("go");
 		expect(res.headers.get("location")).toBe(`/go/tasks/${body.id}`);
+	});
+
+	it("listens on loopback unless BIND_ADDRESS says otherwise", () => {
+		expect(loadConfig({}).bindAddress).toBe("127.0.0.1");
+		expect(loadConfig({ BIND_ADDRESS: "0.0.0.0" }).bindAddress).toBe("0.0.0.0");
+		for (const gateway of ["api-flask", "api-go"]) {
+			const { server } = cluster.broker.getLocalService(gateway) as unknown as { server: Server };
+			expect((server.address() as AddressInfo).address).toBe(config.bindAddress);
+		}
 	});
 
 	it("lists a task posted to either gateway on both, newest first", async () => {

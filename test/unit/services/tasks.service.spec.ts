@@ -54,3 +54,24 @@ describe("tasks store", () => {
 	});
 });
 
+describe("the store's raw queries (tasks.find, tasks.count)", () => {
+	const brokers: ServiceBroker[] = [];
+	afterAll(() => Promise.all(brokers.map(broker => broker.stop())));
+
+	it("answer on the store's own node, and to no other node on the bus", async () => {
+		const storeNode = new ServiceBroker({ nodeID: "store-node", namespace: "raw-queries", transporter: "Fake", logger: false });
+		const otherNode = new ServiceBroker({ nodeID: "other-node", namespace: "raw-queries", transporter: "Fake", logger: false });
+		brokers.push(storeNode, otherNode);
+		storeNode.createService(TasksService);
+		await Promise.all(brokers.map(broker => broker.start()));
+		await otherNode.waitForServices("tasks");
+
+		await expect(storeNode.call("tasks.find", { query: {} })).resolves.toEqual([]);
+		await expect(storeNode.call("tasks.count", { query: {} })).resolves.toBe(0);
+		for (const action of ["tasks.find", "tasks.count"]) {
+			await expect(otherNode.call(action, { query: { $where: "sleep(1000)" } })).rejects.toMatchObject({ name: "ServiceNotFoundError" });
+		}
+		// What the API uses stays callable from anywhere.
+		await expect(otherNode.call("tasks.list", { pageSize: 1 })).resolves.toMatchObject({ rows: [] });
+	});
+});
