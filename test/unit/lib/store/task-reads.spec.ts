@@ -1,7 +1,8 @@
+import { decodeCursor, encodeCursor } from "../../../../lib/store/task-reads";
 import { readJson, type ApiError } from "../../../support/http";
 import { startEmbeddedCluster, type EmbeddedCluster } from "../../../support/embedded-cluster";
 
-/** How a caller names a page of the list (lib/store/task-reads.ts): how deep pages by number reach. */
+/** How a caller names a page of the list (lib/store/task-reads.ts): how deep pages by number reach, and the cursor beyond. */
 
 describe("pages by number", () => {
 	let cluster: EmbeddedCluster;
@@ -25,5 +26,12 @@ describe("pages by number", () => {
 
 	it.each(["page=50", "page=10&pageSize=100"])("serves %s, the last page within reach", async query => {
 		expect((await fetch(`${cluster.flaskUrl}/tasks?${query}`)).status).toBe(200);
+	});
+});
+
+describe("list cursor", () => {
+	it("round-trips a position", () => {
+		const position = { createdAt: new Date(Date.UTC(2026, 10, 29, 12, 0, 0, 7)), id: "0d6c4f0e-8d3e-4c49-9a43-7d1f7c9b1a11" };
+		expect(decodeCursor(encodeCursor(position))).toEqual(position);
 	});
 });
