@@ -11,7 +11,7 @@ const dotEnv = loadDotEnv();
 const SECRET_SETTINGS = [...readText("lib/config.ts").matchAll(/secret\(\s*env\s*,\s*"([A-Z_]+)"/g)].map(match => match[1]);
 
 describe(".env", () => {
-	it("keeps the original's variables and values", () => {
+	it("keeps the original's variables, values and host ports 80 and 15672, and publishes the UI and Prometheus on the loopback only", () => {
 		expect(dotEnv).toMatchObject({
 			RABBIT_HOST: "rabbitmq",
 			RABBIT_PORT: "5672",
@@ -20,6 +20,10 @@ describe(".env", () => {
 			DB_NAME: "mydb",
 			FLASK_PORT: "5001",
 			GO_PORT: "5002",
+			NGINX_HOST_PORT: "80",
+			RABBITMQ_MANAGEMENT_HOST_PORT: "15672",
+			RABBITMQ_MANAGEMENT_HOST_IP: "127.0.0.1",
+			PROMETHEUS_HOST_IP: "127.0.0.1",
 		});
 	});
 
