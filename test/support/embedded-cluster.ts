@@ -61,3 +61,21 @@ export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "F
 		stop: () => broker.stop(),
 	};
 }
+
+/**
+ * The embedded cluster of the describe block that calls this: started before its first test and
+ * stopped after its last, with every jest.spyOn undone after each test. The getter throws if the
+ * cluster did not start, rather than let a test fail on `undefined`.
+ */
+export function embeddedClusterForSuite(nodeID: string): () => EmbeddedCluster {
+	let cluster: EmbeddedCluster | undefined;
+	beforeAll(async () => {
+		cluster = await startEmbeddedCluster(nodeID);
+	});
+	afterAll(() => cluster?.stop());
+	afterEach(() => jest.restoreAllMocks());
+	return () => {
+		if (!cluster) throw new Error(`the embedded cluster ${nodeID} did not start`);
+		return cluster;
+	};
+}

@@ -1,5 +1,5 @@
 import { postTask, readJson, titled, type ApiError } from "../../support/http";
-import { startEmbeddedCluster, type EmbeddedCluster } from "../../support/embedded-cluster";
+import { embeddedClusterForSuite } from "../../support/embedded-cluster";
 import type { AcceptedTask } from "../../../lib/task";
 
 /** The Idempotency-Key header at the gateways (lib/http/idempotency.ts): which keys they take, and a key reused with another body. */
@@ -7,13 +7,7 @@ import type { AcceptedTask } from "../../../lib/task";
 const json = { "Content-Type": "application/json" };
 
 describe("Idempotency-Key", () => {
-	let cluster: EmbeddedCluster;
-
-	beforeAll(async () => {
-		cluster = await startEmbeddedCluster("idempotency-node");
-	});
-	afterAll(() => cluster.stop());
-	afterEach(() => jest.restoreAllMocks());
+	const cluster = embeddedClusterForSuite("idempotency-node");
 
 	it.each([
 		["201 characters", "k".repeat(201)],
@@ -22,10 +16,10 @@ describe("Idempotency-Key", () => {
 		["a character beyond ASCII", "ordér-42"],
 		["a repeated header (joined with a comma and a space)", ["a", "b"]],
 	])("refuses a key with %s: 400, nothing queued", async (_case, key) => {
-		const published = jest.spyOn(cluster.queue, "publish");
+		const published = jest.spyOn(cluster().queue, "publish");
 		const headers = new Headers(json);
 		for (const value of [key].flat()) headers.append("Idempotency-Key", value);
-		const res = await fetch(`${cluster.flaskUrl}/tasks`, { method: "POST", headers, body: titled("bad key") });
+		const res = await fetch(`${cluster().flaskUrl}/tasks`, { method: "POST", headers, body: titled("bad key") });
 		expect(res.status).toBe(400);
 		expect(await readJson<ApiError>(res)).toMatchObject({ code: 400, type: "INVALID_IDEMPOTENCY_KEY" });
 		expect(published).not.toHaveBeenCalled();
@@ -33,20 +27,20 @@ describe("Idempotency-Key", () => {
 
 	it("takes a key of 200 visible ASCII characters", async () => {
 		const key = "!~".repeat(100);
-		const first = await postTask(cluster.flaskUrl, titled("long key"), { ...json, "Idempotency-Key": key });
+		const first = await postTask(cluster().flaskUrl, titled("long key"), { ...json, "Idempotency-Key": key });
 		expect(first.status).toBe(202);
-		const again = await postTask(cluster.flaskUrl, titled("long key"), { ...json, "Idempotency-Key": key });
+		const again = await postTask(cluster().flaskUrl, titled("long key"), { ...json, "Idempotency-Key": key });
 		expect(await readJson(again)).toEqual(await readJson(first));
 	});
 
 	it("refuses the same key with another body (422), and still answers the first body with the first task", async () => {
 		const headers = { ...json, "Idempotency-Key": "reused-key-1" };
-		const first = await readJson<AcceptedTask>(await postTask(cluster.goUrl, titled("the first body"), headers));
-		const published = jest.spyOn(cluster.queue, "publish");
-		const other = await postTask(cluster.goUrl, titled("another body"), headers);
+		const first = await readJson<AcceptedTask>(await postTask(cluster().goUrl, titled("the first body"), headers));
+		const published = jest.spyOn(cluster().queue, "publish");
+		const other = await postTask(cluster().goUrl, titled("another body"), headers);
 		expect(other.status).toBe(422);
 		expect(await readJson<ApiError>(other)).toMatchObject({ code: 422, type: "IDEMPOTENCY_KEY_REUSED" });
-		const same = await postTask(cluster.goUrl, titled("the first body"), headers);
+		const same = await postTask(cluster().goUrl, titled("the first body"), headers);
 		expect(same.status).toBe(202);
 		expect(await readJson(same)).toEqual(first);
 		expect(published).not.toHaveBeenCalled();

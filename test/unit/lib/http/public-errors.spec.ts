@@ -2,26 +2,20 @@ import { QueueUnavailableError } from "../../../../lib/errors";
 import type { TaskStore } from "../../../../lib/store/task-store";
 import { READ_TIMEOUT_MS } from "../../../../lib/store/read-shedding";
 import { postTask, readJson, titled, type ApiError } from "../../../support/http";
-import { startEmbeddedCluster, type EmbeddedCluster } from "../../../support/embedded-cluster";
+import { embeddedClusterForSuite, startEmbeddedCluster } from "../../../support/embedded-cluster";
 
 /** What a client sees of an error at the gateways (lib/http/public-errors.ts): a server error tells its type and the request id, nothing more. */
 
 const json = { "Content-Type": "application/json" };
 
 describe("a server error's body", () => {
-	let cluster: EmbeddedCluster;
-
-	beforeAll(async () => {
-		cluster = await startEmbeddedCluster("errors-node");
-	});
-	afterAll(() => cluster.stop());
-	afterEach(() => jest.restoreAllMocks());
+	const cluster = embeddedClusterForSuite("errors-node");
 
 	const internals = ["10.1.2.3", "5672", "ECONNREFUSED", "errors-node", "tasks.list", "at "];
 
 	it("names the error's type and the request id, and nothing of the failure itself", async () => {
-		jest.spyOn(cluster.queue, "publish").mockRejectedValue(Object.assign(new Error("connect ECONNREFUSED 10.1.2.3:5672"), { code: "ECONNREFUSED" }));
-		const res = await postTask(cluster.flaskUrl, titled("fails inside"), { ...json, "X-Request-Id": "req-500-a" });
+		jest.spyOn(cluster().queue, "publish").mockRejectedValue(Object.assign(new Error("connect ECONNREFUSED 10.1.2.3:5672"), { code: "ECONNREFUSED" }));
+		const res = await postTask(cluster().flaskUrl, titled("fails inside"), { ...json, "X-Request-Id": "req-500-a" });
 		expect(res.status).toBe(500);
 		const text = await res.text();
 		expect(JSON.parse(text)).toEqual({
@@ -35,8 +29,8 @@ describe("a server error's body", () => {
 	});
 
 	it("keeps a Moleculer error's name and type, and Retry-After, with a message of its status", async () => {
-		jest.spyOn(cluster.queue, "publish").mockRejectedValue(new QueueUnavailableError("RabbitMQ at 10.1.2.3:5672 is not connected"));
-		const res = await postTask(cluster.flaskUrl, titled("queue away"), { ...json, "X-Request-Id": "req-503-a" });
+		jest.spyOn(cluster().queue, "publish").mockRejectedValue(new QueueUnavailableError("RabbitMQ at 10.1.2.3:5672 is not connected"));
+		const res = await postTask(cluster().flaskUrl, titled("queue away"), { ...json, "X-Request-Id": "req-503-a" });
 		expect(res.status).toBe(503);
 		expect(res.headers.get("retry-after")).toBe("1");
 		const body = await readJson<ApiError & { requestId: string }>(res);
@@ -70,7 +64,7 @@ describe("a server error's body", () => {
 	}, 15_000);
 
 	it("leaves a client error's message and data as they are", async () => {
-		const res = await postTask(cluster.flaskUrl, "{}");
+		const res = await postTask(cluster().flaskUrl, "{}");
 		expect(res.status).toBe(422);
 		const body = await readJson<ApiError & { requestId?: string }>(res);
 		expect(body.data[0].field).toBe("title");
