@@ -117,16 +117,20 @@ prepare_context() {
 			mv "$context"/npm-*.tgz "$context/npm.tgz"
 			;;
 		mongo)
-			# tools/ferretdb with the stand-in's own main.go and auth.patch (authentication as the
-			# official image sets it up). Static (no cgo), so that it runs on the stand-in's glibc
-			# whatever the host's is.
-			rm -rf "$BUILD/ferretdb-src"
-			cp -r tools/ferretdb "$BUILD/ferretdb-src"
-			cp "$context/main.go" "$BUILD/ferretdb-src/main.go"
-			cp "$context/auth.patch" "$BUILD/ferretdb-src/patches/"
-			CGO_ENABLED=0 "$BUILD/ferretdb-src/build.sh" "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
+			# tools/ferretdb with the stand-in's authentication (as the official image sets it up):
+			# auth.go and main.patch for the command, auth.patch for FerretDB. Static (no cgo), so
+			# that it runs on the stand-in's glibc whatever the host's is.
+			local src=$BUILD/ferretdb-src
+			rm -rf "$src"
+			cp -r tools/ferretdb "$src"
+			cp "$context/auth.go" "$src/"
+			# The ceiling keeps git from taking the checkout around .compose/ for the copy's own.
+			(cd "$src" && GIT_CEILING_DIRECTORIES="$BUILD" git apply "$context/main.patch") >>"$LOGS/stand-ins.log" 2>&1 ||
+				die "main.patch no longer applies to tools/ferretdb/main.go" "$LOGS/stand-ins.log"
+			cp "$context/auth.patch" "$src/patches/"
+			CGO_ENABLED=0 "$src/build.sh" "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
 				die "building FerretDB failed" "$LOGS/stand-ins.log"
-			rm -rf "$BUILD/ferretdb-src" "$context/main.go" "$context/auth.patch"
+			rm -rf "$src" "$context"/{auth.go,main.patch,auth.patch}
 			;;
 	esac
 }
