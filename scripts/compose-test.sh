@@ -29,18 +29,13 @@
 # The last line totals the checks as "N passed, N failed".
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-# The project's Node (the `node` dev dependency) for jest, also when this script is run directly rather than through npm.
-PATH=$ROOT/node_modules/.bin:$PATH
-
-CACHE=$ROOT/.compose
-LOGS=$CACHE/logs
-BUILD=$CACHE/build
+# shellcheck source=scripts/lib/test-run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test-run.sh"
 COMPOSE_VERSION=v2.40.3
 PULL=${COMPOSE_TEST_PULL:-auto}
 PULL_TIMEOUT=${COMPOSE_TEST_PULL_TIMEOUT:-30}
-# The engine, the five public images or their stand-ins: shared with scripts/swarm-test.sh.
+# The engine, the five public images or their stand-ins, and the cache .compose/ (CACHE, LOGS):
+# shared with scripts/swarm-images.sh.
 # shellcheck source=scripts/lib/docker-images.sh
 source "$ROOT/scripts/lib/docker-images.sh"
 # Each wait is bounded: the stack's own start, a build, one pull.
@@ -77,63 +72,16 @@ export COMPOSE_TEST_UP_TIMEOUT=$UP_TIMEOUT
 export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
 export COMPOSE_BAKE=false
 
-mkdir -p "$LOGS" "$BUILD"
-results=$(mktemp -d)
 stack_created=false
-passed=0
-failed=0
 
-say() { printf '[compose-test] %s\n' "$*"; }
-now() { date +%s; }
-
-# A check of the script itself, counted with the jest suites' tests.
-pass() { passed=$((passed + 1)); say "PASS $*"; }
-fail() { failed=$((failed + 1)); say "FAIL $*" >&2; }
-
-# Setup that cannot go on: say why (with the log's tail), count it as a failure, and exit;
-# the EXIT trap still removes the stack and stops dockerd.
-die() {
-	fail "$1"
-	if [[ -n ${2:-} && -f $2 ]]; then
-		printf '[compose-test] last lines of %s:\n' "$2" >&2
-		tail -n 40 "$2" | sed 's/^/    /' >&2
-	fi
-	exit 1
-}
-
-print_totals() {
-	local files=()
-	mapfile -t files < <(compgen -G "$results/*.json" || true)
-	# shellcheck disable=SC2016 # the quoted text is JavaScript, not shell
-	node -e '
-		let [passed, failed] = process.argv.slice(1, 3).map(Number);
-		for (const file of process.argv.slice(3)) {
-			const run = JSON.parse(require("node:fs").readFileSync(file, "utf8"));
-			passed += run.numPassedTests;
-			failed += run.numFailedTests;
-		}
-		console.log(`${passed} passed, ${failed} failed`);
-	' "$passed" "$failed" "${files[@]}"
-}
-
-finish() {
-	local status=$?
-	trap - EXIT INT TERM
-	# A command that failed outside the checks (set -e) still counts, so the totals never read
-	# "0 failed" for a run that did not finish.
-	if ((status != 0 && failed == 0)); then fail "the script stopped early (exit status $status)"; fi
+# What the end of the run cleans up, pass or fail: the stack, then the dockerd this script started.
+clean_up() {
+	local status=0
 	if $stack_created; then remove_stack || status=1; fi
 	if $started_dockerd; then stop_dockerd; fi
-	local totals
-	totals=$(print_totals)
-	echo "$totals"
-	rm -rf "$results"
-	# A failed jest test fails the run too, not only the script's own checks.
-	if ((failed > 0)) || { [[ $totals =~ ([0-9]+)\ failed ]] && ((BASH_REMATCH[1] > 0)); }; then status=1; fi
-	exit "$status"
+	return "$status"
 }
-trap finish EXIT
-trap 'exit 130' INT TERM
+start_run clean_up
 
 # Leftovers of the project after `down -v`: containers, volumes and networks by compose's label.
 project_leftovers() {
@@ -251,13 +199,6 @@ up_stack() {
 		docker compose logs --tail 30 >>"$LOGS/compose.log" 2>&1 || true
 		die "the stack did not become healthy within ${UP_TIMEOUT}s ($stage)" "$LOGS/compose.log"
 	fi
-}
-
-run_jest() {
-	local name=$1
-	shift
-	npx jest --json --outputFile="$results/$name.json" --runInBand "$@" || true
-	[[ -f $results/$name.json ]] || fail "jest $name wrote no results"
 }
 
 total_started=$(now)

@@ -12,25 +12,12 @@
 # machine shared with the compose test, run it under that test's lock.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-PATH=$ROOT/node_modules/.bin:$PATH
-
-CACHE=$ROOT/.compose
-LOGS=$CACHE/logs
-BUILD=$CACHE/build
+# shellcheck source=scripts/lib/test-run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test-run.sh"
 OUT=$ROOT/.swarm
 PULL=${SWARM_TEST_PULL:-auto}
 PULL_TIMEOUT=${SWARM_TEST_PULL_TIMEOUT:-30}
 export DOCKER_BUILDKIT=0
-
-say() { printf '[swarm-images] %s\n' "$*"; }
-now() { date +%s; }
-die() {
-	say "FAILED: $1" >&2
-	[[ -n ${2:-} && -f $2 ]] && tail -n 40 "$2" | sed 's/^/    /' >&2
-	exit 1
-}
 # shellcheck source=scripts/lib/docker-images.sh
 source "$ROOT/scripts/lib/docker-images.sh"
 
@@ -44,7 +31,7 @@ source_hash() {
 	} | sha256sum | cut -d' ' -f1
 }
 
-mkdir -p "$LOGS" "$BUILD" "$OUT"
+mkdir -p "$OUT"
 hash=$(source_hash)
 if [[ -f $OUT/images.tar && $(cat "$OUT/images.source" 2>/dev/null) == "$hash" ]]; then
 	say "images cached in .swarm/images.tar"

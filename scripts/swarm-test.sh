@@ -19,10 +19,8 @@
 # host's network namespace, for machines where the compose test runs beside it.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-PATH=$ROOT/node_modules/.bin:$PATH
-
+# shellcheck source=scripts/lib/test-run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/test-run.sh"
 OUT=$ROOT/.swarm
 LOGS=$OUT/logs
 # Short paths: unix sockets are limited to 108 bytes.
@@ -36,25 +34,8 @@ LOST_ENGINE=3
 UP_TIMEOUT=${SWARM_TEST_UP_TIMEOUT:-300}
 
 mkdir -p "$LOGS"
-results=$(mktemp -d)
-passed=0
-failed=0
 network_created=false
 declare -A dockerd_pids=()
-
-say() { printf '[swarm-test] %s\n' "$*"; }
-now() { date +%s; }
-since() { echo "$(($(now) - $1))s"; }
-pass() { passed=$((passed + 1)); say "PASS $*"; }
-fail() { failed=$((failed + 1)); say "FAIL $*" >&2; }
-die() {
-	fail "$1"
-	if [[ -n ${2:-} && -f $2 ]]; then
-		printf '[swarm-test] last lines of %s:\n' "$2" >&2
-		tail -n 40 "$2" | sed 's/^/    /' >&2
-	fi
-	exit 1
-}
 
 # The Docker CLI against engine $1.
 engine() {
@@ -118,19 +99,7 @@ wait_engine() {
 	engine "$n" volume prune -f >/dev/null
 }
 
-stop_engine() {
-	local n=$1 pid=${dockerd_pids[$1]} deadline=$((SECONDS + 60))
-	kill -TERM "$pid" 2>/dev/null || return 0
-	while kill -0 "$pid" 2>/dev/null; do
-		if ((SECONDS >= deadline)); then
-			say "dockerd $n did not stop within 60s: killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-			break
-		fi
-		sleep 1
-	done
-	wait "$pid" 2>/dev/null || true
-}
+stop_engine() { stop_process "${dockerd_pids[$1]}" "dockerd $1"; }
 
 # Each engine gets the archive's images unless it already holds every one of them, by id.
 load_images() {
@@ -230,40 +199,12 @@ teardown() {
 		pass "teardown left nothing: no namespace, bridge, veth, mount or process of the test"
 	fi
 	rm -rf "$RUN"
-}
-
-print_totals() {
-	local files=()
-	mapfile -t files < <(compgen -G "$results/*.json" || true)
-	# shellcheck disable=SC2016 # the quoted text is JavaScript, not shell
-	node -e '
-		let [passed, failed] = process.argv.slice(1, 3).map(Number);
-		for (const file of process.argv.slice(3)) {
-			const run = JSON.parse(require("node:fs").readFileSync(file, "utf8"));
-			passed += run.numPassedTests;
-			failed += run.numFailedTests + (run.numRuntimeErrorTestSuites ?? 0);
-		}
-		console.log(`${passed} passed, ${failed} failed`);
-	' "$passed" "$failed" "${files[@]}"
-}
-
-finish() {
-	local status=$? totals
-	trap - EXIT INT TERM
-	if ((status != 0 && failed == 0)); then fail "the script stopped early (exit status $status)"; fi
-	teardown
-	totals=$(print_totals)
-	rm -rf "$results"
 	say "the whole run took $(since "$total_started")"
-	echo "$totals"
-	if ((failed > 0)) || { [[ $totals =~ ([0-9]+)\ failed ]] && ((BASH_REMATCH[1] > 0)); }; then status=1; fi
-	exit "$status"
 }
 
 total_started=$(now)
 ((EUID == 0)) || die "the swarm test creates network namespaces and runs dockerd: run it as root"
-trap finish EXIT
-trap 'exit 130' INT TERM
+start_run teardown
 
 # A run that was killed may have left its namespaces behind.
 delete_network

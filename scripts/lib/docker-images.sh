@@ -2,8 +2,14 @@
 # (scripts/compose-test.sh, scripts/swarm-test.sh): install Debian's docker.io, start a dockerd of
 # their own, and provide the five public images, pulled when a registry serves them, otherwise
 # stand-ins built from test/compose/stand-ins on a debootstrap Debian, rebuilt only when their
-# sources change. Sourced, not run. The caller sets ROOT, CACHE (the cache directory, .compose),
-# LOGS, BUILD, PULL (auto|never|always), PULL_TIMEOUT and the functions say, die and now.
+# sources change. Sourced, not run, after scripts/lib/test-run.sh; the caller sets PULL
+# (auto|never|always) and PULL_TIMEOUT. It keeps all of it in the cache .compose/ (CACHE): the
+# engine's data, the images' builds (BUILD) and the logs (LOGS).
+
+CACHE=$ROOT/.compose
+LOGS=$CACHE/logs
+BUILD=$CACHE/build
+mkdir -p "$LOGS" "$BUILD"
 
 STAND_IN_LABEL=org.notes-tasks.stand-in
 BASE_IMAGE=notes-tasks-stand-in/debian:bookworm
@@ -18,8 +24,6 @@ declare -A STAND_INS=(
 # The project's image, as docker-compose.yml names it.
 PROJECT_IMAGE=notes-tasks-cluster:local
 started_dockerd=false
-
-since() { echo "$(($(now) - $1))s"; }
 
 # --- Docker engine -------------------------------------------------------------------------------
 
@@ -56,20 +60,10 @@ start_dockerd() {
 	done
 }
 
+# dockerd stops its containers and containerd first; SIGKILL only if it hangs.
 stop_dockerd() {
 	say "stopping the dockerd this script started"
-	kill -TERM "$DOCKERD_PID" 2>/dev/null || return 0
-	# dockerd stops its containers and containerd first; SIGKILL only if it hangs.
-	local deadline=$((SECONDS + 60))
-	while kill -0 "$DOCKERD_PID" 2>/dev/null; do
-		if ((SECONDS >= deadline)); then
-			say "dockerd did not stop within 60s: killing it"
-			kill -KILL "$DOCKERD_PID" 2>/dev/null || true
-			break
-		fi
-		sleep 1
-	done
-	wait "$DOCKERD_PID" 2>/dev/null || true
+	stop_process "$DOCKERD_PID" dockerd
 }
 
 # --- images --------------------------------------------------------------------------------------
@@ -123,16 +117,20 @@ prepare_context() {
 			mv "$context"/npm-*.tgz "$context/npm.tgz"
 			;;
 		mongo)
-			# tools/ferretdb with the stand-in's own main.go and auth.patch (authentication as the
-			# official image sets it up). Static (no cgo), so that it runs on the stand-in's glibc
-			# whatever the host's is.
-			rm -rf "$BUILD/ferretdb-src"
-			cp -r tools/ferretdb "$BUILD/ferretdb-src"
-			cp "$context/main.go" "$BUILD/ferretdb-src/main.go"
-			cp "$context/auth.patch" "$BUILD/ferretdb-src/patches/"
-			CGO_ENABLED=0 "$BUILD/ferretdb-src/build.sh" "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
+			# tools/ferretdb with the stand-in's authentication (as the official image sets it up):
+			# auth.go and main.patch for the command, auth.patch for FerretDB. Static (no cgo), so
+			# that it runs on the stand-in's glibc whatever the host's is.
+			local src=$BUILD/ferretdb-src
+			rm -rf "$src"
+			cp -r tools/ferretdb "$src"
+			cp "$context/auth.go" "$src/"
+			# The ceiling keeps git from taking the checkout around .compose/ for the copy's own.
+			(cd "$src" && GIT_CEILING_DIRECTORIES="$BUILD" git apply "$context/main.patch") >>"$LOGS/stand-ins.log" 2>&1 ||
+				die "main.patch no longer applies to tools/ferretdb/main.go" "$LOGS/stand-ins.log"
+			cp "$context/auth.patch" "$src/patches/"
+			CGO_ENABLED=0 "$src/build.sh" "$context/ferretdb" >>"$LOGS/stand-ins.log" 2>&1 ||
 				die "building FerretDB failed" "$LOGS/stand-ins.log"
-			rm -rf "$BUILD/ferretdb-src" "$context/main.go" "$context/auth.patch"
+			rm -rf "$src" "$context"/{auth.go,main.patch,auth.patch}
 			;;
 	esac
 }

@@ -10,6 +10,7 @@ import { ROOT } from "../../scripts/stack-control";
 import type { AcceptedTask } from "../../lib/task";
 import { postPaced, type PlannedTask } from "../support/retrying-client";
 import { compose, containers, docker, serviceStates } from "../support/compose";
+import { waitForStored } from "../support/stored-tasks";
 
 /**
  * The docker-compose deployment on a real Docker engine, as users run it. scripts/compose-test.sh
@@ -67,23 +68,6 @@ describe("the docker-compose stack", () => {
 
 	afterAll(() => mongo?.close());
 
-	/** Waits until every id is stored, and returns the stored documents. */
-	function stored(ids: string[], timeoutMs: number): Promise<TaskDocument[]> {
-		return eventually(
-			`${ids.length} tasks stored`,
-			async () => {
-				const found = await tasks()
-					.find({ _id: { $in: ids } })
-					.toArray();
-				return found.length === ids.length ? found : undefined;
-			},
-			timeoutMs,
-		).catch(async err => {
-			const count = await tasks().countDocuments({ _id: { $in: ids } });
-			throw new Error(`${(err as Error).message}: ${count} of ${ids.length} stored`);
-		});
-	}
-
 	it("runs every service healthy, with 3 worker-py and 2 worker-go containers", async () => {
 		const listing = await serviceStates();
 		const services = listing.map(line => line.split(" ")[0]);
@@ -102,7 +86,8 @@ describe("the docker-compose stack", () => {
 			expect(response.status).toBe(202);
 			return (await response.json()) as AcceptedTask;
 		});
-		const documents = await stored(
+		const documents = await waitForStored(
+			tasks(),
 			accepted.map(task => task.id),
 			60_000,
 		);
@@ -195,7 +180,7 @@ describe("the docker-compose stack", () => {
 		expect(failures.map(task => `${task.title}: ${task.failure}`)).toEqual([]);
 		const ids = posted.map(task => task.acceptedId as string);
 		expect(new Set(ids).size).toBe(2000);
-		await stored(ids, 120_000);
+		await waitForStored(tasks(), ids, 120_000);
 		// Nothing twice: every document of this run has its own title, one per posted task.
 		const documents = await tasks()
 			.find({ title: { $regex: `^${tag} kill ` } })
@@ -246,7 +231,7 @@ describe("the docker-compose stack", () => {
 		const response = await postTask(stack.gatewayUrl("flask"), titled(`${tag} before down`));
 		expect(response.status).toBe(202);
 		const task = (await response.json()) as AcceptedTask;
-		await stored([task.id], 30_000);
+		await waitForStored(tasks(), [task.id], 30_000);
 		const before = await tasks().countDocuments();
 		await mongo.close();
 
@@ -268,6 +253,6 @@ describe("the docker-compose stack", () => {
 		// And the restarted cluster takes new work.
 		const after = await postTask(stack.gatewayUrl("go"), titled(`${tag} after up`));
 		expect(after.status).toBe(202);
-		await stored([((await after.json()) as AcceptedTask).id], 30_000);
+		await waitForStored(tasks(), [((await after.json()) as AcceptedTask).id], 30_000);
 	}, 420_000);
 });

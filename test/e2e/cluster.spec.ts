@@ -1,10 +1,10 @@
 import { MongoClient } from "mongodb";
-import { ServiceBroker } from "moleculer";
+import type { ServiceBroker } from "moleculer";
 import type { TaskDocument } from "../../lib/task";
-import { connectToStack, inParallel, runTag, type Stack } from "../support/stack";
+import { connectToStack, inParallel, joinBus, type Stack } from "../support/stack";
 import { eventually } from "../support/eventually";
 import { postTask, titled } from "../support/http";
-import { createdSince, findByIds, removeCreatedSince } from "../support/stored-tasks";
+import { RunTasks, waitForStored } from "../support/stored-tasks";
 import type { AcceptedTask } from "../../lib/task";
 
 const BATCH = 300;
@@ -14,32 +14,25 @@ describe("the cluster under a batch of tasks", () => {
 	let stack: Stack;
 	let mongo: MongoClient;
 	let probe: ServiceBroker;
-	const tag = runTag();
-	// Tasks created from here on are this run's; the store may hold millions of others.
-	const since = new Date(Date.now() - 1000);
+	const batch = new RunTasks("batch");
+	const tasks = () => mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 
 	beforeAll(async () => {
 		stack = await connectToStack();
 		mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 5000 });
 		// A node of our own that joins the cluster just to read its registry.
-		probe = new ServiceBroker({
-			namespace: stack.namespace,
-			nodeID: `e2e-probe-${process.pid}`,
-			transporter: { type: "AMQP", options: { url: stack.rabbitUrl } },
-			logger: false,
-		});
-		await probe.start();
+		probe = await joinBus(stack, "e2e-probe");
 	});
 
 	afterAll(async () => {
 		await probe?.stop();
 		// The batch would otherwise grow the developer's store by BATCH tasks on every run.
-		if (mongo) await removeCreatedSince(mongo.db(stack.dbName).collection<TaskDocument>("tasks"), since, `${tag} batch `);
+		if (mongo) await batch.remove(tasks());
 		await mongo?.close();
 	});
 
 	it(`processes ${BATCH} tasks from both gateways with both worker roles, each exactly once`, async () => {
-		const titles = Array.from({ length: BATCH }, (_, i) => `${tag} batch #${i}`);
+		const titles = Array.from({ length: BATCH }, (_, i) => batch.title(`#${i}`));
 		const accepted = await inParallel(titles, CONCURRENCY, async (title, i) => {
 			const response = await postTask(stack.gatewayUrl(i % 2 === 0 ? "flask" : "go"), titled(title));
 			expect(response.status).toBe(202);
@@ -48,15 +41,7 @@ describe("the cluster under a batch of tasks", () => {
 		const ids = accepted.map(task => task.id);
 		expect(new Set(ids).size).toBe(BATCH);
 
-		const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
-		const stored = await eventually(
-			`${BATCH} tasks stored`,
-			async () => {
-				const found = await findByIds(tasks, ids);
-				return found.length === BATCH ? found : undefined;
-			},
-			60_000,
-		);
+		const stored = await waitForStored(tasks(), ids, 60_000);
 
 		// Both roles compete for the one queue, so both take a share of a batch this size.
 		expect(new Set(stored.map(task => task.processed_by))).toEqual(new Set(["worker-py", "worker-go"]));
@@ -64,7 +49,7 @@ describe("the cluster under a batch of tasks", () => {
 		const workerNodes = stack.nodes.filter(node => node.startsWith("worker-"));
 		expect(new Set(stored.map(task => task.node_id))).toEqual(new Set(workerNodes));
 		// A redelivery must not add a document under another id: the batch's titles map to its ids only.
-		expect((await createdSince(tasks, since)).filter(task => task.title.startsWith(`${tag} batch `))).toHaveLength(BATCH);
+		expect(await batch.stored(tasks())).toHaveLength(BATCH);
 	}, 90_000);
 
 	it("has every node of every role in the Moleculer registry, each with its role and a tasks store", async () => {

@@ -2,8 +2,8 @@ import { MongoClient } from "mongodb";
 import { scrape, sumOf } from "../support/prometheus-text";
 import { postTask, titled } from "../support/http";
 import { eventually } from "../support/eventually";
-import { connectToStack, inParallel, runTag, type Stack } from "../support/stack";
-import { removeCreatedSince } from "../support/stored-tasks";
+import { connectToStack, inParallel, type Stack } from "../support/stack";
+import { RunTasks } from "../support/stored-tasks";
 import type { TaskDocument } from "../../lib/task";
 
 const POSTED = 200;
@@ -21,25 +21,21 @@ type Targets = { activeTargets: { labels: Record<string, string>; health: string
  */
 describe("metrics and Prometheus", () => {
 	let stack: Stack;
-	let prometheus: string;
-	const tag = runTag();
-	// Tasks created from here on are this run's; the store may hold millions of others.
-	const since = new Date(Date.now() - 1000);
+	const posted = new RunTasks("metrics");
 
 	beforeAll(async () => {
 		stack = await connectToStack();
-		prometheus = `http://127.0.0.1:${stack.env.PROMETHEUS_PORT}`;
 	});
 
 	afterAll(async () => {
 		// The posted tasks would otherwise grow the developer's store on every run.
 		const mongo = new MongoClient(stack.mongoUri, { serverSelectionTimeoutMS: 5000 });
-		await removeCreatedSince(mongo.db(stack.dbName).collection<TaskDocument>("tasks"), since, `${tag} metrics `);
+		await posted.remove(mongo.db(stack.dbName).collection<TaskDocument>("tasks"));
 		await mongo.close();
 	});
 
 	async function api<T>(path: string): Promise<T> {
-		const res = await fetch(`${prometheus}/api/v1/${path}`, { signal: AbortSignal.timeout(5000) });
+		const res = await fetch(`http://127.0.0.1:${stack.env.PROMETHEUS_PORT}/api/v1/${path}`, { signal: AbortSignal.timeout(5000) });
 		const answer = (await res.json()) as PrometheusAnswer<T>;
 		if (answer.status !== "success") throw new Error(`Prometheus ${path}: ${JSON.stringify(answer)}`);
 		return answer.data;
@@ -73,7 +69,7 @@ describe("metrics and Prometheus", () => {
 			Array.from({ length: count }, (_, n) => from + n),
 			20,
 			async n => {
-				const res = await postTask(stack.gatewayUrl(n % 2 ? "go" : "flask"), titled(`${tag} metrics ${n}`));
+				const res = await postTask(stack.gatewayUrl(n % 2 ? "go" : "flask"), titled(posted.title(n)));
 				return res.status;
 			},
 		);

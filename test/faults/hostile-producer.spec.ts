@@ -7,14 +7,14 @@ import { gzipSync } from "node:zlib";
 import amqp, { type ChannelModel, type ConfirmChannel, type Options } from "amqplib";
 import { MongoClient } from "mongodb";
 import { loadConfig } from "../../lib/config";
-import { newTask, type AcceptedTask, type QueuedTask } from "../../lib/task";
+import { newTask, type AcceptedTask, type QueuedTask, type TaskDocument } from "../../lib/task";
 import { watchDeadLetters } from "../support/dead-letters";
-import { eventually } from "../support/eventually";
 import { publishReport, textTable } from "../support/fault-report";
 import { postTask, titled } from "../support/http";
 import { scrape, type Sample } from "../support/prometheus-text";
 import { connectOrExplain, RABBIT_URL } from "../support/rabbitmq";
 import { gatewaysReady, inParallel, leaveStackHealthy, nodePid, removeTestTasks, type Stack } from "../support/stack";
+import { waitForStored } from "../support/stored-tasks";
 import { ROOT } from "../../scripts/stack-control";
 
 /**
@@ -109,14 +109,6 @@ function badMessages(maxMessageBytes: number, collidingId: string): BadMessage[]
 	];
 }
 
-interface StoredTask {
-	_id: string;
-	title: string;
-	created_at: Date;
-	processed_at: Date;
-	processed_by: string;
-}
-
 const percentile = (values: number[], p: number) => {
 	const sorted = [...values].sort((a, b) => a - b);
 	return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
@@ -152,7 +144,7 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 	let maxMessageBytes: number;
 	const report: string[] = [];
 
-	const tasks = () => mongo.db(stack.dbName).collection<StoredTask>("tasks");
+	const tasks = () => mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 	const metricsUrlOf = (node: string) =>
 		`http://${
 			stack.env.STACK_METRICS.split(",")
@@ -180,20 +172,9 @@ describe("a hostile producer on task_queue, among good tasks", () => {
 	}
 
 	/** The stored documents of `ids` once all are there. */
-	const storedAll = (ids: string[]) =>
-		eventually(
-			`${ids.length} tasks stored`,
-			async () => {
-				const found = await tasks()
-					.find({ _id: { $in: ids } })
-					.toArray();
-				return found.length === ids.length ? found : undefined;
-			},
-			60_000,
-			200,
-		);
+	const storedAll = (ids: string[]) => waitForStored(tasks(), ids, 60_000, 200);
 
-	const latenciesMs = (documents: StoredTask[]) => documents.map(document => document.processed_at.getTime() - document.created_at.getTime());
+	const latenciesMs = (documents: TaskDocument[]) => documents.map(document => document.processed_at.getTime() - document.created_at.getTime());
 
 	beforeAll(async () => {
 		stack = await gatewaysReady();

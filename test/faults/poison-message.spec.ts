@@ -1,12 +1,12 @@
 import type { ChannelModel, ConfirmChannel } from "amqplib";
 import { MongoClient } from "mongodb";
-import { encodeTaskMessage, newTask } from "../../lib/task";
-import { eventually } from "../support/eventually";
+import { encodeTaskMessage, newTask, type TaskDocument } from "../../lib/task";
 import type { Stack } from "../support/stack";
 import { connectOrExplain } from "../support/rabbitmq";
 import { gatewaysReady, leaveStackHealthy } from "../support/stack";
 import { stackCommand } from "../../scripts/stack-control";
 import { watchDeadLetters } from "../support/dead-letters";
+import { waitForStored } from "../support/stored-tasks";
 
 /**
  * Messages no worker can turn into a task, published straight to task_queue as a foreign
@@ -84,12 +84,9 @@ describe("poison messages on task_queue", () => {
 			});
 		}
 
-		const tasks = mongo.db(stack.dbName).collection<{ _id: string; title: string; source: string }>("tasks");
+		const tasks = mongo.db(stack.dbName).collection<TaskDocument>("tasks");
 		const ids = [...behind.map(task => task.id), foreign.id];
-		const stored = await eventually("the valid tasks stored", async () => {
-			const found = await tasks.find({ _id: { $in: ids } }).toArray();
-			return found.length === ids.length ? found : undefined;
-		});
+		const stored = await waitForStored(tasks, ids, 20_000);
 		expect(stored.find(document => document._id === foreign.id)).toMatchObject({ title: foreign.title, source: "external" });
 		expect(await tasks.countDocuments({ title: { $regex: `^${MARK} ` } })).toBe(ids.length);
 	});

@@ -1,43 +1,25 @@
 import { once } from "node:events";
 import path from "node:path";
-import { randomUUID } from "node:crypto";
-import { ServiceBroker, type ServiceSchema } from "moleculer";
-import { MongoClient, ObjectId } from "mongodb";
-import { config } from "../../lib/config";
-import { createDbServiceMixin } from "../../mixins/db.mixin";
+import { ObjectId } from "mongodb";
 import { spawnTracked } from "../support/child-processes";
-
-const MONGO_URI = process.env.TEST_MONGO_URI ?? "mongodb://127.0.0.1:27017/";
+import { TEST_MONGO_URI, TestDatabase } from "../support/test-database";
 
 /**
  * moleculer-db-adapter-mongo on the project's mongodb 6 driver (package.json's override and
  * lib/store/mongo-adapter.ts), through moleculer-db's own actions, against the wire server.
  */
 describe("moleculer-db's Mongo adapter on the mongodb 6 driver", () => {
-	const dbName = `test_adapter_${randomUUID().slice(0, 8)}`;
-	let broker: ServiceBroker;
-	let mongo: MongoClient;
+	const store = new TestDatabase();
+	const { broker } = store;
 
-	beforeAll(async () => {
-		mongo = await MongoClient.connect(MONGO_URI, { serverSelectionTimeoutMS: 3000 });
-		broker = new ServiceBroker({ logger: false });
-		broker.createService({ name: "items", mixins: [createDbServiceMixin("items", { ...config, mongoUri: MONGO_URI, dbName })] } as ServiceSchema);
-		await broker.start();
-	});
-	afterAll(async () => {
-		await broker?.stop();
-		await mongo?.db(dbName).dropDatabase();
-		await mongo?.close();
-	});
+	beforeAll(() => store.start({ name: "items" }, "items"));
+	afterAll(() => store.stop());
 
 	it("creates, gets, updates, lists, counts and removes through moleculer-db's actions", async () => {
 		const created = await broker.call<{ _id: string; name: string }, object>("items.create", { name: "first" });
 		// The driver's ObjectId, handed out as moleculer-db hands it out: a hex string.
 		expect(created).toEqual({ _id: expect.stringMatching(/^[0-9a-f]{24}$/), name: "first" });
-		const stored = await mongo
-			.db(dbName)
-			.collection("items")
-			.findOne({ _id: new ObjectId(created._id) });
+		const stored = await store.db.collection("items").findOne({ _id: new ObjectId(created._id) });
 		expect(stored).toEqual({ _id: new ObjectId(created._id), name: "first" });
 
 		await broker.call("items.insert", { entities: [{ name: "second" }, { name: "third" }] });
@@ -53,7 +35,7 @@ describe("moleculer-db's Mongo adapter on the mongodb 6 driver", () => {
 	});
 
 	it("starts a node on the store without a warning", async () => {
-		const node = spawnTracked(process.execPath, ["--import", "tsx", path.join(__dirname, "fixtures/tasks-node.ts"), MONGO_URI, dbName], {
+		const node = spawnTracked(process.execPath, ["--import", "tsx", path.join(__dirname, "fixtures/tasks-node.ts"), TEST_MONGO_URI, store.name], {
 			stdio: ["ignore", "pipe", "pipe"],
 		});
 		let stdout = "";

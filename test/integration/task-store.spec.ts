@@ -1,44 +1,22 @@
 import { randomUUID } from "node:crypto";
-import { ServiceBroker } from "moleculer";
-import { MongoClient } from "mongodb";
-import { config } from "../../lib/config";
 import { newTask, stampProcessed, type ProcessedTask } from "../../lib/task";
-import { createDbServiceMixin } from "../../mixins/db.mixin";
 import TasksService from "../../services/tasks.service";
-
-const MONGO_URI = process.env.TEST_MONGO_URI ?? "mongodb://127.0.0.1:27017/";
+import { TestDatabase } from "../support/test-database";
 
 describe("tasks store on a MongoDB-protocol server", () => {
-	const dbName = `test_${randomUUID().slice(0, 8)}`;
-	let broker: ServiceBroker;
-	let mongo: MongoClient;
+	const store = new TestDatabase();
+	const { broker } = store;
 
 	const processed = (title: string, processedBy = "worker-py"): ProcessedTask =>
 		stampProcessed(newTask(title, "flask"), { processedBy, nodeID: "store-test" });
 
-	beforeAll(async () => {
-		mongo = new MongoClient(MONGO_URI, { serverSelectionTimeoutMS: 3000 });
-		await mongo.connect().catch(err => {
-			throw new Error(`No MongoDB-protocol server at ${MONGO_URI} (${err.message}); start it with \`npm run stack:up\``);
-		});
-		broker = new ServiceBroker({ logger: false });
-		const onTestDatabase = { ...TasksService, mixins: [createDbServiceMixin("tasks", { ...config, mongoUri: MONGO_URI, dbName })] };
-		broker.createService(onTestDatabase);
-		await broker.start();
-	});
-	afterAll(async () => {
-		await broker?.stop();
-		await mongo?.db(dbName).dropDatabase();
-		await mongo?.close();
-	});
+	beforeAll(() => store.start(TasksService, "tasks"));
+	afterAll(() => store.stop());
 
 	it("stores the SPEC's document with the task id as _id", async () => {
 		const task = processed("stored as documented");
 		await broker.call("tasks.storeProcessed", { tasks: [task] });
-		const document = await mongo
-			.db(dbName)
-			.collection("tasks")
-			.findOne({ _id: task.id as never });
+		const document = await store.db.collection("tasks").findOne({ _id: task.id as never });
 		expect(document).toEqual({
 			_id: task.id,
 			title: "stored as documented",
@@ -58,7 +36,7 @@ describe("tasks store on a MongoDB-protocol server", () => {
 		const fresh = processed("c", "worker-go");
 		await broker.call("tasks.storeProcessed", { tasks: [...redelivered, fresh] });
 
-		const tasks = mongo.db(dbName).collection("tasks");
+		const tasks = store.db.collection("tasks");
 		const ids = [...first, fresh].map(task => task.id as never);
 		const stored = await tasks.find({ _id: { $in: ids } }).toArray();
 		expect(stored).toHaveLength(3);
@@ -89,7 +67,7 @@ describe("tasks store on a MongoDB-protocol server", () => {
 	it("finds a task by _id through the _id index, as the get does", async () => {
 		const task = processed("looked up by id");
 		await broker.call("tasks.storeProcessed", { tasks: [task] });
-		const explained = await mongo.db(dbName).command({ explain: { find: "tasks", filter: { _id: task.id }, limit: 1, singleBatch: true } });
+		const explained = await store.db.command({ explain: { find: "tasks", filter: { _id: task.id }, limit: 1, singleBatch: true } });
 		// FerretDB on SQLite reports SQLite's plan: without tools/ferretdb/patches it is a SCAN of the
 		// table. MongoDB reports IDHACK (7.0) or EXPRESS_IXSCAN (8.0).
 		expect(JSON.stringify(explained.queryPlanner)).toMatch(/USING INDEX \S+__id_ |"IDHACK"|"EXPRESS_IXSCAN"/);

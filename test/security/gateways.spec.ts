@@ -1,6 +1,6 @@
 import { MongoClient } from "mongodb";
-import { ServiceBroker } from "moleculer";
-import { connectToStack, removeTestTasks, runTag, type Stack } from "../support/stack";
+import type { ServiceBroker } from "moleculer";
+import { connectToStack, joinBus, removeTestTasks, runTag, type Stack } from "../support/stack";
 import { postTask, readJson, titled, type ApiError } from "../support/http";
 import type { AcceptedTask } from "../../lib/task";
 
@@ -50,13 +50,7 @@ describe("the gateways on the stack", () => {
 		let probe: ServiceBroker;
 
 		beforeAll(async () => {
-			probe = new ServiceBroker({
-				namespace: stack.namespace,
-				nodeID: `security-probe-${process.pid}`,
-				transporter: { type: "AMQP", options: { url: stack.rabbitUrl } },
-				logger: false,
-			});
-			await probe.start();
+			probe = await joinBus(stack, "security-probe");
 			await probe.waitForServices("tasks", 20_000);
 		});
 		afterAll(() => probe?.stop());

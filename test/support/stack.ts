@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseEnv } from "node:util";
 import type { MongoClient } from "mongodb";
+import { ServiceBroker } from "moleculer";
 import { ROOT, stackCommand, stackNodes } from "../../scripts/stack-control";
 import { eventually } from "./eventually";
 
@@ -105,6 +106,27 @@ export async function inParallel<T, R>(items: T[], limit: number, work: (item: T
 	};
 	await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 	return results;
+}
+
+/**
+ * A Moleculer node of the test's own on the stack's bus (its namespace, over RabbitMQ), started:
+ * to read the cluster's registry or call its actions as any node could. Its node id is
+ * `<name>-<pid>`; the caller stops it.
+ */
+export async function joinBus(stack: Stack, name: string): Promise<ServiceBroker> {
+	const broker = new ServiceBroker({
+		namespace: stack.namespace,
+		nodeID: `${name}-${process.pid}`,
+		transporter: { type: "AMQP", options: { url: stack.rabbitUrl } },
+		logger: false,
+	});
+	try {
+		await broker.start();
+	} catch (err) {
+		await broker.stop();
+		throw err;
+	}
+	return broker;
 }
 
 /** A tag that keeps this run's tasks apart from the ones earlier runs left in the store. */

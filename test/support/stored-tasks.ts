@@ -1,6 +1,8 @@
 import type { Collection } from "mongodb";
 import { LIST_SORT, listPlan } from "../../lib/store/task-reads";
 import type { TaskDocument } from "../../lib/task";
+import { eventually } from "./eventually";
+import { runTag } from "./stack";
 
 /**
  * A test's own tasks, read in the two shapes the store serves from an index however many tasks
@@ -17,6 +19,22 @@ export async function findByIds(tasks: Collection<TaskDocument>, ids: string[]):
 	return found.filter((task): task is TaskDocument => task !== null);
 }
 
+/**
+ * Waits until every one of `ids` is stored, and returns their documents in the order of `ids`.
+ * Each poll looks up only the ones not found yet; a timeout says how many were.
+ */
+export async function waitForStored(tasks: Collection<TaskDocument>, ids: string[], timeoutMs: number, intervalMs?: number): Promise<TaskDocument[]> {
+	const found = new Map<string, TaskDocument>();
+	const lookUpMissing = async () => {
+		const missing = ids.filter(id => !found.has(id));
+		for (const task of await findByIds(tasks, missing)) found.set(task._id, task);
+		return ids.every(id => found.has(id)) ? ids.map(id => found.get(id) as TaskDocument) : undefined;
+	};
+	return eventually(`${ids.length} tasks stored`, lookUpMissing, timeoutMs, intervalMs).catch((err: Error) => {
+		throw new Error(`${err.message}: ${found.size} of ${ids.length} stored`);
+	});
+}
+
 /** The tasks created at or after `since`, newest first, a page of the list index at a time. */
 export async function createdSince(tasks: Collection<TaskDocument>, since: Date): Promise<TaskDocument[]> {
 	const found: TaskDocument[] = [];
@@ -30,8 +48,32 @@ export async function createdSince(tasks: Collection<TaskDocument>, since: Date)
 	}
 }
 
-/** Deletes the tasks created at or after `since` whose title starts with `prefix`, by `_id`. */
-export async function removeCreatedSince(tasks: Collection<TaskDocument>, since: Date, prefix: string): Promise<void> {
-	const ours = (await createdSince(tasks, since)).filter(task => task.title.startsWith(prefix));
-	for (const task of ours) await tasks.deleteOne({ _id: task._id });
+/**
+ * The tasks a spec posts to the stack during one run, titled with a prefix of their own (the run's
+ * tag and a label): found among the store's others by that prefix and their creation time, so that
+ * they can be listed and removed again.
+ */
+export class RunTasks {
+	/** What every title of this run's tasks starts with. */
+	readonly prefix: string;
+	// Tasks created from here on are this run's, with a second's slack for the stack's clock.
+	private readonly since = new Date(Date.now() - 1000);
+
+	constructor(label: string) {
+		this.prefix = `${runTag()} ${label} `;
+	}
+
+	title(name: string | number): string {
+		return `${this.prefix}${name}`;
+	}
+
+	/** This run's stored tasks, newest first. */
+	async stored(tasks: Collection<TaskDocument>): Promise<TaskDocument[]> {
+		return (await createdSince(tasks, this.since)).filter(task => task.title.startsWith(this.prefix));
+	}
+
+	/** Deletes this run's stored tasks, by `_id`. */
+	async remove(tasks: Collection<TaskDocument>): Promise<void> {
+		for (const task of await this.stored(tasks)) await tasks.deleteOne({ _id: task._id });
+	}
 }
