@@ -6,11 +6,12 @@
 // Each size has a database of its own, seeded by bench/seed.ts and kept afterwards (a million
 // takes minutes to seed; a later run adds only what is missing): `npm run bench` restarts the
 // nodes on it. BENCH_READS_DROP=1 drops them at the end.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
 import { encodeCursor } from "../lib/store/task-reads";
-import { pidOf, useDatabase } from "../scripts/stack-control";
+import { pidOf, stackNodes, useDatabase } from "../scripts/stack-control";
 import { costDirect, costRatios, dropStore, GoPeer, peerUnavailable, WARM_UP_TASKS, type CostRun, type RunShape } from "./cost";
 import { peerSeededDocument, seedTasks, type SeededPosition } from "./seed";
 
@@ -22,6 +23,8 @@ const ROUNDS = READ_ROUNDS;
 const SAMPLES = Number(process.env.BENCH_READ_SAMPLES ?? 200);
 const FLOOD = { listers: 16, giveUpMs: 2_000, seconds: Number(process.env.BENCH_FLOOD_SECONDS ?? 10), posters: 4, getters: 2 };
 const INGEST_TASKS = Number(process.env.BENCH_INGEST_TASKS ?? 20_000);
+/** Parts of the phase to run: BENCH_READ_PARTS=latency,flood leaves out the (long) ingest runs. */
+const PARTS = new Set((process.env.BENCH_READ_PARTS ?? "latency,flood,ingest").split(","));
 /** The store counts as idle once under this share of a core for two seconds running. */
 const IDLE_PERCENT = 10;
 
@@ -144,10 +147,69 @@ async function readsAt(nginx: string, mongoUri: string, size: number) {
 	return { stored: size, samplesPerRound: SAMPLES, rounds, figures };
 }
 
-function cpuMs(pid: number): number {
-	const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** A process's state, parent and CPU time so far (user + system), from /proc; null once it has exited. */
+function procStat(pid: number): { ppid: number; cpuMs: number } | null {
+	let stat: string;
+	try {
+		stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+	} catch {
+		return null;
+	}
 	const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-	return (Number(fields[11]) + Number(fields[12])) * 10;
+	return { ppid: Number(fields[1]), cpuMs: (Number(fields[11]) + Number(fields[12])) * 10 };
+}
+
+function cpuMs(pid: number): number {
+	return procStat(pid)?.cpuMs ?? 0;
+}
+
+/** `pid` and every process below it (Nginx's workers, RabbitMQ's Erlang VM under its script). */
+function processTree(pid: number): number[] {
+	const parents = new Map<number, number>();
+	for (const entry of readdirSync("/proc")) {
+		if (!/^\d+$/.test(entry)) continue;
+		const stat = procStat(Number(entry));
+		if (stat) parents.set(Number(entry), stat.ppid);
+	}
+	const tree = [pid];
+	for (let i = 0; i < tree.length; i++) for (const [child, parent] of parents) if (parent === tree[i]) tree.push(child);
+	return tree;
+}
+
+/** The machine's busy CPU time so far, all cores, from /proc/stat. */
+function machineBusyMs(): number {
+	const [, ...ticks] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).map(Number);
+	const idle = ticks[3] + ticks[4];
+	return (ticks.reduce((sum, n) => sum + n, 0) - idle) * 10;
+}
+
+/**
+ * Where the CPU goes while a phase runs: the stack's processes by part (the store, each gateway
+ * node, the workers, Nginx, RabbitMQ), this bench's own process, and all the rest of the machine
+ * (other work on it), each in percent of one core over the phase.
+ */
+async function cpuSampler(): Promise<() => Record<string, number>> {
+	const groups: Record<string, number[]> = {};
+	const add = (name: string, pids: number[]) => (groups[name] = [...(groups[name] ?? []), ...pids]);
+	add("store", [await pidOf("ferretdb")]);
+	add("nginx", processTree(await pidOf("nginx")));
+	add("rabbitmq", processTree(await pidOf("rabbitmq")));
+	for (const node of await stackNodes()) add(node.role.startsWith("worker") ? "workers" : node.role, [node.pid]);
+	const sum = (pids: number[]) => pids.reduce((total, pid) => total + cpuMs(pid), 0);
+	const before = Object.fromEntries(Object.entries(groups).map(([name, pids]) => [name, sum(pids)]));
+	const benchBefore = process.cpuUsage();
+	const machineBefore = machineBusyMs();
+	const started = performance.now();
+	return () => {
+		const elapsedMs = performance.now() - started;
+		const percent = (ms: number) => Math.round((ms / elapsedMs) * 100);
+		const used = Object.fromEntries(Object.entries(groups).map(([name, pids]) => [name, sum(pids) - before[name]]));
+		const bench = process.cpuUsage(benchBefore);
+		used.bench = (bench.user + bench.system) / 1000;
+		const stack = Object.values(used).reduce((total, ms) => total + ms, 0);
+		used.otherWork = Math.max(0, machineBusyMs() - machineBefore - stack);
+		return Object.fromEntries(Object.entries(used).map(([name, ms]) => [name, percent(ms)]));
+	};
 }
 
 /** Seconds until the store's CPU stays under IDLE_PERCENT of a core for two seconds in a row. */
@@ -181,14 +243,16 @@ async function listFlood(nginx: string, samples: SeededPosition[]) {
 	const phase = async (flood: boolean) => {
 		const end = performance.now() + FLOOD.seconds * 1000;
 		const over = () => performance.now() > end;
+		const cpu = await cpuSampler();
 		const [posts, gets, lists] = await Promise.all([
 			closedLoop(FLOOD.posters, over, post),
 			closedLoop(FLOOD.getters, over, get),
 			flood ? closedLoop(FLOOD.listers, over, list) : null,
 		]);
-		return { posts, gets, lists, storeIdle: await secondsUntilIdle(storePid) };
+		return { posts, gets, lists, cpuPercent: cpu(), loadAverage: loadavg()[0], storeIdle: await secondsUntilIdle(storePid) };
 	};
-	const rounds = [];
+	type Phase = Awaited<ReturnType<typeof phase>>;
+	const rounds: { alone: Phase; flooded: Phase; postP99Ratio: number; getP99Ratio: number }[] = [];
 	for (let r = 0; r < ROUNDS; r++) {
 		const alone = await phase(false);
 		const flooded = await phase(true);
@@ -203,10 +267,20 @@ async function listFlood(nginx: string, samples: SeededPosition[]) {
 		postP99Ratio: spread(rounds.map(r => r.postP99Ratio)),
 		getP99Ratio: spread(rounds.map(r => r.getP99Ratio)),
 		storeIdleSecondsAfterFlood: spread(rounds.map(r => r.flooded.storeIdle.seconds)),
-		listStatuses: rounds.map(r => r.flooded.lists?.statuses),
+		postP99MsAlone: spread(rounds.map(r => r.alone.posts.p99Ms)),
+		postP99MsFlooded: spread(rounds.map(r => r.flooded.posts.p99Ms)),
+		getP99MsAlone: spread(rounds.map(r => r.alone.gets.p99Ms)),
+		getP99MsFlooded: spread(rounds.map(r => r.flooded.gets.p99Ms)),
+		listsPerSecond: spread(rounds.map(r => round((r.flooded.lists?.requests ?? 0) / FLOOD.seconds))),
+		loadAverage: spread(rounds.map(r => r.flooded.loadAverage)),
 	};
-	log(`flood: ${JSON.stringify(figures)}`);
-	return { clients: FLOOD, rounds, figures };
+	// CPU by process in percent of a core, median over the rounds, alone and flooded.
+	const cpuByPart = (of: (r: (typeof rounds)[number]) => Record<string, number>) =>
+		Object.fromEntries(Object.keys(of(rounds[0])).map(part => [part, spread(rounds.map(r => of(r)[part] ?? 0)).median]));
+	const cpuPercent = { alone: cpuByPart(r => r.alone.cpuPercent), flooded: cpuByPart(r => r.flooded.cpuPercent) };
+	const listStatuses = rounds.map(r => r.flooded.lists?.statuses);
+	log(`flood: ${JSON.stringify({ ...figures, cpuPercent, listStatuses })}`);
+	return { clients: FLOOD, rounds, figures, cpuPercent, listStatuses };
 }
 
 /** Sets a database's seeded tasks aside (a rename: instant) and back, for a run on an empty collection. */
@@ -275,13 +349,17 @@ async function ingestBySize(mongoUri: string, queue: string, size: number) {
 export async function readsPhase(nginx: string, mongoUri: string, queue: string, nodesDb: string) {
 	try {
 		const latencies = [];
-		for (const size of SIZES) latencies.push(await readsAt(nginx, mongoUri, size));
+		if (PARTS.has("latency")) for (const size of SIZES) latencies.push(await readsAt(nginx, mongoUri, size));
 		const largest = Math.max(...SIZES);
-		// The nodes are on the largest database now.
 		const samples = await seeded(mongoUri, readsDb(largest), largest);
-		log(`flood at ${largest} stored: ${FLOOD.listers} clients listing beside posts and gets, ${ROUNDS} rounds`);
-		const flood = await listFlood(nginx, samples);
-		const ingest = await ingestBySize(mongoUri, queue, largest);
+		// The nodes are on the last size's database after the latencies.
+		if (!PARTS.has("latency") || SIZES.at(-1) !== largest) await useDatabase(readsDb(largest));
+		let flood = null;
+		if (PARTS.has("flood")) {
+			log(`flood at ${largest} stored: ${FLOOD.listers} clients listing beside posts and gets, ${ROUNDS} rounds`);
+			flood = await listFlood(nginx, samples);
+		}
+		const ingest = PARTS.has("ingest") ? await ingestBySize(mongoUri, queue, largest) : null;
 		return { latencies, flood, ingest };
 	} finally {
 		await useDatabase(nodesDb);

@@ -365,25 +365,29 @@ async function measure() {
 				});
 			}
 		}
-		const flood = reads.flood.figures;
-		rows.push(
-			{ figure: "list flood: p99 POST flooded / alone", value: ms(flood.postP99Ratio), ceiling: "", ratio: "", target: "≤ 1.5" },
-			{ figure: "list flood: p99 GET by id flooded / alone", value: ms(flood.getP99Ratio), ceiling: "", ratio: "", target: "≤ 1.5" },
-			{ figure: "list flood: s until the store is idle after", value: ms(flood.storeIdleSecondsAfterFlood), ceiling: "", ratio: "", target: "≤ 5" },
-		);
-		const ingest = reads.ingest.figures;
+		const flood = reads.flood?.figures;
+		if (flood) {
+			rows.push(
+				{ figure: "list flood: p99 POST flooded / alone", value: ms(flood.postP99Ratio), ceiling: "", ratio: "", target: "≤ 1.5" },
+				{ figure: "list flood: p99 GET by id flooded / alone", value: ms(flood.getP99Ratio), ceiling: "", ratio: "", target: "≤ 1.5" },
+				{ figure: "list flood: s until the store is idle after", value: ms(flood.storeIdleSecondsAfterFlood), ceiling: "", ratio: "", target: "≤ 5" },
+			);
+		}
+		const ingest = reads.ingest?.figures;
 		const perTask = (ratios: Record<string, { median: number; min: number; max: number }>) =>
 			["total", "gateways", "workers", "store"].map(name => `${name} ${ms(ratios[name])}`).join(", ");
-		rows.push({
-			figure: `ingest CPU per task, cluster, ${reads.ingest.stored} stored / empty`,
-			value: perTask(ingest.clusterStoredOverEmpty),
-			ceiling: "",
-			ratio: "",
-			target: "total ≤ 1.15",
-		});
-		if ("peerStoredOverEmpty" in ingest) {
+		if (ingest) {
 			rows.push({
-				figure: `ingest CPU per task, Go peer, ${reads.ingest.stored} stored / empty`,
+				figure: `ingest CPU per task, cluster, ${reads.ingest?.stored} stored / empty`,
+				value: perTask(ingest.clusterStoredOverEmpty),
+				ceiling: "",
+				ratio: "",
+				target: "total ≤ 1.15",
+			});
+		}
+		if (ingest && "peerStoredOverEmpty" in ingest) {
+			rows.push({
+				figure: `ingest CPU per task, Go peer, ${reads.ingest?.stored} stored / empty`,
 				value: perTask(ingest.peerStoredOverEmpty),
 				ceiling: "",
 				ratio: "",

@@ -63,7 +63,9 @@ const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, Task
 		 */
 		list: {
 			// Two lists at a time per node and twenty waiting: a page is a few index steps, and a
-			// flood of lists must leave the store's time to the workers' writes and the gets.
+			// flood of lists must leave the store's time to the workers' writes and the gets. Excess
+			// lists wait rather than being refused: a refused client asks again at once, and a
+			// flood of refusals costs more than the lists (docs/store-driver-and-shedding.md).
 			...readShedding({ concurrency: 2, maxQueueSize: 20 }),
 			params: {
 				$$strict: "remove",
