@@ -5,26 +5,59 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../lib/config";
 import { MethodNotAllowedError, QueueUnavailableError } from "../lib/errors";
 import { assertJsonBody, jsonBodyParser } from "../lib/http/request-guards";
-import { AcceptedByKey, idempotencyKeyOf } from "../lib/http/idempotency";
+import { AcceptedByKey, answerFromStore, idempotencyKeyOf, idempotencyKeyRule, taskIdOfKey, type FirstAnswer, type StoredTask } from "../lib/http/idempotency";
 import { errorBody, publicError, requestIdOf, statusOf } from "../lib/http/public-errors";
-import { nameBasedUuid, newTask, titleRule, type AcceptedTask } from "../lib/task";
+import { newTask, titleRule, type AcceptedTask } from "../lib/task";
 import type { TaskQueue } from "../lib/queue/task-queue";
 import { asStoreReadError } from "../lib/store/read-shedding";
 import { pageRules } from "../lib/store/task-reads";
 import { asMixin } from "./as-mixin";
 import { taskMetricsOf, type TaskMetrics } from "../lib/task-metrics";
 
+/** What a gateway service sets (port, source), and the knobs it may set; the mixin gives their defaults. */
 export interface TaskGatewaySettings {
 	port: number;
 	/** The `source` stamp of the tasks this gateway accepts: "flask" or "go". */
 	source: string;
+	/** Address the HTTP port listens on (BIND_ADDRESS). */
+	ip?: string;
+	/** Largest accepted request body, in bytes (MAX_BODY_BYTES). */
+	maxBodyBytes?: number;
+	/**
+	 * Whether single requests are logged (at debug): on at LOG_LEVEL debug or trace. Off, they
+	 * are not even built: moleculer-web builds each request's log lines (coloured, timed) even
+	 * when the logger drops them.
+	 */
+	requestLogging?: boolean;
+	/** Idempotency keys this gateway remembers; older ones are looked up in the store. */
+	rememberedKeys?: number;
+	/** Longest a POST waits for the store to say whether a key it does not remember was used; then it is accepted. */
+	keyLookupTimeoutMs?: number;
+	/** Above Nginx's upstream keepalive_timeout, so that Nginx always closes idle connections first. */
+	keepAliveTimeoutMs?: number;
 }
+
+/** A gateway's settings once the mixin's defaults are in. */
+type GatewaySettings = ApiSettingsSchema & Required<TaskGatewaySettings>;
+
+/** What a gateway broadcasts when it accepts a task by key, so that every gateway knows the key. */
+interface KeyAccepted {
+	key: string;
+	task: AcceptedTask;
+}
+/** Heard by every gateway of the cluster (Moleculer broadcast), the sender's included. */
+export const KEY_ACCEPTED_EVENT = "task-gateway.keyAccepted";
 
 interface GatewayMeta {
 	$statusCode?: number;
 	$responseHeaders?: Record<string, string>;
 	idempotencyKey?: string;
 	pathPrefix?: string;
+}
+
+interface GatewayMethods {
+	firstAnswer(ctx: Context<unknown, GatewayMeta>, key: string, title: string): Promise<FirstAnswer | undefined>;
+	storedTaskOfKey(ctx: Context<unknown, GatewayMeta>, key: string): Promise<StoredTask | undefined>;
 }
 
 interface GatewayVars {
@@ -39,19 +72,10 @@ interface GatewayVars {
 }
 
 type GatewaySchema = Partial<
-	ServiceSchema<
-		ApiSettingsSchema & Partial<TaskGatewaySettings>,
-		Record<string, never>,
-		GatewayVars,
-		Service<ApiSettingsSchema & TaskGatewaySettings> & GatewayVars
-	>
+	ServiceSchema<ApiSettingsSchema & Partial<TaskGatewaySettings>, GatewayMethods, GatewayVars, Service<GatewaySettings> & GatewayMethods & GatewayVars>
 >;
 
 const RETRY_AFTER_SECONDS = "1";
-/** Idempotency keys remembered per gateway; older ones fall back on the deterministic task id. */
-const REMEMBERED_KEYS = 10_000;
-/** Above Nginx's upstream keepalive_timeout, so that Nginx always closes idle connections first. */
-const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 function serviceUnavailable(ctx: Context<unknown, GatewayMeta>, reason: string): Errors.MoleculerError {
 	ctx.meta.$responseHeaders = { "Retry-After": RETRY_AFTER_SECONDS };
@@ -67,8 +91,15 @@ const TaskGatewayMixin: GatewaySchema = {
 	dependencies: ["tasks"],
 	settings: {
 		ip: config.bindAddress,
+		maxBodyBytes: config.maxBodyBytes,
+		requestLogging: config.logLevel === "debug" || config.logLevel === "trace",
+		rememberedKeys: 10_000,
+		// A by-id read answers far within it; a store that cannot is in trouble, and the POST
+		// does not wait for it (the task id still makes the store keep the task once).
+		keyLookupTimeoutMs: 500,
+		keepAliveTimeoutMs: 65_000,
 		routes: [],
-		// Single requests are logged at debug (the route's `logging` is off below that level).
+		// Single requests are logged at debug, when requestLogging is on.
 		logRequest: "debug",
 		logResponse: "debug",
 		logRequestParams: null,
@@ -76,14 +107,16 @@ const TaskGatewayMixin: GatewaySchema = {
 	actions: {
 		enqueue: {
 			params: { $$strict: true, title: titleRule },
-			async handler(ctx: Context<{ title: string }, GatewayMeta>): Promise<AcceptedTask> {
+			async handler(ctx: Context<{ title: string }, GatewayMeta>): Promise<FirstAnswer> {
 				const key = ctx.meta.idempotencyKey;
-				const remembered = key ? this.acceptedByKey.replay(key, ctx.params.title) : undefined;
-				if (remembered) return accepted(ctx, remembered);
+				if (key) {
+					const first = await this.firstAnswer(ctx, key, ctx.params.title);
+					if (first) return accepted(ctx, first);
+				}
 
 				// The same key always names the same task, so even a retry that reaches another
 				// gateway is stored once.
-				const task = newTask(ctx.params.title, this.settings.source, key ? nameBasedUuid(`idempotency-key:${key}`) : undefined);
+				const task = newTask(ctx.params.title, this.settings.source, key ? taskIdOfKey(key) : undefined);
 				const publishedAt = this.metrics ? performance.now() : 0;
 				try {
 					await this.queue.publish(task);
@@ -93,7 +126,13 @@ const TaskGatewayMixin: GatewaySchema = {
 				}
 				this.metrics?.taskAccepted(this.settings.source, (performance.now() - publishedAt) / 1000);
 				const acceptedTask: AcceptedTask = { ...task, status: "queued" };
-				if (key) this.acceptedByKey.remember(key, acceptedTask);
+				if (key) {
+					this.acceptedByKey.remember(key, acceptedTask);
+					// Sent before the answer, so it is ahead of a client's retry through another gateway.
+					// Moleculer logs a send that fails; a gateway it missed asks the store instead.
+					const event: KeyAccepted = { key, task: acceptedTask };
+					void this.broker.broadcast(KEY_ACCEPTED_EVENT, event);
+				}
 				return accepted(ctx, acceptedTask);
 			},
 		},
@@ -122,7 +161,56 @@ const TaskGatewayMixin: GatewaySchema = {
 			return { status: "ready" };
 		},
 	},
+	events: {
+		[KEY_ACCEPTED_EVENT]: {
+			params: {
+				key: idempotencyKeyRule,
+				task: {
+					type: "object",
+					props: {
+						id: { type: "string", max: 100 },
+						title: { type: "string", max: 200 },
+						source: { type: "string", max: 50 },
+						created_at: { type: "string", max: 30 },
+						status: { type: "equal", value: "queued" },
+					},
+				},
+			},
+			handler(ctx: Context<KeyAccepted>) {
+				this.acceptedByKey.remember(ctx.params.key, ctx.params.task);
+			},
+		},
+	},
 	methods: {
+		/**
+		 * The first answer to `key` if it was used: from memory (this gateway's keys and the ones
+		 * the others told of), else from the store; undefined for a key never used. Throws
+		 * IdempotencyKeyReusedError for the key with another title.
+		 */
+		async firstAnswer(ctx: Context<unknown, GatewayMeta>, key: string, title: string): Promise<FirstAnswer | undefined> {
+			const remembered = this.acceptedByKey.replay(key, title);
+			if (remembered) return remembered;
+			const stored = await this.storedTaskOfKey(ctx, key);
+			// Another gateway may have told of the key while the store was asked.
+			if (!stored) return this.acceptedByKey.replay(key, title);
+			const answer = answerFromStore(stored, title);
+			this.acceptedByKey.remember(key, answer);
+			return answer;
+		},
+		/**
+		 * The stored task of `key`, or undefined when there is none, or when the store cannot say
+		 * within keyLookupTimeoutMs: a lookup never costs an accepted task.
+		 */
+		async storedTaskOfKey(ctx: Context<unknown, GatewayMeta>, key: string): Promise<StoredTask | undefined> {
+			const id = taskIdOfKey(key);
+			try {
+				return await ctx.call<StoredTask, { id: string }>("tasks.get", { id }, { timeout: this.settings.keyLookupTimeoutMs });
+			} catch (err) {
+				const { type, message } = err as Errors.MoleculerError;
+				if (type !== "ENTITY_NOT_FOUND") this.logger.debug(`Idempotency-Key task ${id} not looked up, accepted: ${message}`);
+				return undefined;
+			}
+		},
 		/**
 		 * moleculer-web's error handler, which logs a server error whole: here with its request id,
 		 * the one detail of it the client's answer keeps (lib/http/public-errors.ts).
@@ -146,7 +234,7 @@ const TaskGatewayMixin: GatewaySchema = {
 		},
 	},
 	created() {
-		this.acceptedByKey = new AcceptedByKey(REMEMBERED_KEYS);
+		this.acceptedByKey = new AcceptedByKey(this.settings.rememberedKeys);
 		this.metrics = taskMetricsOf(this.broker);
 		this.metrics?.gatewayCreated(this.settings.source);
 		// Opens the node's queue now, so that it is connected before the first request.
@@ -162,14 +250,12 @@ const TaskGatewayMixin: GatewaySchema = {
 				"GET /health/live": own("live"),
 				"GET /health/ready": own("ready"),
 			},
-			// moleculer-web builds each request's log lines (coloured, timed) even when the logger
-			// drops them, so only when they are kept.
-			logging: config.logLevel === "debug" || config.logLevel === "trace",
+			logging: this.settings.requestLogging,
 			// No timer of Moleculer's on these local calls: a publish has its own
 			// deadline (PUBLISH_TIMEOUT_MS), and the reads' calls to the store keep REQUEST_TIMEOUT_MS.
 			callOptions: { timeout: 0 },
 			bodyParsers: false,
-			use: [jsonBodyParser(config.maxBodyBytes)],
+			use: [jsonBodyParser(this.settings.maxBodyBytes)],
 			onBeforeCall(
 				ctx: Context<unknown, GatewayMeta>,
 				_route: unknown,
@@ -194,8 +280,8 @@ const TaskGatewayMixin: GatewaySchema = {
 		});
 	},
 	started() {
-		this.server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-		this.server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1000;
+		this.server.keepAliveTimeout = this.settings.keepAliveTimeoutMs;
+		this.server.headersTimeout = this.settings.keepAliveTimeoutMs + 1000;
 	},
 	async stopped() {
 		// Stop accepting and answer what is in flight while the queue is still open.
@@ -215,7 +301,7 @@ function retryLater(ctx: Context<unknown, GatewayMeta>, callError: unknown): nev
 	throw err;
 }
 
-function accepted(ctx: Context<unknown, GatewayMeta>, task: AcceptedTask): AcceptedTask {
+function accepted(ctx: Context<unknown, GatewayMeta>, task: FirstAnswer): FirstAnswer {
 	ctx.meta.$statusCode = 202;
 	ctx.meta.$responseHeaders = { Location: `${ctx.meta.pathPrefix ?? ""}/tasks/${task.id}` };
 	return task;

@@ -13,7 +13,9 @@ interface TasksVars {
 	transformDocuments(ctx: Context, params: object, docs: unknown): Promise<unknown>;
 }
 
-type TasksService = Service<DbServiceSettings> & TasksVars;
+/** moleculer-db's settings, with the page size this service always sets. */
+type TasksSettings = DbServiceSettings & { pageSize: number };
+type TasksService = Service<TasksSettings> & TasksVars;
 
 interface ListParams {
 	page?: number;
@@ -22,21 +24,19 @@ interface ListParams {
 	query?: TaskQuery;
 }
 
-const DEFAULT_PAGE_SIZE = 20;
-
 /**
  * Owns the `tasks` collection. Every cluster node runs one beside its role, so that a worker's
  * writes and a gateway's reads stay on the node; `call tasks.list` in the REPL reads it too.
  * Tasks enter only through the queue: moleculer-db's writing actions stay closed, and
  * `storeProcessed` inserts each task once by id, so a redelivered message never adds a document.
  */
-const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, TasksVars, TasksService> & { afterConnected(this: TasksService): Promise<void> } = {
+const TasksService: ServiceSchema<TasksSettings, Record<string, never>, TasksVars, TasksService> & { afterConnected(this: TasksService): Promise<void> } = {
 	name: "tasks",
 	mixins: [createDbServiceMixin("tasks")],
 	settings: {
 		idField: "id",
 		fields: [...TASK_FIELDS],
-		pageSize: DEFAULT_PAGE_SIZE,
+		pageSize: 20,
 		maxPageSize: 100,
 		maxLimit: 1000,
 	},
@@ -78,7 +78,7 @@ const TasksService: ServiceSchema<DbServiceSettings, Record<string, never>, Task
 				},
 			},
 			async handler(this: TasksService, ctx: Context<ListParams>) {
-				const pageSize = ctx.params.pageSize ?? DEFAULT_PAGE_SIZE;
+				const pageSize = ctx.params.pageSize ?? this.settings.pageSize;
 				const after = ctx.params.after === undefined ? undefined : decodeCursor(ctx.params.after);
 				const page = after ? null : (ctx.params.page ?? 1);
 				const query = ctx.params.query && storedQuery(ctx.params.query);

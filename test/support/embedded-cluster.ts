@@ -9,6 +9,7 @@ import WorkerPyService from "../../services/worker-py.service";
 import { MemoryTaskQueue } from "../../lib/queue/memory-task-queue";
 import { config, type ClusterConfig } from "../../lib/config";
 import { TaskQueueMiddleware } from "../../middlewares/task-queue.middleware";
+import type { TaskGatewaySettings } from "../../mixins/task-gateway.mixin";
 
 export interface EmbeddedCluster {
 	broker: ServiceBroker;
@@ -19,11 +20,13 @@ export interface EmbeddedCluster {
 	stop(): Promise<void>;
 }
 
-function onFreePort<S extends object>(schema: ServiceSchema<S>): ServiceSchema<S> {
-	return { ...schema, settings: { ...schema.settings, port: 0 } as S };
+/** A gateway service on a port the OS chooses, with `settings` over its own. */
+export function onFreePort(schema: ServiceSchema<TaskGatewaySettings>, settings: Partial<TaskGatewaySettings> = {}): ServiceSchema<TaskGatewaySettings> {
+	return { ...schema, settings: { ...schema.settings, ...settings, port: 0 } as TaskGatewaySettings };
 }
 
-function urlOf(broker: ServiceBroker, serviceName: string): string {
+/** Base URL of a gateway service of `broker`. */
+export function urlOf(broker: ServiceBroker, serviceName: string): string {
 	const service = broker.getLocalService(serviceName) as unknown as { server: Server };
 	return `http://127.0.0.1:${(service.server.address() as AddressInfo).port}`;
 }
@@ -33,6 +36,8 @@ export interface EmbeddedOptions {
 	broker?: BrokerOptions;
 	/** Settings of the node's task queue, when a test needs other than lib/config.ts's. */
 	queue?: Partial<ClusterConfig>;
+	/** Settings of both gateways on top of their own. */
+	gateway?: Partial<TaskGatewaySettings>;
 }
 
 /** Every role in one broker, as `npm start` runs them: in-process queue, in-memory store. */
@@ -48,8 +53,8 @@ export async function startEmbeddedCluster(nodeID = "unit-node", transporter: "F
 	broker.createService(TasksService);
 	broker.createService(WorkerPyService);
 	broker.createService(WorkerGoService);
-	broker.createService(onFreePort(ApiFlaskService));
-	broker.createService(onFreePort(ApiGoService));
+	broker.createService(onFreePort(ApiFlaskService, options.gateway));
+	broker.createService(onFreePort(ApiGoService, options.gateway));
 	await broker.start();
 	// The services share the broker's queue; holding a reference here lets tests inspect it.
 	const queue = broker.taskQueue as MemoryTaskQueue;

@@ -195,16 +195,11 @@ describe("task gateways (api-flask, api-go)", () => {
 		expect(await readJson<ApiError>(res)).toMatchObject({ code: 503, type: "SERVICE_UNAVAILABLE" });
 	});
 
-	it.each([
-		["debug", true],
-		["info", false],
-	] as const)("at LOG_LEVEL=%s logs single requests: %s", async (level, logged) => {
+	it.each([true, false])("with requestLogging %s logs single requests: %s", async logged => {
 		const lines: string[] = [];
 		// The broker's logger keeps debug lines either way: whether one is written is the gateway's doing.
 		const logger = { type: "Console", options: { formatter: (_level: string, args: unknown[]) => [args.join(" ")] } };
-		const saved = config.logLevel;
-		config.logLevel = level;
-		const logging = await startEmbeddedCluster(`log-${level}`, null, { broker: { logger, logLevel: "debug" } }).finally(() => (config.logLevel = saved));
+		const logging = await startEmbeddedCluster(`log-${logged}`, null, { broker: { logger, logLevel: "debug" }, gateway: { requestLogging: logged } });
 		const write = jest.spyOn(console, "log").mockImplementation(line => void lines.push(String(line)));
 		try {
 			await postTask(logging.flaskUrl, JSON.stringify({ title: "logged or not" }));
