@@ -42,9 +42,11 @@ function documentErrors(err: BulkWriteFailure): BulkWriteFailure["writeErrors"] 
 	return writeErrors.every(error => error.code === MONGO_DUPLICATE_KEY || MONGO_DOCUMENT_ERRORS.has(error.code)) ? writeErrors : null;
 }
 
-/** A duplicate id is a redelivery when the stored task is the same task: same title, same source. */
-const sameTask = (stored: Pick<TaskDocument, "title" | "source"> | null | undefined, document: TaskDocument) =>
-	stored?.title === document.title && stored.source === document.source;
+/**
+ * A duplicate id is a redelivery when the stored task has the same title, whichever gateway
+ * stamped its source: a client's retry with its Idempotency-Key may reach the other gateway.
+ */
+const sameTask = (stored: Pick<TaskDocument, "title"> | null | undefined, document: TaskDocument) => stored?.title === document.title;
 
 const collision = (index: number, document: TaskDocument): RefusedInsert => ({
 	index,
@@ -83,8 +85,8 @@ export class TaskStore {
 
 	/**
 	 * Inserts each task once by id: a redelivered task never adds a second document. Resolves with
-	 * the tasks refused one by one while the others were stored: an id that a different task
-	 * (another title or source) already has, or a document the store cannot hold. Throws when the
+	 * the tasks refused one by one while the others were stored: an id that a task with another
+	 * title already has, or a document the store cannot hold. Throws when the
 	 * write as a whole failed.
 	 */
 	async insertProcessed(tasks: ProcessedTask[]): Promise<RefusedInsert[]> {
@@ -124,9 +126,7 @@ export class TaskStore {
 		const duplicates = writeErrors.filter(error => error.code === MONGO_DUPLICATE_KEY);
 		// One lookup by `_id` equality each, which every store serves from the `_id` index; FerretDB
 		// answers an `$in` by reading every document, and a redelivered batch is all duplicates.
-		const stored = await Promise.all(
-			duplicates.map(error => collection.findOne({ _id: documents[error.index]._id }, { projection: { title: 1, source: 1 } })),
-		);
+		const stored = await Promise.all(duplicates.map(error => collection.findOne({ _id: documents[error.index]._id }, { projection: { title: 1 } })));
 		const storedById = new Map(stored.filter(document => document !== null).map(document => [document._id, document]));
 		const refused: RefusedInsert[] = [];
 		for (const { index, code, errmsg } of writeErrors) {

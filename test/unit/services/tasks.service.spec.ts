@@ -36,6 +36,18 @@ describe("tasks store", () => {
 		expect(page.rows[0]).toMatchObject({ id: stored.id, processed_by: "worker-py", node_id: "a" });
 	});
 
+	it("takes a task id again with the same title from the other gateway as a redelivery, and refuses it with another title", async () => {
+		// One Idempotency-Key through both gateways: one id, one title, two sources.
+		const first = stampProcessed(newTask("retried through the other gateway", "flask"), { processedBy: "worker-py", nodeID: "a" });
+		await broker.call("tasks.storeProcessed", { tasks: [first] });
+		const retry = await broker.call<{ stored: number; refused: unknown[] }, object>("tasks.storeProcessed", { tasks: [{ ...first, source: "go" }] });
+		expect(retry.refused).toEqual([]);
+		const other = await broker.call<{ refused: unknown[] }, object>("tasks.storeProcessed", { tasks: [{ ...first, title: "another body" }] });
+		expect(other.refused).toEqual([expect.objectContaining({ index: 0, reason: "duplicate_id" })]);
+		const page = await broker.call<TaskPage, object>("tasks.list", { query: { id: first.id } });
+		expect(page.rows).toEqual([expect.objectContaining({ title: first.title, source: "flask" })]);
+	});
+
 	it.each([
 		["a date that is not ISO 8601", { created_at: "yesterday" }],
 		["another status", { status: "queued" }],
