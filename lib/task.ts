@@ -100,6 +100,13 @@ const isoDateRule = {
 /** The queued part of a task, as the store takes it: the one rule a message must pass to be stored. */
 const queuedTaskProps = { id: idRule, title: titleRule, source: sourceRule, created_at: isoDateRule } as const;
 
+/** A task as a gateway accepted it (its 202 answer), as another gateway hears of it on the bus. */
+export const acceptedTaskRule = {
+	type: "object",
+	strict: "remove",
+	props: { ...queuedTaskProps, status: { type: "equal", value: "queued" } },
+} as const;
+
 /** `tasks.storeProcessed` checks each task by this: a worker on another node sends them as JSON. */
 export const processedTaskRule = {
 	type: "object",

@@ -7,7 +7,7 @@ import { MethodNotAllowedError, QueueUnavailableError } from "../lib/errors";
 import { assertJsonBody, jsonBodyParser } from "../lib/http/request-guards";
 import { AcceptedByKey, answerFromStore, idempotencyKeyOf, idempotencyKeyRule, taskIdOfKey, type FirstAnswer, type StoredTask } from "../lib/http/idempotency";
 import { errorBody, publicError, requestIdOf, statusOf } from "../lib/http/public-errors";
-import { newTask, titleRule, type AcceptedTask } from "../lib/task";
+import { acceptedTaskRule, newTask, titleRule, type AcceptedTask } from "../lib/task";
 import type { TaskQueue } from "../lib/queue/task-queue";
 import { asStoreReadError } from "../lib/store/read-shedding";
 import { pageRules } from "../lib/store/task-reads";
@@ -165,16 +165,7 @@ const TaskGatewayMixin: GatewaySchema = {
 		[KEY_ACCEPTED_EVENT]: {
 			params: {
 				key: idempotencyKeyRule,
-				task: {
-					type: "object",
-					props: {
-						id: { type: "string", max: 100 },
-						title: { type: "string", max: 200 },
-						source: { type: "string", max: 50 },
-						created_at: { type: "string", max: 30 },
-						status: { type: "equal", value: "queued" },
-					},
-				},
+				task: acceptedTaskRule,
 			},
 			handler(ctx: Context<KeyAccepted>) {
 				this.acceptedByKey.remember(ctx.params.key, ctx.params.task);
