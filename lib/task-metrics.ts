@@ -18,7 +18,7 @@ export const TASK_METRICS = {
 		type: "counter",
 		name: "tasks_accepted_total",
 		labelNames: ["source"],
-		description: "Tasks a gateway published and RabbitMQ confirmed (answered 202); a remembered Idempotency-Key is not counted again",
+		description: "Tasks a gateway published and RabbitMQ confirmed (answered 202); a retry with the same Idempotency-Key is not counted again",
 	},
 	refused: {
 		type: "counter",

@@ -100,12 +100,8 @@ const isoDateRule = {
 /** The queued part of a task, as the store takes it: the one rule a message must pass to be stored. */
 const queuedTaskProps = { id: idRule, title: titleRule, source: sourceRule, created_at: isoDateRule } as const;
 
-/** A task as a gateway accepted it (its 202 answer), as another gateway hears of it on the bus. */
-export const acceptedTaskRule = {
-	type: "object",
-	strict: "remove",
-	props: { ...queuedTaskProps, status: { type: "equal", value: "queued" } },
-} as const;
+/** A queued task as a gateway sends it to the store on the bus (`tasks.claimKey`). */
+export const queuedTaskRule = { type: "object", strict: "remove", props: queuedTaskProps } as const;
 
 /** `tasks.storeProcessed` checks each task by this: a worker on another node sends them as JSON. */
 export const processedTaskRule = {
@@ -130,7 +126,7 @@ const messageShapeCheck = validator.compile({
 	created_at: { type: "multi", rules: [{ type: "string" }, { type: "number" }], optional: true },
 });
 /** The store's own rule on the task the worker made of the message (processedTaskRule's queued part). */
-const storableTaskCheck = validator.compile({ $$root: true, ...processedTaskRule, props: queuedTaskProps });
+const storableTaskCheck = validator.compile({ $$root: true, ...queuedTaskRule });
 
 /**
  * Why a message is not a task: `unreadable` when its bytes are no JSON object, `invalid` when

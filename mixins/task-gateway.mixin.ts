@@ -5,10 +5,11 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import { config } from "../lib/config";
 import { MethodNotAllowedError, QueueUnavailableError } from "../lib/errors";
 import { assertJsonBody, jsonBodyParser } from "../lib/http/request-guards";
-import { AcceptedByKey, answerFromStore, idempotencyKeyOf, idempotencyKeyRule, taskIdOfKey, type FirstAnswer, type StoredTask } from "../lib/http/idempotency";
+import { idempotencyKeyOf, taskIdOfKey, taskOfRetry } from "../lib/http/idempotency";
 import { errorBody, publicError, requestIdOf, statusOf } from "../lib/http/public-errors";
-import { acceptedTaskRule, newTask, titleRule, type AcceptedTask } from "../lib/task";
+import { newTask, titleRule, type AcceptedTask, type QueuedTask } from "../lib/task";
 import type { TaskQueue } from "../lib/queue/task-queue";
+import type { KeyClaim } from "../lib/store/key-claims";
 import { asStoreReadError } from "../lib/store/read-shedding";
 import { pageRules } from "../lib/store/task-reads";
 import { asMixin } from "./as-mixin";
@@ -29,24 +30,14 @@ export interface TaskGatewaySettings {
 	 * when the logger drops them.
 	 */
 	requestLogging?: boolean;
-	/** Idempotency keys this gateway remembers; older ones are looked up in the store. */
-	rememberedKeys?: number;
-	/** Longest a POST waits for the store to say whether a key it does not remember was used; then it is accepted. */
-	keyLookupTimeoutMs?: number;
+	/** Longest a keyed POST waits for the store to claim its key; then it is accepted unclaimed. */
+	keyClaimTimeoutMs?: number;
 	/** Above Nginx's upstream keepalive_timeout, so that Nginx always closes idle connections first. */
 	keepAliveTimeoutMs?: number;
 }
 
 /** A gateway's settings once the mixin's defaults are in. */
 type GatewaySettings = ApiSettingsSchema & Required<TaskGatewaySettings>;
-
-/** What a gateway broadcasts when it accepts a task by key, so that every gateway knows the key. */
-interface KeyAccepted {
-	key: string;
-	task: AcceptedTask;
-}
-/** Heard by every gateway of the cluster (Moleculer broadcast), the sender's included. */
-export const KEY_ACCEPTED_EVENT = "task-gateway.keyAccepted";
 
 interface GatewayMeta {
 	$statusCode?: number;
@@ -56,13 +47,11 @@ interface GatewayMeta {
 }
 
 interface GatewayMethods {
-	firstAnswer(ctx: Context<unknown, GatewayMeta>, key: string, title: string): Promise<FirstAnswer | undefined>;
-	storedTaskOfKey(ctx: Context<unknown, GatewayMeta>, key: string): Promise<StoredTask | undefined>;
+	holderOfKey(ctx: Context<unknown, GatewayMeta>, task: QueuedTask): Promise<QueuedTask>;
 }
 
 interface GatewayVars {
 	queue: TaskQueue;
-	acceptedByKey: AcceptedByKey;
 	/** Null when metrics are off. */
 	metrics: TaskMetrics | null;
 	/** moleculer-web's HTTP server and route API. */
@@ -93,10 +82,9 @@ const TaskGatewayMixin: GatewaySchema = {
 		ip: config.bindAddress,
 		maxBodyBytes: config.maxBodyBytes,
 		requestLogging: config.logLevel === "debug" || config.logLevel === "trace",
-		rememberedKeys: 10_000,
-		// A by-id read answers far within it; a store that cannot is in trouble, and the POST
-		// does not wait for it (the task id still makes the store keep the task once).
-		keyLookupTimeoutMs: 500,
+		// One insert by `_id` answers far within it; a store that cannot is in trouble, and the
+		// POST does not wait for it (the task id still makes the store keep the task once).
+		keyClaimTimeoutMs: 1000,
 		keepAliveTimeoutMs: 65_000,
 		routes: [],
 		// Single requests are logged at debug, when requestLogging is on.
@@ -107,16 +95,14 @@ const TaskGatewayMixin: GatewaySchema = {
 	actions: {
 		enqueue: {
 			params: { $$strict: true, title: titleRule },
-			async handler(ctx: Context<{ title: string }, GatewayMeta>): Promise<FirstAnswer> {
+			async handler(ctx: Context<{ title: string }, GatewayMeta>): Promise<AcceptedTask> {
 				const key = ctx.meta.idempotencyKey;
-				if (key) {
-					const first = await this.firstAnswer(ctx, key, ctx.params.title);
-					if (first) return accepted(ctx, first);
-				}
-
 				// The same key always names the same task, so even a retry that reaches another
 				// gateway is stored once.
-				const task = newTask(ctx.params.title, this.settings.source, key ? taskIdOfKey(key) : undefined);
+				const fresh = newTask(ctx.params.title, this.settings.source, key ? taskIdOfKey(key) : undefined);
+				// A retry publishes its key's first task again: the first attempt may have died
+				// before RabbitMQ confirmed it, and the store keeps a task id once.
+				const task = key ? await this.holderOfKey(ctx, fresh) : fresh;
 				const publishedAt = this.metrics ? performance.now() : 0;
 				try {
 					await this.queue.publish(task);
@@ -124,16 +110,8 @@ const TaskGatewayMixin: GatewaySchema = {
 					if (err instanceof QueueUnavailableError) throw serviceUnavailable(ctx, err.message);
 					throw err;
 				}
-				this.metrics?.taskAccepted(this.settings.source, (performance.now() - publishedAt) / 1000);
-				const acceptedTask: AcceptedTask = { ...task, status: "queued" };
-				if (key) {
-					this.acceptedByKey.remember(key, acceptedTask);
-					// Sent before the answer, so it is ahead of a client's retry through another gateway.
-					// Moleculer logs a send that fails; a gateway it missed asks the store instead.
-					const event: KeyAccepted = { key, task: acceptedTask };
-					void this.broker.broadcast(KEY_ACCEPTED_EVENT, event);
-				}
-				return accepted(ctx, acceptedTask);
+				if (task === fresh) this.metrics?.taskAccepted(this.settings.source, (performance.now() - publishedAt) / 1000);
+				return accepted(ctx, { ...task, status: "queued" });
 			},
 		},
 		listTasks: {
@@ -161,46 +139,22 @@ const TaskGatewayMixin: GatewaySchema = {
 			return { status: "ready" };
 		},
 	},
-	events: {
-		[KEY_ACCEPTED_EVENT]: {
-			params: {
-				key: idempotencyKeyRule,
-				task: acceptedTaskRule,
-			},
-			handler(ctx: Context<KeyAccepted>) {
-				this.acceptedByKey.remember(ctx.params.key, ctx.params.task);
-			},
-		},
-	},
 	methods: {
 		/**
-		 * The first answer to `key` if it was used: from memory (this gateway's keys and the ones
-		 * the others told of), else from the store; undefined for a key never used. Throws
-		 * IdempotencyKeyReusedError for the key with another title.
+		 * The task that holds the key `task.id` names, as the store's claims say: `task` itself for
+		 * a new key, else the key's first task, from whichever gateway. Throws
+		 * IdempotencyKeyReusedError when that task has another title. When the store cannot say
+		 * within keyClaimTimeoutMs, `task`: a claim never costs an accepted task.
 		 */
-		async firstAnswer(ctx: Context<unknown, GatewayMeta>, key: string, title: string): Promise<FirstAnswer | undefined> {
-			const remembered = this.acceptedByKey.replay(key, title);
-			if (remembered) return remembered;
-			const stored = await this.storedTaskOfKey(ctx, key);
-			// Another gateway may have told of the key while the store was asked.
-			if (!stored) return this.acceptedByKey.replay(key, title);
-			const answer = answerFromStore(stored, title);
-			this.acceptedByKey.remember(key, answer);
-			return answer;
-		},
-		/**
-		 * The stored task of `key`, or undefined when there is none, or when the store cannot say
-		 * within keyLookupTimeoutMs: a lookup never costs an accepted task.
-		 */
-		async storedTaskOfKey(ctx: Context<unknown, GatewayMeta>, key: string): Promise<StoredTask | undefined> {
-			const id = taskIdOfKey(key);
+		async holderOfKey(ctx: Context<unknown, GatewayMeta>, task: QueuedTask): Promise<QueuedTask> {
+			let claim: KeyClaim;
 			try {
-				return await ctx.call<StoredTask, { id: string }>("tasks.get", { id }, { timeout: this.settings.keyLookupTimeoutMs });
+				claim = await ctx.call<KeyClaim, { task: QueuedTask }>("tasks.claimKey", { task }, { timeout: this.settings.keyClaimTimeoutMs });
 			} catch (err) {
-				const { type, message } = err as Errors.MoleculerError;
-				if (type !== "ENTITY_NOT_FOUND") this.logger.debug(`Idempotency-Key task ${id} not looked up, accepted: ${message}`);
-				return undefined;
+				this.logger.debug(`Idempotency-Key of task ${task.id} not claimed, accepted: ${(err as Error).message}`);
+				return task;
 			}
+			return claim.first ? task : taskOfRetry(claim.holder, task.title);
 		},
 		/**
 		 * moleculer-web's error handler, which logs a server error whole: here with its request id,
@@ -225,7 +179,6 @@ const TaskGatewayMixin: GatewaySchema = {
 		},
 	},
 	created() {
-		this.acceptedByKey = new AcceptedByKey(this.settings.rememberedKeys);
 		this.metrics = taskMetricsOf(this.broker);
 		this.metrics?.gatewayCreated(this.settings.source);
 		// Opens the node's queue now, so that it is connected before the first request.
@@ -292,7 +245,7 @@ function retryLater(ctx: Context<unknown, GatewayMeta>, callError: unknown): nev
 	throw err;
 }
 
-function accepted(ctx: Context<unknown, GatewayMeta>, task: FirstAnswer): FirstAnswer {
+function accepted(ctx: Context<unknown, GatewayMeta>, task: AcceptedTask): AcceptedTask {
 	ctx.meta.$statusCode = 202;
 	ctx.meta.$responseHeaders = { Location: `${ctx.meta.pathPrefix ?? ""}/tasks/${task.id}` };
 	return task;

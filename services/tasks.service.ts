@@ -4,12 +4,14 @@ import { createDbServiceMixin } from "../mixins/db.mixin";
 import { EntityNotFoundError } from "../lib/errors";
 import { decodeCursor, encodeCursor, listPlan, pageRules, storedQuery, type TaskQuery } from "../lib/store/task-reads";
 import { readBudgetMs, readShedding } from "../lib/store/read-shedding";
+import { KeyClaims, type KeyClaim } from "../lib/store/key-claims";
 import { TaskStore, type TaskAdapter } from "../lib/store/task-store";
-import { MATCHABLE_FIELDS, processedTaskRule, TASK_FIELDS, type ProcessedTask } from "../lib/task";
+import { MATCHABLE_FIELDS, processedTaskRule, queuedTaskRule, TASK_FIELDS, type ProcessedTask, type QueuedTask } from "../lib/task";
 
 interface TasksVars {
 	adapter: TaskAdapter;
 	store: TaskStore;
+	keyClaims: KeyClaims;
 	transformDocuments(ctx: Context, params: object, docs: unknown): Promise<unknown>;
 }
 
@@ -25,7 +27,7 @@ interface ListParams {
 }
 
 /**
- * Owns the `tasks` collection. Every cluster node runs one beside its role, so that a worker's
+ * Owns the `tasks` collection, and beside it the gateways' Idempotency-Key claims. Every cluster node runs one beside its role, so that a worker's
  * writes and a gateway's reads stay on the node; `call tasks.list` in the REPL reads it too.
  * Tasks enter only through the queue: moleculer-db's writing actions stay closed, and
  * `storeProcessed` inserts each task once by id, so a redelivered message never adds a document.
@@ -54,6 +56,16 @@ const TasksService: ServiceSchema<TasksSettings, Record<string, never>, TasksVar
 			async handler(this: TasksService, ctx: Context<{ tasks: ProcessedTask[] }>) {
 				const refused = await this.store.insertProcessed(ctx.params.tasks);
 				return { stored: ctx.params.tasks.length - refused.length, refused };
+			},
+		},
+		/**
+		 * Binds an Idempotency-Key, by the task id it names, to the first task POSTed with it,
+		 * whichever gateway took it: answers the task that holds the key (see KeyClaims).
+		 */
+		claimKey: {
+			params: { task: queuedTaskRule },
+			handler(this: TasksService, ctx: Context<{ task: QueuedTask }>): Promise<KeyClaim> {
+				return this.keyClaims.claim(ctx.params.task);
 			},
 		},
 		/**
@@ -114,6 +126,7 @@ const TasksService: ServiceSchema<TasksSettings, Record<string, never>, TasksVar
 	},
 	created() {
 		this.store = new TaskStore(this.adapter);
+		this.keyClaims = new KeyClaims(this.adapter);
 	},
 	async afterConnected() {
 		await this.store.prepare();

@@ -1,6 +1,9 @@
 import MongoAdapter from "moleculer-db-adapter-mongo";
 import { MongoClient, ObjectId, type Collection, type Db, type Document, type Filter, type MongoClientOptions } from "mongodb";
 
+/** The server's error code for a second document with the same unique key. */
+export const MONGO_DUPLICATE_KEY = 11000;
+
 /**
  * moleculer-db-adapter-mongo on the current MongoDB driver. The adapter's last release (0.5.0)
  * asks for mongodb 3.x, out of support; package.json's `overrides` hands it the project's driver

@@ -1,7 +1,7 @@
 import DbService from "moleculer-db";
 import type { Collection } from "mongodb";
 import { toDocument, type ProcessedTask, type TaskDocument } from "../task";
-import { MongoDriverAdapter } from "./mongo-adapter";
+import { MONGO_DUPLICATE_KEY, MongoDriverAdapter } from "./mongo-adapter";
 import { boundedRead } from "./read-shedding";
 import { LIST_INDEX, LIST_SORT, type ListPlan, type TaskQuery } from "./task-reads";
 
@@ -11,7 +11,6 @@ export type TaskAdapter = MongoDriverAdapter | InstanceType<typeof DbService.Mem
 /** The list index of earlier versions: LIST_INDEX serves every read it served. */
 const SUPERSEDED_INDEX = "created_at_-1";
 const NEDB_UNIQUE_VIOLATION = "uniqueViolated";
-const MONGO_DUPLICATE_KEY = 11000;
 /**
  * Write errors that belong to the one document, whatever the store's state: a bad value, a
  * collection validator, a document or key too large. Any other write error may be the store's

@@ -3,6 +3,7 @@ import path from "node:path";
 import { parseEnv } from "node:util";
 import type { MongoClient } from "mongodb";
 import { ServiceBroker } from "moleculer";
+import { KEY_CLAIMS_COLLECTION } from "../../lib/store/key-claims";
 import { ROOT, stackCommand, stackNodes } from "../../scripts/stack-control";
 import { eventually } from "./eventually";
 
@@ -132,12 +133,13 @@ export async function joinBus(stack: Stack, name: string): Promise<ServiceBroker
 /** A tag that keeps this run's tasks apart from the ones earlier runs left in the store. */
 export const runTag = () => `e2e-${Date.now().toString(36)}-${process.pid}`;
 
-/** Deletes the tasks a test run stored (titles matching `titlePattern`) from the stack's store, and closes the client. */
+/**
+ * Deletes the tasks a test run stored (titles matching `titlePattern`) from the stack's store, and
+ * the Idempotency-Key claims it made, and closes the client.
+ */
 export async function removeTestTasks(mongo: MongoClient | undefined, stack: Stack, titlePattern: string): Promise<void> {
-	await mongo
-		?.db(stack.dbName)
-		.collection("tasks")
-		.deleteMany({ title: { $regex: titlePattern } });
+	const db = mongo?.db(stack.dbName);
+	for (const collection of ["tasks", KEY_CLAIMS_COLLECTION]) await db?.collection(collection).deleteMany({ title: { $regex: titlePattern } });
 	await mongo?.close();
 }
 

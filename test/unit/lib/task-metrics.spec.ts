@@ -53,7 +53,7 @@ describe("task metrics", () => {
 		expect(after.find(sample => sample.name === "tasks_accepted_total")?.labels).toMatchObject({ nodeID: "metrics-node", namespace: "" });
 	});
 
-	it("does not count a remembered Idempotency-Key twice", async () => {
+	it("does not count a retry with the same Idempotency-Key as another task", async () => {
 		const headers = { "Content-Type": "application/json", "Idempotency-Key": "metrics-once" };
 		await postTask(cluster.flaskUrl, json, headers);
 		const before = sumOf(await scrape(metricsUrl), "tasks_accepted_total");

@@ -33,16 +33,24 @@ describe("Idempotency-Key", () => {
 		expect(await readJson(again)).toEqual(await readJson(first));
 	});
 
-	it("refuses the same key with another body (422), and still answers the first body with the first task", async () => {
+	it("refuses the same key with another body (422), queueing nothing", async () => {
 		const headers = { ...json, "Idempotency-Key": "reused-key-1" };
-		const first = await readJson<AcceptedTask>(await postTask(cluster().goUrl, titled("the first body"), headers));
+		expect((await postTask(cluster().goUrl, titled("the first body"), headers)).status).toBe(202);
 		const published = jest.spyOn(cluster().queue, "publish");
 		const other = await postTask(cluster().goUrl, titled("another body"), headers);
 		expect(other.status).toBe(422);
 		expect(await readJson<ApiError>(other)).toMatchObject({ code: 422, type: "IDEMPOTENCY_KEY_REUSED" });
+		expect(published).not.toHaveBeenCalled();
+	});
+
+	it("answers the same key with the same body by the first answer, and queues the first task again, which the store keeps once", async () => {
+		const headers = { ...json, "Idempotency-Key": "retried-key-1" };
+		const first = await readJson<AcceptedTask>(await postTask(cluster().goUrl, titled("the first body"), headers));
+		const published = jest.spyOn(cluster().queue, "publish");
 		const same = await postTask(cluster().goUrl, titled("the first body"), headers);
 		expect(same.status).toBe(202);
 		expect(await readJson(same)).toEqual(first);
-		expect(published).not.toHaveBeenCalled();
+		const { status: _queued, ...firstTask } = first;
+		expect(published.mock.calls).toEqual([[firstTask]]);
 	});
 });

@@ -252,16 +252,6 @@ describe("task gateways (api-flask, api-go)", () => {
 		expect((await fetch(`${cluster.flaskUrl}/health/live`)).status).toBe(200);
 	});
 
-	it("answers a repeated Idempotency-Key with the same task and queues nothing new", async () => {
-		const headers = { "Content-Type": "application/json", "Idempotency-Key": "order-42" };
-		const published = jest.spyOn(cluster.queue, "publish");
-		const first = await readJson<AcceptedTask>(await postTask(cluster.flaskUrl, JSON.stringify({ title: "once" }), headers));
-		const again = await postTask(cluster.flaskUrl, JSON.stringify({ title: "once" }), headers);
-		expect(again.status).toBe(202);
-		expect(await readJson(again)).toEqual(first);
-		expect(published).toHaveBeenCalledTimes(1);
-	});
-
 	it("maps one Idempotency-Key to one task id on every gateway", async () => {
 		const headers = { "Content-Type": "application/json", "Idempotency-Key": "retry-elsewhere" };
 		const viaFlask = await readJson<AcceptedTask>(await postTask(cluster.flaskUrl, JSON.stringify({ title: "retried" }), headers));

@@ -36,6 +36,12 @@ describe("tasks store", () => {
 		expect(page.rows[0]).toMatchObject({ id: stored.id, processed_by: "worker-py", node_id: "a" });
 	});
 
+	it("claims an Idempotency-Key's task id for its first task, in memory", async () => {
+		const first = newTask("first", "flask", "key-task-id");
+		expect(await broker.call("tasks.claimKey", { task: first })).toEqual({ holder: first, first: true });
+		expect(await broker.call("tasks.claimKey", { task: newTask("second", "go", "key-task-id") })).toEqual({ holder: first, first: false });
+	});
+
 	it("takes a task id again with the same title from the other gateway as a redelivery, and refuses it with another title", async () => {
 		// One Idempotency-Key through both gateways: one id, one title, two sources.
 		const first = stampProcessed(newTask("retried through the other gateway", "flask"), { processedBy: "worker-py", nodeID: "a" });
