@@ -110,6 +110,7 @@ const TaskGatewayMixin: GatewaySchema = {
 					if (err instanceof QueueUnavailableError) throw serviceUnavailable(ctx, err.message);
 					throw err;
 				}
+				// A retry's task was counted when it was first accepted.
 				if (task === fresh) this.metrics?.taskAccepted(this.settings.source, (performance.now() - publishedAt) / 1000);
 				return accepted(ctx, { ...task, status: "queued" });
 			},

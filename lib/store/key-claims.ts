@@ -48,7 +48,8 @@ export class KeyClaims {
 			if ((err as { code?: unknown }).code !== MONGO_DUPLICATE_KEY) throw err;
 		}
 		const holder = await claims.findOne({ _id: task.id });
-		if (!holder) throw new Error(`The claim of task id ${task.id} is gone`);
+		// Pruned by an operator between the insert and the read: the key is free again.
+		if (!holder) return this.claim(task);
 		return { holder: { id: holder._id, title: holder.title, source: holder.source, created_at: holder.created_at.toISOString() }, first: false };
 	}
 }
