@@ -285,7 +285,7 @@ async function listFlood(nginx: string, samples: SeededPosition[]) {
 	const get = () => fetch(`${nginx}/go/tasks/${pick(samples).id}`, { signal: AbortSignal.timeout(10_000) });
 	const listers = Array.from({ length: FLOOD.addresses }, (_, i) => getFrom(`127.0.0.${20 + i}`, FLOOD.giveUpMs));
 	const pager = getFrom("127.0.0.5");
-	const page = (i: number) => pager(`${nginx}/${i % 2 ? "go" : "flask"}/tasks?pageSize=20`);
+	const pageAsUser = (i: number) => pager(`${nginx}/${i % 2 ? "go" : "flask"}/tasks?pageSize=20`);
 	const list = (client: number) => {
 		const page = client % 2 ? `&after=${encodeCursor(pick(deep))}` : "";
 		return listers[client % listers.length](`${nginx}/${client % 4 < 2 ? "flask" : "go"}/tasks?pageSize=20${page}`);
@@ -298,7 +298,7 @@ async function listFlood(nginx: string, samples: SeededPosition[]) {
 			closedLoop(FLOOD.posters, over, post),
 			closedLoop(FLOOD.getters, over, get),
 			flood ? closedLoop(FLOOD.listers, over, list) : null,
-			paced(FLOOD.seconds * FLOOD.pagerPerSecond, FLOOD.pagerPerSecond, page),
+			paced(FLOOD.seconds * FLOOD.pagerPerSecond, FLOOD.pagerPerSecond, pageAsUser),
 		]);
 		return { posts, gets, lists, pages, cpuPercent: cpu(), loadAverage: loadavg()[0], storeIdle: await secondsUntilIdle(storePid) };
 	};
