@@ -3,6 +3,14 @@
 // by id; at the largest, a flood of lists beside posts and gets, and the ingest CPU per task with
 // that many tasks stored against an empty store, beside the Go peer on the same FerretDB.
 //
+// The latencies are what a user sees, not the most the stack can answer: each kind of read comes
+// from a client address of its own (127.0.0.2 and up, which Nginx limits as any other host), sent
+// on a schedule at the list rate a client may keep up unhindered (NGINX_LIST_RATE, or
+// BENCH_READ_PACE per second), whatever the answers take. The flood's listing clients come from
+// BENCH_FLOOD_ADDRESSES addresses of their own (16: one each; 1: all from one), so that Nginx's
+// list limits hold them as they would hold other hosts; its posts and gets come from this machine,
+// which NGINX_LIMIT_EXEMPT exempts, as it always has.
+//
 // Each size has a database of its own, seeded by bench/seed.ts and kept afterwards (a million
 // takes minutes to seed; a later run adds only what is missing): `npm run bench` restarts the
 // nodes on it. BENCH_READS_DROP=1 drops them at the end.
@@ -11,7 +19,8 @@ import { loadavg } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
 import { encodeCursor } from "../lib/store/task-reads";
-import { pidOf, stackNodes, useDatabase } from "../scripts/stack-control";
+import { pidOf, stackEnv, stackNodes, useDatabase } from "../scripts/stack-control";
+import { clientAt, request, type EdgeAnswer } from "../test/support/edge-client";
 import { costDirect, costRatios, dropStore, GoPeer, peerUnavailable, WARM_UP_TASKS, type CostRun, type RunShape } from "./cost";
 import { peerSeededDocument, seedTasks, type SeededPosition } from "./seed";
 
@@ -19,9 +28,20 @@ const SIZES = (process.env.BENCH_READ_SIZES ?? "10000,100000,1000000").split(","
 /** Rounds of each measurement; each figure is the median over them, with their spread. */
 export const READ_ROUNDS = Number(process.env.BENCH_READ_ROUNDS ?? 5);
 const ROUNDS = READ_ROUNDS;
-/** Requests of each kind per round, one after the other. */
+/** Requests of each kind per round, on a schedule. */
 const SAMPLES = Number(process.env.BENCH_READ_SAMPLES ?? 200);
-const FLOOD = { listers: 16, giveUpMs: 2_000, seconds: Number(process.env.BENCH_FLOOD_SECONDS ?? 10), posters: 4, getters: 2 };
+/** Reads per second of each kind: by default the list rate one client may keep up at Nginx. */
+const pacePerSecond = () => Number(process.env.BENCH_READ_PACE ?? stackEnv().NGINX_LIST_RATE);
+const FLOOD = {
+	listers: 16,
+	addresses: Number(process.env.BENCH_FLOOD_ADDRESSES ?? 16),
+	giveUpMs: 2_000,
+	seconds: Number(process.env.BENCH_FLOOD_SECONDS ?? 10),
+	posters: 4,
+	getters: 2,
+	/** A user paging beside the flood, from an address of its own: what the list limits cost a user. */
+	pagerPerSecond: 2,
+};
 const INGEST_TASKS = Number(process.env.BENCH_INGEST_TASKS ?? 20_000);
 /** Parts of the phase to run: BENCH_READ_PARTS=latency,flood leaves out the (long) ingest runs. */
 const PARTS = new Set((process.env.BENCH_READ_PARTS ?? "latency,flood,ingest").split(","));
@@ -61,41 +81,61 @@ function latencyOf(latencies: number[], statuses: Record<string, number>): Laten
 	return { requests: latencies.length, p50Ms: at(0.5), p99Ms: at(0.99), statuses };
 }
 
+type Answer = Response | EdgeAnswer;
+
 /** One request: its latency, and its status or error name. */
-async function timedRequest(request: () => Promise<Response>): Promise<[number, string]> {
+async function timedRequest(send: () => Promise<Answer>): Promise<[number, string]> {
 	const started = performance.now();
-	const status = await request().then(
-		res => res.arrayBuffer().then(() => String(res.status)),
+	const status = await send().then(
+		async res => {
+			if (res instanceof Response) await res.arrayBuffer();
+			return String(res.status);
+		},
 		(err: Error) => err.name,
 	);
 	return [performance.now() - started, status];
 }
 
-/** Latencies of `clients` clients, each sending `request` after its last answer until `over`. */
-async function closedLoop(clients: number, over: () => boolean, request: (client: number) => Promise<Response>): Promise<Latency> {
-	const latencies: number[] = [];
+function latencyOfAnswers(answers: [number, string][]): Latency {
 	const statuses: Record<string, number> = {};
-	await Promise.all(
-		Array.from({ length: clients }, async (_, client) => {
-			while (!over()) {
-				const [ms, status] = await timedRequest(() => request(client));
-				latencies.push(ms);
-				statuses[status] = (statuses[status] ?? 0) + 1;
-			}
-		}),
+	for (const [, status] of answers) statuses[status] = (statuses[status] ?? 0) + 1;
+	return latencyOf(
+		answers.map(([ms]) => ms),
+		statuses,
 	);
-	return latencyOf(latencies, statuses);
 }
 
-/** `count` requests one after the other. */
-async function sequential(count: number, request: (i: number) => Promise<Response>): Promise<Latency> {
-	let sent = 0;
-	return closedLoop(
-		1,
-		() => sent++ >= count,
-		() => request(sent),
+/** Latencies of `clients` clients, each sending `send` after its last answer until `over`. */
+async function closedLoop(clients: number, over: () => boolean, send: (client: number) => Promise<Answer>): Promise<Latency> {
+	const answers: [number, string][] = [];
+	await Promise.all(
+		Array.from({ length: clients }, async (_, client) => {
+			while (!over()) answers.push(await timedRequest(() => send(client)));
+		}),
 	);
+	return latencyOfAnswers(answers);
 }
+
+/**
+ * `count` requests sent `perSecond` on schedule, whatever the answers take (an open loop, as a
+ * user reads), the first after `offsetMs`.
+ */
+async function paced(count: number, perSecond: number, send: (i: number) => Promise<Answer>, offsetMs = 0): Promise<Latency> {
+	const started = performance.now() + offsetMs;
+	const answers: Promise<[number, string]>[] = [];
+	for (let i = 0; i < count; i++) {
+		const wait = started + (i * 1000) / perSecond - performance.now();
+		if (wait > 0) await sleep(wait);
+		answers.push(timedRequest(() => send(i)));
+	}
+	return latencyOfAnswers(await Promise.all(answers));
+}
+
+/** A GET from `address`, which Nginx sees as a client of its own; given up after `timeoutMs` without an answer. */
+const getFrom = (address: string, timeoutMs = 10_000) => {
+	const agent = clientAt(address);
+	return Object.assign((url: string) => request(agent, url, { timeoutMs }), { close: () => agent.destroy() });
+};
 
 const pick = <T>(items: T[]) => items[Math.floor(Math.random() * items.length)];
 const fiveHundreds = (latency: Latency) =>
@@ -120,18 +160,25 @@ async function readsAt(nginx: string, mongoUri: string, size: number) {
 	// The older half of the collection: pages after these positions are deep in it.
 	const deep = samples.slice(0, Math.max(1, Math.floor(samples.length / 2)));
 	const gateway = (i: number) => (i % 2 ? "go" : "flask");
+	const readers = { newestPage: getFrom("127.0.0.2"), deepKeysetPage: getFrom("127.0.0.3"), getById: getFrom("127.0.0.4") };
 	const kinds = {
-		newestPage: (i: number) => fetch(`${nginx}/${gateway(i)}/tasks?pageSize=20`),
-		deepKeysetPage: (i: number) => fetch(`${nginx}/${gateway(i)}/tasks?pageSize=20&after=${encodeCursor(pick(deep))}`),
-		getById: (i: number) => fetch(`${nginx}/${gateway(i)}/tasks/${pick(samples).id}`),
+		newestPage: (i: number) => readers.newestPage(`${nginx}/${gateway(i)}/tasks?pageSize=20`),
+		deepKeysetPage: (i: number) => readers.deepKeysetPage(`${nginx}/${gateway(i)}/tasks?pageSize=20&after=${encodeCursor(pick(deep))}`),
+		getById: (i: number) => readers.getById(`${nginx}/${gateway(i)}/tasks/${pick(samples).id}`),
 	};
-	// Connections opened, code optimised, pages cached as after any minute of use.
-	for (const request of Object.values(kinds)) await sequential(50, request);
+	const pace = pacePerSecond();
+	// The kinds' schedules interleave, so that they do not all ask at the same instant.
+	const eachKind = (count: number) =>
+		Promise.all(
+			Object.entries(kinds).map(async ([kind, send], k, all) => [kind, await paced(count, pace, send, (k * 1000) / pace / all.length)] as const),
+		).then(Object.fromEntries);
 	const rounds: Record<string, Latency>[] = [];
-	for (let r = 0; r < ROUNDS; r++) {
-		const measured: Record<string, Latency> = {};
-		for (const [kind, request] of Object.entries(kinds)) measured[kind] = await sequential(SAMPLES, request);
-		rounds.push(measured);
+	try {
+		// Connections opened, code optimised, pages cached as after any minute of use.
+		await eachKind(50);
+		for (let r = 0; r < ROUNDS; r++) rounds.push(await eachKind(SAMPLES));
+	} finally {
+		Object.values(readers).forEach(reader => reader.close());
 	}
 	const figures = Object.fromEntries(
 		Object.keys(kinds).map(kind => [
@@ -144,7 +191,7 @@ async function readsAt(nginx: string, mongoUri: string, size: number) {
 		]),
 	) as Record<keyof typeof kinds, { p50Ms: Spread; p99Ms: Spread; fiveHundreds: number }>;
 	log(`${size} stored: ${JSON.stringify(figures)}`);
-	return { stored: size, samplesPerRound: SAMPLES, rounds, figures };
+	return { stored: size, samplesPerRound: SAMPLES, perSecond: pace, rounds, figures };
 }
 
 /** A process's state, parent and CPU time so far (user + system), from /proc; null once it has exited. */
@@ -236,32 +283,40 @@ async function listFlood(nginx: string, samples: SeededPosition[]) {
 	const deep = samples.slice(0, Math.max(1, Math.floor(samples.length / 2)));
 	const post = () => fetch(`${nginx}/flask/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"title":"benchmark task"}' });
 	const get = () => fetch(`${nginx}/go/tasks/${pick(samples).id}`, { signal: AbortSignal.timeout(10_000) });
+	const listers = Array.from({ length: FLOOD.addresses }, (_, i) => getFrom(`127.0.0.${20 + i}`, FLOOD.giveUpMs));
+	const pager = getFrom("127.0.0.5");
+	const pageAsUser = (i: number) => pager(`${nginx}/${i % 2 ? "go" : "flask"}/tasks?pageSize=20`);
 	const list = (client: number) => {
 		const page = client % 2 ? `&after=${encodeCursor(pick(deep))}` : "";
-		return fetch(`${nginx}/${client % 4 < 2 ? "flask" : "go"}/tasks?pageSize=20${page}`, { signal: AbortSignal.timeout(FLOOD.giveUpMs) });
+		return listers[client % listers.length](`${nginx}/${client % 4 < 2 ? "flask" : "go"}/tasks?pageSize=20${page}`);
 	};
 	const phase = async (flood: boolean) => {
 		const end = performance.now() + FLOOD.seconds * 1000;
 		const over = () => performance.now() > end;
 		const cpu = await cpuSampler();
-		const [posts, gets, lists] = await Promise.all([
+		const [posts, gets, lists, pages] = await Promise.all([
 			closedLoop(FLOOD.posters, over, post),
 			closedLoop(FLOOD.getters, over, get),
 			flood ? closedLoop(FLOOD.listers, over, list) : null,
+			paced(FLOOD.seconds * FLOOD.pagerPerSecond, FLOOD.pagerPerSecond, pageAsUser),
 		]);
-		return { posts, gets, lists, cpuPercent: cpu(), loadAverage: loadavg()[0], storeIdle: await secondsUntilIdle(storePid) };
+		return { posts, gets, lists, pages, cpuPercent: cpu(), loadAverage: loadavg()[0], storeIdle: await secondsUntilIdle(storePid) };
 	};
 	type Phase = Awaited<ReturnType<typeof phase>>;
 	const rounds: { alone: Phase; flooded: Phase; postP99Ratio: number; getP99Ratio: number }[] = [];
-	for (let r = 0; r < ROUNDS; r++) {
-		const alone = await phase(false);
-		const flooded = await phase(true);
-		rounds.push({
-			alone,
-			flooded,
-			postP99Ratio: round(flooded.posts.p99Ms / alone.posts.p99Ms, 2),
-			getP99Ratio: round(flooded.gets.p99Ms / alone.gets.p99Ms, 2),
-		});
+	try {
+		for (let r = 0; r < ROUNDS; r++) {
+			const alone = await phase(false);
+			const flooded = await phase(true);
+			rounds.push({
+				alone,
+				flooded,
+				postP99Ratio: round(flooded.posts.p99Ms / alone.posts.p99Ms, 2),
+				getP99Ratio: round(flooded.gets.p99Ms / alone.gets.p99Ms, 2),
+			});
+		}
+	} finally {
+		[...listers, pager].forEach(client => client.close());
 	}
 	const figures = {
 		postP99Ratio: spread(rounds.map(r => r.postP99Ratio)),
@@ -271,6 +326,8 @@ async function listFlood(nginx: string, samples: SeededPosition[]) {
 		postP99MsFlooded: spread(rounds.map(r => r.flooded.posts.p99Ms)),
 		getP99MsAlone: spread(rounds.map(r => r.alone.gets.p99Ms)),
 		getP99MsFlooded: spread(rounds.map(r => r.flooded.gets.p99Ms)),
+		pagerP99MsAlone: spread(rounds.map(r => r.alone.pages.p99Ms)),
+		pagerP99MsFlooded: spread(rounds.map(r => r.flooded.pages.p99Ms)),
 		listsPerSecond: spread(rounds.map(r => round((r.flooded.lists?.requests ?? 0) / FLOOD.seconds))),
 		loadAverage: spread(rounds.map(r => r.flooded.loadAverage)),
 	};
@@ -279,8 +336,18 @@ async function listFlood(nginx: string, samples: SeededPosition[]) {
 		Object.fromEntries(Object.keys(of(rounds[0])).map(part => [part, spread(rounds.map(r => of(r)[part] ?? 0)).median]));
 	const cpuPercent = { alone: cpuByPart(r => r.alone.cpuPercent), flooded: cpuByPart(r => r.flooded.cpuPercent) };
 	const listStatuses = rounds.map(r => r.flooded.lists?.statuses);
-	log(`flood: ${JSON.stringify({ ...figures, cpuPercent, listStatuses })}`);
-	return { clients: FLOOD, rounds, figures, cpuPercent, listStatuses };
+	const pagerStatuses = rounds.map(r => r.flooded.pages.statuses);
+	const env = stackEnv();
+	const listLimit = {
+		rate: env.NGINX_LIST_RATE,
+		burst: env.NGINX_LIST_BURST,
+		queue: env.NGINX_LIST_QUEUE,
+		totalRate: env.NGINX_LIST_TOTAL_RATE,
+		totalQueue: env.NGINX_LIST_TOTAL_QUEUE,
+		exempt: env.NGINX_LIMIT_EXEMPT,
+	};
+	log(`flood: ${JSON.stringify({ ...figures, cpuPercent, listStatuses, pagerStatuses, listLimit })}`);
+	return { clients: FLOOD, listLimit, rounds, figures, cpuPercent, listStatuses, pagerStatuses };
 }
 
 /** Sets a database's seeded tasks aside (a rename: instant) and back, for a run on an empty collection. */

@@ -53,12 +53,18 @@ export COMPOSE_TEST_MONGO_PORT=${COMPOSE_TEST_MONGO_PORT:-18717}
 export PROMETHEUS_HOST_PORT=${COMPOSE_TEST_PROMETHEUS_PORT:-18490}
 export COMPOSE_TEST_RABBITMQ_2_PORT=${COMPOSE_TEST_RABBITMQ_2_PORT:-18673}
 export COMPOSE_TEST_RABBITMQ_3_PORT=${COMPOSE_TEST_RABBITMQ_3_PORT:-18674}
-# The suites post hundreds of tasks a second from this host, which reaches Nginx from the Docker
-# network's gateway address: one client to Nginx's per-client limits. The limits themselves are
-# checked on the local stack (test/security); here they must not refuse the load.
+# The suites post hundreds of tasks a second from this host, and list them as fast, which reaches
+# Nginx from the Docker network's gateway address: one client to Nginx's per-client limits. The
+# limits themselves are checked on the local stack (test/security); here they must not slow or
+# refuse the load.
 export NGINX_POST_RATE=${COMPOSE_TEST_NGINX_POST_RATE:-100000}
 export NGINX_POST_BURST=${COMPOSE_TEST_NGINX_POST_BURST:-100000}
 export NGINX_POST_CONCURRENCY=${COMPOSE_TEST_NGINX_POST_CONCURRENCY:-10000}
+export NGINX_LIST_RATE=${COMPOSE_TEST_NGINX_LIST_RATE:-100000}
+export NGINX_LIST_BURST=${COMPOSE_TEST_NGINX_LIST_BURST:-100000}
+export NGINX_LIST_QUEUE=${COMPOSE_TEST_NGINX_LIST_QUEUE:-100000}
+export NGINX_LIST_TOTAL_RATE=${COMPOSE_TEST_NGINX_LIST_TOTAL_RATE:-100000}
+export NGINX_LIST_TOTAL_QUEUE=${COMPOSE_TEST_NGINX_LIST_TOTAL_QUEUE:-100000}
 # What test/support/rabbitmq.ts reads the task queue's counters from: the first node's UI.
 export TEST_RABBIT_MANAGEMENT_URL=http://127.0.0.1:$RABBITMQ_MANAGEMENT_HOST_PORT
 # The stack's secrets, as a user makes them (`npm run secrets`), kept under .compose/ for the next

@@ -246,9 +246,10 @@ step=$(now)
 create_secrets
 # Host-mode ports of swarm-1, where the driver reaches the stack.
 export NGINX_HOST_PORT=80 PROMETHEUS_HOST_PORT=9090 RABBITMQ_MANAGEMENT_HOST_PORT=15672
-# The checks post hundreds of tasks a second from one client: Nginx's per-client limits (checked on
-# the local stack, test/security) must not refuse them here.
+# The checks post hundreds of tasks a second from one client, and list them: Nginx's per-client
+# limits (checked on the local stack, test/security) must not slow or refuse them here.
 export NGINX_POST_RATE=100000 NGINX_POST_BURST=100000 NGINX_POST_CONCURRENCY=10000
+export NGINX_LIST_RATE=100000 NGINX_LIST_BURST=100000 NGINX_LIST_QUEUE=100000 NGINX_LIST_TOTAL_RATE=100000 NGINX_LIST_TOTAL_QUEUE=100000
 engine 1 stack deploy --resolve-image never -c docker-stack.yml -c test/swarm/docker-stack.test.yml "$STACK" >>"$LOGS/swarm.log" 2>&1 ||
 	die "docker stack deploy refused the stack" "$LOGS/swarm.log"
 wait_converged

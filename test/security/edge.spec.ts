@@ -120,6 +120,53 @@ describe("Nginx at the edge", () => {
 		expect(exemptRefused === 0).toBe(listed(stack.env.NGINX_LIMIT_EXEMPT, "127.0.0.1"));
 	});
 
+	it("makes a client's lists beyond NGINX_LIST_BURST wait and refuses those beyond NGINX_LIST_QUEUE with 429, while another client lists and posts", async () => {
+		const rate = Number(stack.env.NGINX_LIST_RATE);
+		const burst = Number(stack.env.NGINX_LIST_BURST);
+		const queue = Number(stack.env.NGINX_LIST_QUEUE);
+		const totalRate = Number(stack.env.NGINX_LIST_TOTAL_RATE);
+		const lists = queue + 10;
+		const listFrom = (agent: ReturnType<typeof clientAt>, i: number) =>
+			request(agent, `${stack.gatewayUrl(i % 2 ? "go" : "flask")}/tasks?pageSize=1`, { timeoutMs: 20_000 });
+		const timed = async (send: () => Promise<EdgeAnswer>) => {
+			const startedAt = Date.now();
+			const answer = await send();
+			return { answer, ms: Date.now() - startedAt };
+		};
+
+		const flooder = client("127.0.0.9");
+		const startedAt = Date.now();
+		const flood = inParallel(Array.from({ length: lists }), lists, (_, i) => timed(() => listFrom(flooder, i)));
+		// While the flooder's lists wait their turn, another client's list and post go through at once.
+		await sleep(200);
+		const other = client("127.0.0.10");
+		const otherList = await timed(() => listFrom(other, 0));
+		const otherPost = await post(other, `${stack.baseUrl}/flask/tasks`, "{}");
+		// A get by id is no list: the flooder's own is answered at once.
+		const ownGet = await timed(() => request(flooder, `${stack.gatewayUrl("go")}/tasks/no-such-task`));
+		const answers = await flood;
+		const seconds = (Date.now() - startedAt) / 1000;
+
+		// The other client's list waits at most behind the flooder's queue in the limit on all lists.
+		expect(otherList.answer.status).toBe(200);
+		expect(otherList.ms).toBeLessThan(1000 + ((queue - burst) / totalRate) * 1000);
+		expect(otherPost.status).toBe(422);
+		expect(ownGet.answer.status).toBe(404);
+		expect(ownGet.ms).toBeLessThan(1000);
+		const refused = answers.filter(({ answer }) => answer.status === 429);
+		const served = answers.filter(({ answer }) => answer.status === 200);
+		expect(refused.length + served.length).toBe(lists);
+		expect(refused.length).toBeGreaterThan(0);
+		// Nginx takes the queue and what the rate drained meanwhile, not more (one of slack for the clock).
+		expect(served.length).toBeLessThanOrEqual(queue + 1 + Math.ceil(rate * seconds) + 1);
+		// The last of the queue waited about (queue - burst) / rate seconds instead of being refused.
+		expect(Math.max(...served.map(({ ms }) => ms))).toBeGreaterThanOrEqual(((queue - burst) / rate) * 500);
+		for (const { answer } of refused) {
+			expect(Number(answer.headers["retry-after"])).toBeGreaterThanOrEqual(1);
+			expect(jsonError(answer)).toMatchObject({ name: "TooManyRequestsError", code: 429, type: "TOO_MANY_REQUESTS" });
+		}
+	});
+
 	it("refuses a client's POST beyond NGINX_POST_CONCURRENCY in flight with 429, while other clients post", async () => {
 		const limit = Number(stack.env.NGINX_POST_CONCURRENCY);
 		const head = `POST /flask/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n`;

@@ -28,7 +28,8 @@ export function request(
 			res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
 			res.on("error", reject);
 		});
-		req.on("timeout", () => req.destroy(new Error(`${init.method ?? "GET"} ${url} timed out`)));
+		// Named as fetch names a request given up after AbortSignal.timeout.
+		req.on("timeout", () => req.destroy(Object.assign(new Error(`${init.method ?? "GET"} ${url} timed out`), { name: "TimeoutError" })));
 		req.on("error", reject);
 		req.end(init.body);
 	});
