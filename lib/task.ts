@@ -100,7 +100,7 @@ const isoDateRule = {
 /** The queued part of a task, as the store takes it: the one rule a message must pass to be stored. */
 const queuedTaskProps = { id: idRule, title: titleRule, source: sourceRule, created_at: isoDateRule } as const;
 
-/** A queued task as a gateway sends it to the store on the bus (`tasks.claimKey`). */
+/** A queued task as the store takes it: from a gateway's claim (`tasks.claimKey`), or decoded from a message. */
 export const queuedTaskRule = { type: "object", strict: "remove", props: queuedTaskProps } as const;
 
 /** `tasks.storeProcessed` checks each task by this: a worker on another node sends them as JSON. */

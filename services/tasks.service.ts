@@ -27,8 +27,9 @@ interface ListParams {
 }
 
 /**
- * Owns the `tasks` collection, and beside it the gateways' Idempotency-Key claims. Every cluster node runs one beside its role, so that a worker's
- * writes and a gateway's reads stay on the node; `call tasks.list` in the REPL reads it too.
+ * Owns the `tasks` collection, and beside it the gateways' Idempotency-Key claims. Every cluster
+ * node runs one beside its role, so that a worker's writes and a gateway's reads and claims stay
+ * on the node; `call tasks.list` in the REPL reads it too.
  * Tasks enter only through the queue: moleculer-db's writing actions stay closed, and
  * `storeProcessed` inserts each task once by id, so a redelivered message never adds a document.
  */
